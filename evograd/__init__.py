@@ -1,0 +1,23 @@
+"""evograd: gradient-free and evolutionary optimization with gradient baselines, behind one protocol."""
+from . import functions
+from .candidates import Candidates, DenseCandidates, SeededCandidates
+from .optim import Best, NonFiniteWarning, Optimizer
+from .registry import available, hyperparameters, make, register
+from .validation import ParameterError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Best",
+    "Candidates",
+    "DenseCandidates",
+    "NonFiniteWarning",
+    "Optimizer",
+    "ParameterError",
+    "SeededCandidates",
+    "available",
+    "functions",
+    "hyperparameters",
+    "make",
+    "register",
+]

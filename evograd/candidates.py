@@ -1,0 +1,138 @@
+"""What `ask` produces, in the most compact form an optimizer can give.
+
+`Optimizer.ask()` always returns a dense (n, dim) ndarray, which is what a user scripting a fitness
+function wants. Underneath, `Optimizer.ask_candidates()` returns one of these objects, so an evaluator
+that ships work to other processes can send a distribution ES's population as a center plus integer
+noise seeds (workers regenerate the perturbations) instead of n x dim floats. Every form can build any
+subset of its rows (`take`) so a worker only materializes its own slice.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def noise_from_seed(seed: int, dim: int) -> np.ndarray:
+    """The standard-normal direction that `seed` names; identical in every process and on every platform."""
+    return np.random.default_rng(int(seed)).standard_normal(dim)
+
+
+def draw_seeds(rng: np.random.Generator, k: int) -> np.ndarray:
+    """k fresh noise seeds from an optimizer's own stream."""
+    return rng.integers(0, 2**63 - 1, size=k, dtype=np.int64)
+
+
+class Candidates:
+    """A population of candidate points. Subclasses differ only in how rows are stored."""
+
+    kind = "abstract"
+
+    def __len__(self) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    @property
+    def dim(self) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def take(self, idx) -> np.ndarray:
+        """Rows `idx` as a dense (len(idx), dim) float64 array."""
+        raise NotImplementedError  # pragma: no cover
+
+    def materialize(self) -> np.ndarray:
+        return self.take(np.arange(len(self)))
+
+    def to_state(self) -> dict[str, Any]:
+        raise NotImplementedError  # pragma: no cover
+
+    @staticmethod
+    def from_state(state: dict[str, Any]) -> "Candidates":
+        kind = state["kind"]
+        if kind == DenseCandidates.kind:
+            return DenseCandidates(state["X"])
+        if kind == SeededCandidates.kind:
+            return SeededCandidates(state["center"], state["sigma"], state["seeds"], state["direction"], state["sign"])
+        raise ValueError(f"unknown candidate form {kind!r} in state")
+
+
+class DenseCandidates(Candidates):
+    """An explicit (n, dim) matrix: the general form every optimizer can produce."""
+
+    kind = "dense"
+
+    def __init__(self, X: np.ndarray):
+        self.X = np.asarray(X, dtype=np.float64)
+        if self.X.ndim != 2:
+            raise ValueError(f"dense candidates must be 2-d, got shape {self.X.shape}")
+
+    def __len__(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.X.shape[1]
+
+    def take(self, idx) -> np.ndarray:
+        return self.X[np.asarray(idx, dtype=np.int64)]
+
+    def materialize(self) -> np.ndarray:
+        return self.X
+
+    def to_state(self) -> dict[str, Any]:
+        return {"kind": self.kind, "X": self.X.copy()}
+
+
+class SeededCandidates(Candidates):
+    """Row r is `center + sign[r] * sigma * noise_from_seed(seeds[direction[r]], dim)`.
+
+    Covers antithetic and plain Gaussian sampling around one center (OpenAI-ES, ARS, SNES): shipping it
+    costs one center plus a few integers per row, whatever the dimension. `sign` 0 gives the center itself.
+    """
+
+    kind = "seeded"
+
+    def __init__(self, center, sigma, seeds, direction, sign, noise_cache: np.ndarray | None = None):
+        # noise_cache: the (len(seeds), dim) directions when the optimizer already drew them, so the
+        # process that asked does not generate them twice; it is never shipped or saved.
+        self._noise_cache = noise_cache
+        self.center = np.asarray(center, dtype=np.float64)
+        self.sigma = np.asarray(sigma, dtype=np.float64)
+        self.seeds = np.asarray(seeds, dtype=np.int64)
+        self.direction = np.asarray(direction, dtype=np.int64)
+        self.sign = np.asarray(sign, dtype=np.float64)
+        if self.direction.shape != self.sign.shape:
+            raise ValueError("direction and sign must have the same length")
+
+    def __len__(self) -> int:
+        return self.direction.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.center.shape[0]
+
+    def noise(self, directions=None) -> np.ndarray:
+        """The (k, dim) standard-normal directions (all seeds, or those indexed by `directions`)."""
+        if self._noise_cache is not None:
+            return self._noise_cache if directions is None else self._noise_cache[np.asarray(directions)]
+        seeds = self.seeds if directions is None else self.seeds[np.asarray(directions, dtype=np.int64)]
+        out = np.empty((len(seeds), self.dim))
+        for i, s in enumerate(seeds):
+            out[i] = noise_from_seed(s, self.dim)
+        return out
+
+    def take(self, idx) -> np.ndarray:
+        idx = np.asarray(idx, dtype=np.int64)
+        dirs = self.direction[idx]
+        uniq, inv = np.unique(dirs, return_inverse=True)
+        eps = self.noise(uniq)[inv]
+        return self.center + (self.sign[idx, None] * self.sigma) * eps
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "center": self.center.copy(),
+            "sigma": self.sigma.copy(),
+            "seeds": self.seeds.copy(),
+            "direction": self.direction.copy(),
+            "sign": self.sign.copy(),
+        }

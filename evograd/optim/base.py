@@ -1,0 +1,243 @@
+"""The one protocol every optimizer speaks: ask / tell / best / state_dict.
+
+The base class does the shared work (argument checks, the sign convention, NaN handling, best-so-far,
+counters, the random stream, state round trips) so an algorithm module writes only `_ask`/`_tell`
+and the few lines of state that are its own.
+
+Sign convention, documented once: internally everything is minimized. `tell` receives the user's raw
+values; when the optimizer was built with `maximize=True` they are negated before the algorithm sees
+them. `best.value` is always a raw value as the user passed it in.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..candidates import Candidates, DenseCandidates
+from ..validation import ParameterError, check_array, check_bool, check_seed
+
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Best:
+    """Best point seen so far (`x` is None and `value` NaN before the first finite evaluation)."""
+
+    x: np.ndarray | None
+    value: float
+
+
+class NonFiniteWarning(RuntimeWarning):
+    """Some evaluations returned NaN or inf; they were ranked worst."""
+
+
+class Optimizer:
+    """Base class. Subclasses set `name` (via `@register`) and implement `_ask`, `_tell`,
+    `_state`/`_load_state`, and may set `needs_grad`.
+
+    Parameters common to every optimizer
+    ------------------------------------
+    x0 : array (dim,) or, for population methods that allow it, (n, dim)
+        Initial center or initial population.
+    seed : int or None
+        Seeds the optimizer's own `numpy.random.Generator`; numpy's global state is never touched.
+    maximize : bool, default False
+        Treat larger values as better.
+    """
+
+    name = "optimizer"
+    needs_grad = False
+    allow_population_x0 = False  # GA and CBO accept an (n, dim) initial population
+
+    def __init__(self, x0: Any, seed: int | None = None, maximize: bool = False, *, x0_optional: bool = False):
+        owner = type(self).__name__
+        self.seed = check_seed(seed, owner)
+        self.maximize = check_bool(maximize, "maximize", owner)
+        if x0 is None:
+            if not x0_optional:
+                raise ParameterError(f"The 'x0' parameter of {owner} is required (an array of shape (dim,)).")
+            self.x0 = None
+        else:
+            ndim = (1, 2) if self.allow_population_x0 else (1,)
+            self.x0 = check_array(x0, "x0", owner, ndim=ndim)
+        self.rng = np.random.default_rng(self.seed)
+        self.generation = 0
+        self.evals = 0
+        self.nonfinite = 0  # evaluations that came back NaN/inf, ranked worst
+        self._best_x: np.ndarray | None = None
+        self._best_f = np.inf  # internal (minimized) value of the best point
+        self._best_value = float("nan")
+        self._pending: Candidates | None = None
+
+    # ------------------------------------------------------------------ protocol
+    @property
+    def dim(self) -> int:
+        return int(self.x0.shape[-1])
+
+    @property
+    def best(self) -> Best:
+        x = None if self._best_x is None else self._best_x.copy()
+        return Best(x, self._best_value)
+
+    def ask(self) -> np.ndarray:
+        """Candidates to evaluate next, as a dense (popsize, dim) array.
+
+        Asking again before `tell` returns the same candidates (ask is idempotent until told).
+        """
+        return self.ask_candidates().materialize()
+
+    def ask_candidates(self) -> Candidates:
+        """Like `ask`, in the compact form an evaluator may ship to workers (see `evograd.candidates`)."""
+        if self._pending is None:
+            cand = self._ask()
+            if not isinstance(cand, Candidates):
+                cand = DenseCandidates(cand)
+            self._pending = cand
+        return self._pending
+
+    def tell(self, values: Any, grads: Any = None) -> None:
+        """Report the values (and, for gradient optimizers, the gradients) of the last `ask`.
+
+        NaN/inf values are ranked worst, counted in `nonfinite`, warned about, and never become best.
+        """
+        owner = type(self).__name__
+        if self._pending is None:
+            raise RuntimeError(f"{owner}.tell() was called before ask(): ask for candidates first.")
+        n = len(self._pending)
+        try:
+            raw = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ParameterError(f"The 'values' passed to {owner}.tell() must be numbers: {exc}") from None
+        if raw.ndim == 0 and n == 1:
+            raw = raw.reshape(1)
+        if raw.shape != (n,):
+            raise ParameterError(
+                f"The 'values' passed to {owner}.tell() must have shape ({n},), one per asked candidate. "
+                f"Got shape {raw.shape} instead."
+            )
+        g = self._check_grads(grads, n)
+        f = -raw if self.maximize else raw.copy()
+        bad = ~np.isfinite(f)
+        if bad.any():
+            self.nonfinite += int(bad.sum())
+            warnings.warn(
+                f"{owner}: {int(bad.sum())} of {n} values are NaN or inf (generation {self.generation}); "
+                "they are ranked worst.",
+                NonFiniteWarning,
+                stacklevel=2,
+            )
+            f[bad] = np.inf
+        if g is not None and self.maximize:
+            g = -g
+        self._update_best(f, raw)
+        self._tell(f, g)
+        self.generation += 1
+        self.evals += n
+        self._pending = None
+
+    # ------------------------------------------------------------------ sense
+    def set_sense(self, maximize: bool) -> None:
+        """Used by `minimize`/`train` so users never flip signs by hand; only before the first tell."""
+        maximize = bool(maximize)
+        if maximize == self.maximize:
+            return
+        if self.generation > 0:
+            raise RuntimeError(
+                f"{type(self).__name__} was built with maximize={self.maximize} and has already been told "
+                f"values; it cannot switch to maximize={maximize}. Build a fresh optimizer."
+            )
+        self.maximize = maximize
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data (arrays, numbers, strings, dicts/lists of them) with a version key.
+
+        Loading it into an optimizer built with the same arguments reproduces the next ask bit for bit.
+        """
+        return {
+            "version": STATE_VERSION,
+            "optimizer": self.name,
+            "dim": None if self.x0 is None else self.dim,
+            "seed": self.seed,
+            "maximize": self.maximize,
+            "generation": self.generation,
+            "evals": self.evals,
+            "nonfinite": self.nonfinite,
+            "rng": self.rng.bit_generator.state,
+            "best_x": None if self._best_x is None else self._best_x.copy(),
+            "best_f": float(self._best_f),
+            "best_value": float(self._best_value),
+            "pending": None if self._pending is None else self._pending.to_state(),
+            "algorithm": self._state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        owner = type(self).__name__
+        if not isinstance(state, dict) or "version" not in state:
+            raise ParameterError(f"{owner}.load_state_dict() needs a dict from state_dict() (with a 'version' key).")
+        if state["version"] != STATE_VERSION:
+            raise ParameterError(f"{owner}: state version {state['version']} is not supported (expected {STATE_VERSION}).")
+        if state.get("optimizer") != self.name:
+            raise ParameterError(f"{owner}: this state belongs to optimizer {state.get('optimizer')!r}, not {self.name!r}.")
+        if state.get("dim") is not None and self.x0 is not None and state["dim"] != self.dim:
+            raise ParameterError(f"{owner}: state has dim {state['dim']}, this optimizer has dim {self.dim}.")
+        self.maximize = bool(state["maximize"])
+        self.generation = int(state["generation"])
+        self.evals = int(state["evals"])
+        self.nonfinite = int(state["nonfinite"])
+        self.rng.bit_generator.state = state["rng"]
+        self._best_x = None if state["best_x"] is None else np.array(state["best_x"], dtype=np.float64)
+        self._best_f = float(state["best_f"])
+        self._best_value = float(state["best_value"])
+        self._pending = None if state["pending"] is None else Candidates.from_state(state["pending"])
+        self._load_state(state["algorithm"])
+
+    # ------------------------------------------------------------------ for subclasses
+    @property
+    def popsize(self) -> int:
+        raise NotImplementedError  # pragma: no cover
+
+    def _ask(self) -> Candidates | np.ndarray:
+        raise NotImplementedError  # pragma: no cover
+
+    def _tell(self, f: np.ndarray, grads: np.ndarray | None) -> None:
+        raise NotImplementedError  # pragma: no cover
+
+    def _state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def _check_grads(self, grads: Any, n: int) -> np.ndarray | None:
+        owner = type(self).__name__
+        if grads is None:
+            if self.needs_grad:
+                raise ParameterError(f"{owner} needs gradients: call tell(values, grads) with grads of shape ({n}, dim).")
+            return None
+        try:
+            g = np.asarray(grads, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ParameterError(f"The 'grads' passed to {owner}.tell() must be numbers: {exc}") from None
+        dim = self._pending.dim
+        if g.shape == (dim,) and n == 1:
+            g = g.reshape(1, dim)
+        if g.shape != (n, dim):
+            raise ParameterError(
+                f"The 'grads' passed to {owner}.tell() must have shape ({n}, {dim}). Got shape {g.shape} instead."
+            )
+        return g
+
+    def _update_best(self, f: np.ndarray, raw: np.ndarray) -> None:
+        i = int(np.argmin(f))
+        if np.isfinite(f[i]) and f[i] < self._best_f:
+            self._best_f = float(f[i])
+            self._best_value = float(raw[i])
+            self._best_x = self._pending.take([i])[0].copy()
+
+    def __repr__(self) -> str:
+        dim = "?" if self.x0 is None else self.dim
+        return f"{type(self).__name__}(dim={dim}, seed={self.seed}, maximize={self.maximize}, generation={self.generation})"
