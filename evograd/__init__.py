@@ -1,5 +1,7 @@
 """evograd: gradient-free and evolutionary optimization with gradient baselines, behind one protocol."""
-from . import functions
+from . import functions, serialization
+from .evaluator import EvaluationError, FunctionEvaluator
+from .minimize import MinimizeResult, minimize
 from .candidates import Candidates, DenseCandidates, SeededCandidates
 from .optim import Best, NonFiniteWarning, Optimizer
 from .registry import available, hyperparameters, make, register
@@ -10,6 +12,10 @@ __version__ = "0.1.0"
 __all__ = [
     "Best",
     "Candidates",
+    "EvaluationError",
+    "FunctionEvaluator",
+    "MinimizeResult",
+    "minimize",
     "DenseCandidates",
     "NonFiniteWarning",
     "Optimizer",

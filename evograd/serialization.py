@@ -33,6 +33,10 @@ _NUMPY_ALLOWED = {
     ("builtins", "range"),
     ("collections", "OrderedDict"),
     ("collections", "defaultdict"),
+    # Plain functions a pycma engine keeps as option values (harmless if called with any arguments).
+    ("numpy.linalg", "eigh"),
+    ("cma.options_parameters", "is_feasible"),
+    ("cma.evolution_strategy", "_pass"),
 }
 _NUMPY_DTYPE_PREFIXES = ("numpy.dtypes",)
 

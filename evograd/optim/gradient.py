@@ -147,7 +147,7 @@ def _from_plain(v: Any) -> Any:
 class SGD(_TorchGradient):
     """Stochastic gradient descent (torch.optim.SGD) through the protocol.
 
-    lr : float, default 0.01. momentum : float in [0, 1), default 0. nesterov : bool, default False.
+    lr : float, default 0.001 (torch's default). momentum : float in [0, 1), default 0. nesterov : bool, default False.
     weight_decay : float >= 0, default 0 (L2 penalty added to the gradient).
     """
 
@@ -156,7 +156,7 @@ class SGD(_TorchGradient):
     def __init__(
         self,
         x0: Any = None,
-        lr: float = 0.01,
+        lr: float = 0.001,
         momentum: float = 0.0,
         nesterov: bool = False,
         weight_decay: float = 0.0,

@@ -1,0 +1,137 @@
+"""`minimize`: the one-call driver for a custom fitness function (ask -> evaluate -> tell until a budget ends)."""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .evaluator import FunctionEvaluator, values_and_grads
+from .optim.base import Optimizer
+from .validation import ParameterError, check_float, check_int
+
+
+@dataclass
+class MinimizeResult:
+    """x/value: best point and its value; evals/generations: work done; history: one row per generation."""
+
+    x: np.ndarray
+    value: float
+    evals: int
+    generations: int
+    wall_s: float
+    stop_reason: str
+    nonfinite: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    optimizer: Any = None
+
+    def __repr__(self) -> str:
+        return (f"MinimizeResult(value={self.value:.6g}, evals={self.evals}, generations={self.generations}, "
+                f"stop_reason={self.stop_reason!r}, wall_s={self.wall_s:.2f})")
+
+
+def minimize(
+    fn: Callable,
+    optimizer: Optimizer,
+    *,
+    max_evals: int | None = None,
+    max_generations: int | None = None,
+    max_seconds: float | None = None,
+    target: float | None = None,
+    n_jobs: int = 1,
+    vectorized: bool = False,
+    progress: bool = False,
+    callback: Callable[[Optimizer, dict], Any] | None = None,
+) -> MinimizeResult:
+    """Minimize fn with any registered optimizer.
+
+    fn takes a (dim,) array (or, with vectorized=True, the whole (n, dim) batch) and returns a number (or
+    shape (n,)). For gradient optimizers fn receives a torch tensor and is differentiated with autograd.
+    Budgets: at least one of max_evals, max_generations, max_seconds; the run never exceeds max_evals.
+    `target` stops once best.value <= target. `callback(optimizer, row)` runs after each generation and may
+    return True to stop. Results are identical for any n_jobs.
+    """
+    if not isinstance(optimizer, Optimizer):
+        raise ParameterError(
+            f"The 'optimizer' argument must be an evograd optimizer (e.g. evograd.make('cmaes', x0=...)). "
+            f"Got {type(optimizer).__name__} instead."
+        )
+    if max_evals is None and max_generations is None and max_seconds is None:
+        raise ParameterError("minimize() needs a budget: pass max_evals, max_generations or max_seconds.")
+    if max_evals is not None:
+        max_evals = check_int(max_evals, "max_evals", "minimize", low=1)
+    if max_generations is not None:
+        max_generations = check_int(max_generations, "max_generations", "minimize", low=1)
+    if max_seconds is not None:
+        max_seconds = check_float(max_seconds, "max_seconds", "minimize", low=0.0, low_inclusive=False)
+    if target is not None:
+        target = check_float(target, "target", "minimize")
+    if optimizer.maximize and optimizer.generation == 0:
+        warnings.warn("minimize() minimizes fn; the optimizer was built with maximize=True and is switched to "
+                      "minimization.", stacklevel=2)
+    optimizer.set_sense(False)
+
+    bar = _progress_bar(progress, max_evals, max_generations)
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    evals0, gens0 = optimizer.evals, optimizer.generation
+    stop_reason = "max_generations"
+    try:
+        with FunctionEvaluator(fn, n_jobs=n_jobs, vectorized=vectorized) as evaluate:
+            while True:
+                if max_generations is not None and optimizer.generation - gens0 >= max_generations:
+                    stop_reason = "max_generations"
+                    break
+                if max_seconds is not None and time.perf_counter() - start >= max_seconds:
+                    stop_reason = "max_seconds"
+                    break
+                X = optimizer.ask()
+                if max_evals is not None and optimizer.evals - evals0 + len(X) > max_evals:
+                    stop_reason = "max_evals"
+                    break
+                if optimizer.needs_grad:
+                    values, grads = values_and_grads(fn, X, vectorized)
+                    optimizer.tell(values, grads)
+                else:
+                    values = evaluate(X)
+                    optimizer.tell(values)
+                finite = values[np.isfinite(values)]
+                row = {
+                    "generation": optimizer.generation,
+                    "evals": optimizer.evals,
+                    "wall_s": time.perf_counter() - start,
+                    "best_value": optimizer.best.value,
+                    "gen_min": float(finite.min()) if finite.size else float("nan"),
+                    "gen_mean": float(finite.mean()) if finite.size else float("nan"),
+                }
+                history.append(row)
+                if bar is not None:
+                    bar.update(len(X) if max_evals is not None else 1)
+                    bar.set_postfix(best=f"{optimizer.best.value:.4g}")
+                if callback is not None and callback(optimizer, row):
+                    stop_reason = "callback"
+                    break
+                if target is not None and optimizer.best.value <= target:
+                    stop_reason = "target"
+                    break
+    finally:
+        if bar is not None:
+            bar.close()
+    best = optimizer.best
+    return MinimizeResult(
+        x=best.x, value=best.value, evals=optimizer.evals - evals0, generations=optimizer.generation - gens0,
+        wall_s=time.perf_counter() - start, stop_reason=stop_reason, nonfinite=optimizer.nonfinite,
+        history=history, optimizer=optimizer,
+    )
+
+
+def _progress_bar(enabled: bool, max_evals, max_generations):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    if max_evals is not None:
+        return tqdm(total=max_evals, unit="eval", desc="minimize")
+    return tqdm(total=max_generations, unit="gen", desc="minimize")

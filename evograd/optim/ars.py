@@ -1,0 +1,120 @@
+"""Augmented Random Search (Mania, Guy, Recht 2018, arXiv:1803.07055).
+
+Finite differences along N random directions, each evaluated at theta +/- nu * delta; the step follows
+(r+ - r-) delta summed over the directions kept. Versions, as in the paper and its reference code
+(modestyachts/ARS, which divides by the reward std in V1 and V2 alike):
+
+- "brs": basic random search (the paper's Algorithm 1): theta += alpha / N * sum_k (r+_k - r-_k) delta_k.
+- "v1", "v2": ARS, all N directions, step scaled by the std sigma_R of the 2N rewards:
+  theta += alpha / (N sigma_R) * sum_k (r+_k - r-_k) delta_k.
+- "v1-t", "v2-t": the same over the b directions with the largest max(r+, r-), sigma_R over those 2b rewards.
+
+V2 differs from V1 only by observation normalization (running mean/std of states), which belongs to the
+policy layer, not to the optimizer: here "v2" equals "v1" and "v2-t" equals "v1-t"; both names exist so
+configs can say which paper variant they reproduce. Rewards are r = -f (the internal, minimized fitness).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..candidates import SeededCandidates
+from ..registry import register
+from ..shaping import finite_worst
+from ..validation import ParameterError, check_bool, check_choice, check_float, check_int
+from .base import Optimizer
+from .openai_es import mirrored_candidates, pair_weights
+
+VERSIONS = ("brs", "v1", "v1-t", "v2", "v2-t")
+
+
+@register("ars")
+class ARS(Optimizer):
+    """Augmented Random Search with mirrored directions and (optionally) top-b selection.
+
+    Parameters
+    ----------
+    x0 : array (dim,)
+        Initial parameters theta.
+    n_directions : int >= 1, default 8
+        N, random directions per iteration; popsize is 2N (paper: 1 to 230 on MuJoCo).
+    top_directions : int in [1, N] or None, default None
+        b, directions kept for the update. None means N for "brs"/"v1"/"v2" and max(1, N // 2) for the
+        "-t" versions; an explicit b < N needs a "-t" version.
+    step_size : float > 0, default 0.02
+        alpha. With std scaling the step length hardly depends on the scale of f.
+    sigma0 : float > 0, default 0.03
+        nu, the exploration noise (paper: 0.0075 to 0.03).
+    version : {"brs", "v1", "v1-t", "v2", "v2-t"}, default "v2-t"
+        Paper variant (see the module docstring). "v2-t" with b = N // 2 is robust on smooth problems
+        and is the paper's best performer; "brs" is not scale-free, so its alpha must match the scale of f.
+    scale_by_std : bool or None, default None
+        Override the version's choice of dividing by sigma_R (True for every version but "brs").
+    seed : int or None, default None
+    maximize : bool, default False
+    """
+
+    def __init__(
+        self,
+        x0: Any = None,
+        n_directions: int = 8,
+        top_directions: int | None = None,
+        step_size: float = 0.02,
+        sigma0: float = 0.03,
+        version: str = "v2-t",
+        scale_by_std: bool | None = None,
+        seed: int | None = None,
+        maximize: bool = False,
+    ):
+        owner = type(self).__name__
+        self.n_directions = check_int(n_directions, "n_directions", owner, low=1)
+        self.version = check_choice(version, "version", owner, VERSIONS)
+        topped = self.version.endswith("-t")
+        if top_directions is None:
+            top_directions = max(1, self.n_directions // 2) if topped else self.n_directions
+        self.top_directions = check_int(top_directions, "top_directions", owner, low=1, high=self.n_directions)
+        if self.top_directions < self.n_directions and not topped:
+            raise ParameterError(
+                f"The 'top_directions' parameter of {owner} must equal n_directions ({self.n_directions}) for "
+                f"version {self.version!r}; use a '-t' version to keep fewer. Got {self.top_directions!r} instead."
+            )
+        self.step_size = check_float(step_size, "step_size", owner, low=0.0, low_inclusive=False)
+        self.sigma = check_float(sigma0, "sigma0", owner, low=0.0, low_inclusive=False)
+        if scale_by_std is None:
+            scale_by_std = self.version != "brs"
+        self.scale_by_std = check_bool(scale_by_std, "scale_by_std", owner)
+        super().__init__(x0, seed=seed, maximize=maximize)
+        self.center = self.x0.copy()
+
+    @property
+    def popsize(self) -> int:
+        return 2 * self.n_directions
+
+    def _ask(self) -> SeededCandidates:
+        return mirrored_candidates(self.rng, self.center, self.sigma, self.n_directions)
+
+    def _tell(self, f: np.ndarray, grads: np.ndarray | None) -> None:
+        cand: SeededCandidates = self._pending
+        r = -finite_worst(f)
+        # r_plus - r_minus per direction, and each direction's best reward for the top-b selection.
+        diff = pair_weights(cand, r)
+        best = np.full(self.n_directions, -np.inf)
+        np.maximum.at(best, cand.direction, r)
+        b = self.top_directions
+        keep = np.sort(np.argsort(-best, kind="stable")[:b])  # ties: the earlier direction wins
+        weights = np.zeros(self.n_directions)
+        weights[keep] = diff[keep]
+        if self.scale_by_std:
+            sigma_r = r[np.isin(cand.direction, keep)].std()
+            # Equal rewards carry no direction; dividing by ~0 would blow the step up instead.
+            weights = weights / (b * sigma_r) if sigma_r > 0 else np.zeros_like(weights)
+        else:
+            weights /= b
+        self.center = self.center + self.step_size * (cand.noise().T @ weights)
+
+    def _state(self) -> dict[str, Any]:
+        return {"center": self.center.copy()}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.center = np.array(state["center"], dtype=np.float64)

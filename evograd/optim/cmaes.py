@@ -1,0 +1,301 @@
+"""CMA-ES: pycma (Hansen's reference implementation) behind the ask/tell protocol, plus IPOP/BIPOP restarts.
+
+pycma offers restarts only inside its `fmin2` loop, which owns the objective function; an ask/tell user
+(or our evaluator) cannot use it. So the restart controller is written here: after every `tell` we ask
+pycma's own `stop()` and, when it fires, start a fresh `CMAEvolutionStrategy` with the population size
+and step size that IPOP (Auger & Hansen 2005) or BIPOP (Hansen 2009) prescribe, mirroring `fmin2`.
+
+Random numbers: the engine draws its normal vectors through pycma's `randn` option from a
+`numpy.random.RandomState(seed)` owned by this object, so a run depends on nothing else (numpy's global
+state included) and, for the same x0, sigma0 and seed, asks exactly what
+`cma.CMAEvolutionStrategy(x0, sigma0, {"randn": np.random.RandomState(seed).randn, "seed": np.nan})` asks.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import cma
+import numpy as np
+
+from ..registry import register
+from ..serialization import dumps, loads
+from ..shaping import finite_worst
+from ..validation import ParameterError, check_bool, check_choice, check_float, check_int
+from .base import Optimizer
+
+# Options that change nothing in the search: no console output, no log files, and no per-iteration
+# look-up of a "cma_signals.in" file in the working directory (which could otherwise rewrite options).
+_QUIET = {"verbose": -9, "verb_log": 0, "signals_filename": ""}
+
+
+@register("cmaes")
+class CMAES(Optimizer):
+    """Covariance matrix adaptation evolution strategy (pycma engine), optionally with restarts.
+
+    Parameters
+    ----------
+    x0 : array (dim,)
+        Initial mean; every restart starts again from it (as pycma's `fmin2` does).
+    sigma0 : float, default 0.5
+        Initial step size (standard deviation of every coordinate). About a quarter to a half of the
+        width of the region where the optimum is expected is a good value.
+    popsize : int >= 2 or None, default None
+        Population size of the first run; None means pycma's default 4 + floor(3 ln dim).
+    separable : bool, default False
+        sep-CMA-ES: diagonal covariance (pycma option `CMA_diagonal=True`), O(dim) per sample instead
+        of O(dim^2), and faster learning rates; for high dimensions or nearly separable problems.
+    restarts : None, "ipop" or "bipop", default None
+        None: a single run. When pycma's own stop criteria fire (tolfun, tolx, tolstagnation,
+        conditioncov, ..., and its default `maxiter`), the engine is *not* discarded: `ask` keeps
+        returning samples of the stopped run (they may no longer move) and `stopped` says why.
+        "ipop": restart from x0 with sigma0 and the population size multiplied by `incpopsize`.
+        "bipop": alternate IPOP-style large-population runs with small-population local runs
+        (population lam0 * (lam_large / lam0)**(u**2), step sigma0 * 0.01**u with independent uniforms
+        u, evaluation budget half the evaluations spent so far in the large regime); the regime with
+        fewer evaluations spent so far runs next, and the first run counts as small (as in `fmin2`).
+        Small-regime runs end on pycma's stop criteria or on that budget.
+    max_restarts : int >= 0, default 9
+        Restarts with a larger population allowed (BIPOP's small runs are not counted, as in `fmin2`).
+        When they are used up, the last run continues as in `restarts=None`.
+    incpopsize : float > 1, default 2
+        Population growth factor per large restart.
+    seed : int or None
+        Seeds the engine's `RandomState`; None draws one from the optimizer's generator. BIPOP's
+        uniform draws come from the optimizer's generator `rng`, restarted engines continue the same
+        `RandomState`.
+    maximize : bool, default False
+
+    Attributes
+    ----------
+    stopped : dict
+        pycma's stop conditions of the current run at the last `tell` (empty while it runs), plus
+        `"bipop_budget"` when a small BIPOP run used up its budget.
+    restarts_done, regime, runs :
+        Number of restarts so far, the current run's regime ("default", "large", "small") and one
+        record per finished run (regime, popsize, sigma0, evaluations, iterations, best f, stop).
+    engine : cma.CMAEvolutionStrategy
+        The current pycma object (for inspection; do not ask/tell it directly).
+    """
+
+    def __init__(
+        self,
+        x0: Any = None,
+        sigma0: float = 0.5,
+        popsize: int | None = None,
+        separable: bool = False,
+        restarts: str | None = None,
+        max_restarts: int = 9,
+        incpopsize: float = 2.0,
+        seed: int | None = None,
+        maximize: bool = False,
+    ):
+        owner = type(self).__name__
+        self.sigma0 = check_float(sigma0, "sigma0", owner, low=0.0, low_inclusive=False)
+        self._popsize_arg = None if popsize is None else check_int(popsize, "popsize", owner, low=2)
+        self.separable = check_bool(separable, "separable", owner)
+        self.restarts = check_choice(restarts, "restarts", owner, [None, "ipop", "bipop"])
+        self.max_restarts = check_int(max_restarts, "max_restarts", owner, low=0)
+        self.incpopsize = check_float(incpopsize, "incpopsize", owner, low=1.0, low_inclusive=False)
+        super().__init__(x0, seed=seed, maximize=maximize)
+        engine_seed = self.seed if self.seed is not None else int(self.rng.integers(2**32))
+        self._rs = np.random.RandomState(engine_seed)
+        self._es = self._new_engine(self._popsize_arg, self.sigma0)
+        self._popsize0 = int(self._es.popsize)
+        self._X: list | None = None  # pycma's own solution list from the last ask, handed back to tell
+        self.stopped: dict[str, Any] = {}
+        self._ctl: dict[str, Any] = {
+            "restarts": 0, "n_large": 0, "n_small": 0, "regime": "default", "sigma": self.sigma0,
+            "run_evals": 0, "budget": None, "small_evals": 0, "large_evals": 0, "runs": [],
+        }
+
+    # ------------------------------------------------------------------ protocol
+    @property
+    def popsize(self) -> int:
+        return int(self._es.popsize)
+
+    @property
+    def engine(self) -> cma.CMAEvolutionStrategy:
+        return self._es
+
+    @property
+    def restarts_done(self) -> int:
+        return self._ctl["restarts"]
+
+    @property
+    def regime(self) -> str:
+        return self._ctl["regime"]
+
+    @property
+    def runs(self) -> list[dict[str, Any]]:
+        return self._ctl["runs"]
+
+    def _ask(self) -> np.ndarray:
+        self._X = self._es.ask()
+        return np.array(self._X)
+
+    def _tell(self, f: np.ndarray, grads: np.ndarray | None) -> None:
+        if not np.isfinite(f).all():
+            f = finite_worst(f)  # pycma needs finite values; NaN/inf rank below every finite one
+        X = self._X if self._X is not None else list(self._pending.materialize())
+        self._X = None
+        es, ctl = self._es, self._ctl
+        es.tell(X, f.tolist())
+        ctl["run_evals"] += len(f)
+        stop = es.stop()
+        over_budget = ctl["budget"] is not None and ctl["run_evals"] >= ctl["budget"]
+        if not stop and not over_budget:
+            if self.stopped:
+                self.stopped = {}
+            return
+        self.stopped = {str(k): _plain(v) for k, v in stop.items()}
+        if over_budget:
+            self.stopped["bipop_budget"] = ctl["budget"]
+        if self.restarts is not None and ctl["n_large"] < self.max_restarts:
+            self._restart()
+
+    # ------------------------------------------------------------------ restarts
+    def _new_engine(self, popsize: int | None, sigma: float) -> cma.CMAEvolutionStrategy:
+        opts = {"randn": self._rs.randn, "seed": np.nan, **_QUIET}
+        if popsize is not None:
+            opts["popsize"] = int(popsize)
+        if self.separable:
+            opts["CMA_diagonal"] = True
+        return cma.CMAEvolutionStrategy(self.x0, sigma, opts)
+
+    def _restart(self) -> None:
+        ctl, es = self._ctl, self._es
+        ctl["runs"].append({
+            "regime": ctl["regime"], "popsize": int(es.popsize), "sigma0": float(ctl["sigma"]),
+            "evals": int(ctl["run_evals"]), "iterations": int(es.countiter), "best_f": float(es.best.f),
+            "stop": dict(self.stopped),
+        })
+        ctl["large_evals" if ctl["regime"] == "large" else "small_evals"] += ctl["run_evals"]
+        large = self.restarts == "ipop" or ctl["small_evals"] >= max(1, ctl["large_evals"])
+        if large:
+            ctl["n_large"] += 1
+            popsize = int(self._popsize0 * self.incpopsize ** ctl["n_large"])
+            sigma, budget = self.sigma0, None
+        else:
+            ctl["n_small"] += 1
+            u_sigma, u_pop = self.rng.uniform(size=2)
+            sigma = self.sigma0 * 0.01**u_sigma
+            popsize = max(2, int(self._popsize0 * (self.incpopsize ** ctl["n_large"]) ** (u_pop**2)))
+            budget = 0.5 * ctl["large_evals"]
+        ctl.update(restarts=ctl["restarts"] + 1, regime="large" if large else "small", sigma=float(sigma),
+                   run_evals=0, budget=budget)
+        self._es = self._new_engine(popsize, sigma)
+        self.stopped = {}
+
+    # ------------------------------------------------------------------ state
+    def _state(self) -> dict[str, Any]:
+        return {
+            "engine": self._dump_engine(),
+            "randn_state": self._rs.get_state(legacy=False),
+            "popsize0": self._popsize0,
+            "control": _copy_plain(self._ctl),
+            "stopped": _copy_plain(self.stopped),
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        rs = np.random.RandomState()
+        rs.set_state(state["randn_state"])
+        es = loads(state["engine"], allowed_packages=("cma",))
+        if not isinstance(es, cma.CMAEvolutionStrategy):
+            raise ParameterError(f"{type(self).__name__}: the saved engine is not a pycma CMAEvolutionStrategy.")
+        for holder in _randn_holders(es):
+            holder["randn"] = rs.randn
+        for archive in (es.sent_solutions, getattr(es, "archive", None)):
+            _rehash(archive)
+        self._rs, self._es, self._X = rs, es, None
+        self._popsize0 = int(state["popsize0"])
+        self._ctl = _copy_plain(state["control"])
+        self.stopped = _copy_plain(state["stopped"])
+
+    def _dump_engine(self) -> bytes:
+        """Pickle the engine without its `randn` bound method: unpickling a bound method needs
+        `builtins.getattr`, which the restricted unpickler must refuse. The RandomState travels as
+        plain data (`randn_state`) and is re-attached on load."""
+        holders = _randn_holders(self._es)
+        saved = [h["randn"] for h in holders]
+        try:
+            for h in holders:
+                h["randn"] = None
+            return dumps(self._es)
+        finally:
+            for h, fn in zip(holders, saved):
+                h["randn"] = fn
+
+
+class _Slot:
+    """dict-like access to one attribute, so option dicts and sampler objects are handled alike."""
+
+    def __init__(self, obj: Any):
+        self.obj = obj
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self.obj, key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        setattr(self.obj, key, value)
+
+
+def _randn_holders(es: cma.CMAEvolutionStrategy) -> list:
+    """Every place pycma 4.5 keeps the `randn` callable: the options, the sampler, the input options."""
+    holders: list = [_DictSlot(es.opts)]
+    if hasattr(es.sm, "randn"):
+        holders.append(_Slot(es.sm))
+    inopts = es.inputargs.get("inopts") if isinstance(es.inputargs, dict) else None
+    if isinstance(inopts, dict) and "randn" in inopts:
+        holders.append(_DictSlot(inopts))
+    return holders
+
+
+class _DictSlot:
+    """Item access that bypasses CMAOptions' validating __setitem__ (it rejects None for 'randn')."""
+
+    def __init__(self, d: dict):
+        self.d = d
+
+    def __getitem__(self, key: str) -> Any:
+        return dict.__getitem__(self.d, key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        dict.__setitem__(self.d, key, value)
+
+
+def _rehash(archive: Any) -> None:
+    """pycma files asked solutions under hash(x.tobytes()), which Python salts per process; re-key them
+    so a state loaded in another process still finds its solutions in `tell` (bit-identical updates)."""
+    if archive is None or not hasattr(archive, "_unhashed_keys"):
+        return
+    old_data, old_keys, old_same = archive.data, archive._unhashed_keys, archive.data_with_same_key
+    archive.data, archive._unhashed_keys, archive.data_with_same_key = {}, {}, {}
+    for k, value in old_data.items():
+        x = old_keys.get(k, k)
+        new = archive.key(x)
+        archive.data[new] = value
+        archive._unhashed_keys[new] = x
+        if k in old_same:
+            archive.data_with_same_key[new] = old_same[k]
+
+
+def _plain(v: Any) -> Any:
+    """pycma stop values (thresholds, index lists, None) as plain data."""
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    if isinstance(v, numbers.Real):
+        return float(v)
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [_plain(x) for x in v]
+    return repr(v)
+
+
+def _copy_plain(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _copy_plain(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_copy_plain(v) for v in d]
+    return d

@@ -1,0 +1,430 @@
+"""Batched evaluation of a slice of a population on a Gymnasium task, inside one process.
+
+A worker owns `n_slots` environment slots. Each (candidate, episode) job runs in a slot from the state
+`env.reset(seed=episode_seed(...))` gives; when an episode ends its slot takes the next pending job.
+All slots step together and all their actions come from one batched computation, so there is no Python
+loop over population members per env step (except the unavoidable per-env `step` of envs that are not
+vectorized). Results are identical however the population is split across workers, because
+
+* every episode's reset seed depends only on (run seed, generation, candidate, episode), and
+* each member's actions are computed with an operation order that does not depend on the batch:
+  linear policies as an explicit sum over observation dimensions in numpy (BLAS and numpy's pairwise
+  reductions change their rounding with the batch shape), other modules per member with torch.vmap.
+
+Observation statistics (ARS V2) are returned as per-(member, episode) sums, so a parent that gathers
+slices in candidate order gets the same statistics for any split (`concat_results`).
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .policies import Policy, RunningMeanStd, make_policy, num_params, space_to_data
+from .vector_cartpole import MAX_EPISODE_STEPS, VectorCartPole
+
+
+class RolloutError(RuntimeError):
+    """An environment raised while a candidate was being evaluated; the message names env, candidate, seed."""
+
+
+def episode_seed(run_seed: int, generation: int, candidate: int, episode: int) -> int:
+    """The reset seed of one episode: a function of its coordinates only, never of the worker split."""
+    words = np.random.SeedSequence([int(run_seed), int(generation), int(candidate), int(episode)]).generate_state(
+        2, np.uint32)
+    return (int(words[0]) << 31) ^ int(words[1])  # 63 bits: a valid seed for every Gymnasium env
+
+
+@dataclass
+class RolloutResult:
+    returns: np.ndarray          # (k,) mean episode return per member; NaN where failed
+    episode_returns: np.ndarray  # (k, episodes); NaN for failed or skipped episodes
+    lengths: np.ndarray          # (k, episodes) live steps per episode
+    failed: np.ndarray           # (k,) bool: NaN observation/reward or non-finite parameters
+    env_steps: int               # live env steps (idle slots do not count)
+    obs_count: np.ndarray        # (k,) observations seen per member (those an action was computed for)
+    obs_sum: np.ndarray          # (k, obs_dim) float64 sums of those observations
+    obs_sumsq: np.ndarray        # (k, obs_dim) sums of squares
+    slot_utilization: float      # live slot-steps / (slots x batched steps)
+    batched_steps: int
+    wall_s: float
+
+    @property
+    def obs_stats(self) -> RunningMeanStd:
+        return obs_stats_from_sums(self.obs_count, self.obs_sum, self.obs_sumsq)
+
+
+def obs_stats_from_sums(count: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> RunningMeanStd:
+    rms = RunningMeanStd(s1.shape[1:])
+    n = float(np.sum(count))
+    if n > 0:
+        mean = s1.sum(axis=0) / n
+        rms.merge((n, mean, np.maximum(s2.sum(axis=0) / n - mean**2, 0.0)))
+    return rms
+
+
+def concat_results(results: Sequence[RolloutResult]) -> RolloutResult:
+    """Join slices given in candidate order; the observation statistics then equal an unsplit run's."""
+    cat = lambda name: np.concatenate([getattr(r, name) for r in results])  # noqa: E731
+    steps = sum(r.batched_steps for r in results)
+    util = sum(r.slot_utilization * r.batched_steps for r in results) / max(steps, 1)
+    return RolloutResult(cat("returns"), cat("episode_returns"), cat("lengths"), cat("failed"),
+                         sum(r.env_steps for r in results), cat("obs_count"), cat("obs_sum"), cat("obs_sumsq"),
+                         util, steps, max(r.wall_s for r in results))
+
+
+# ---------------------------------------------------------------- batched policy kernels (obs as (O, n))
+class _LinearKernel:
+    """logits = b + sum_j W[:, j] * o[j], accumulated in j order: per-member rounding ignores the batch."""
+
+    def __init__(self, policy: Policy, n: int):
+        self.O, self.A, self.bias = policy.obs_dim, policy.act_dim, policy.net.bias is not None
+        self.W = np.zeros((self.O, self.A, n))
+        self.b = np.zeros((self.A, n))
+        self._rows = [self.W[j] for j in range(self.O)]
+        self._tmp = np.empty((self.A, n))
+
+    def assign(self, slots: np.ndarray, P: np.ndarray) -> None:
+        m, AO = len(slots), self.A * self.O
+        self.W[:, :, slots] = P[:, :AO].reshape(m, self.A, self.O).transpose(2, 1, 0)
+        if self.bias:
+            self.b[:, slots] = P[:, AO:].T
+
+    def __call__(self, o: np.ndarray) -> np.ndarray:
+        acc, tmp = self.b.copy(), self._tmp
+        for j, row in enumerate(self._rows):
+            np.multiply(row, o[j], out=tmp)
+            acc += tmp
+        return acc
+
+
+class _TorchKernel:
+    """Any module, one functional call per member under vmap (per-member matmuls, batch-independent)."""
+
+    def __init__(self, policy: Policy, n: int):
+        self.net = policy.net
+        self.shapes = [(name, p.shape, p.dtype) for name, p in self.net.named_parameters()]
+        self.P = {name: torch.zeros((n, *shape), dtype=dt) for name, shape, dt in self.shapes}
+        self.dtype = self.shapes[0][2] if self.shapes else torch.float32
+        call = lambda params, x: torch.func.functional_call(self.net, params, (x[None],))[0]  # noqa: E731
+        self._batched = torch.func.vmap(call)
+
+    def assign(self, slots: np.ndarray, P: np.ndarray) -> None:
+        i, idx = 0, torch.from_numpy(np.asarray(slots))
+        for name, shape, dt in self.shapes:
+            k = int(np.prod(shape))
+            self.P[name][idx] = torch.from_numpy(P[:, i:i + k].reshape(len(slots), *shape)).to(dt)
+            i += k
+
+    @torch.no_grad()
+    def __call__(self, o: np.ndarray) -> np.ndarray:
+        out = self._batched(self.P, torch.from_numpy(np.ascontiguousarray(o.T)).to(self.dtype))
+        return out.double().numpy().T
+
+
+# ---------------------------------------------------------------- environment backends (obs as (O, n))
+class _SlotError(Exception):
+    def __init__(self, slot: int, exc: BaseException):
+        self.slot, self.exc, self.tb = slot, exc, traceback.format_exc()
+
+
+class _CartPoleBackend:
+    """Our numpy CartPole: per-slot seeded resets that Gymnasium's vector CartPole cannot do."""
+
+    reward_is_one = True
+
+    def __init__(self, max_episode_steps: int):
+        self.max_episode_steps = max_episode_steps
+        self.vec: VectorCartPole | None = None
+
+    def prepare(self, n: int) -> None:
+        if self.vec is None or self.vec.n != n:
+            self.vec = VectorCartPole(n, self.max_episode_steps)
+
+    def reset(self, slots, seeds) -> None:
+        self.vec.reset(slots, seeds)
+
+    def obs(self) -> np.ndarray:
+        return self.vec.obs().astype(np.float64)
+
+    def step(self, actions, live):
+        term, trunc = self.vec.step(actions)
+        return None, term, trunc, None  # finite by construction: actions are 0/1, state stays bounded
+
+
+class _GymBackend:
+    """One Gymnasium env per slot; only live slots are stepped (a SyncVectorEnv would step idle ones)."""
+
+    reward_is_one = False
+
+    def __init__(self, make_env: Callable, obs_dim: int, discrete: bool, act_start: int):
+        self.make_env, self.obs_dim, self.discrete, self.act_start = make_env, obs_dim, discrete, act_start
+        self.envs: list = []
+
+    def prepare(self, n: int) -> None:
+        while len(self.envs) < n:
+            self.envs.append(self.make_env())
+        self.n = n
+        self._obs = np.zeros((self.obs_dim, n))
+        self._rew = np.zeros(n)
+        self._term = np.zeros(n, dtype=bool)
+        self._trunc = np.zeros(n, dtype=bool)
+        self._bad = np.zeros(n, dtype=bool)
+
+    def _store(self, s: int, o) -> bool:
+        o = np.asarray(o, dtype=np.float64).reshape(-1)
+        self._obs[:, s] = o
+        return bool(np.isfinite(o).all())
+
+    def reset(self, slots, seeds) -> np.ndarray:
+        bad = []
+        for s, seed in zip(np.asarray(slots).tolist(), seeds):
+            try:
+                o, _ = self.envs[s].reset(seed=int(seed))
+            except Exception as e:
+                raise _SlotError(s, e) from e
+            if not self._store(s, o):
+                bad.append(s)
+        return np.array(bad, dtype=np.int64)
+
+    def obs(self) -> np.ndarray:
+        return self._obs
+
+    def step(self, actions, live):
+        acts = (actions + self.act_start).tolist() if self.discrete else actions
+        rew, term, trunc, bad = self._rew, self._term, self._trunc, self._bad
+        bad[:] = False
+        for s in np.flatnonzero(live).tolist():
+            try:
+                o, r, te, tr, _ = self.envs[s].step(acts[s])
+            except Exception as e:
+                raise _SlotError(s, e) from e
+            r = float(r)
+            rew[s], term[s], trunc[s] = r, te, tr
+            bad[s] = not (self._store(s, o) and np.isfinite(r))
+        return rew, term, trunc, bad
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+        self.envs = []
+
+
+def _is_native_cartpole(env_spec) -> bool:
+    if not isinstance(env_spec, str) or env_spec not in MAX_EPISODE_STEPS:
+        return False
+    import gymnasium as gym
+
+    spec = gym.spec(env_spec)
+    return spec.entry_point == "gymnasium.envs.classic_control.cartpole:CartPoleEnv" and not spec.kwargs
+
+
+class RolloutWorker:
+    """Evaluates population slices on one env kind; keeps envs and the policy alive between calls.
+
+    env_spec: a Gymnasium id or a zero-argument constructor (never an env instance: workers must build
+    their own). policy_spec: keyword arguments for `make_policy` (spaces come from the env).
+    backend: "auto" (our vector CartPole for CartPole-v0/v1, one Gymnasium env per slot otherwise),
+    "cartpole" or "gym".
+    """
+
+    def __init__(self, env_spec, policy_spec: dict | None = None, episodes: int = 1,
+                 max_episode_steps: int | None = None, n_slots: int | None = None, backend: str = "auto"):
+        import gymnasium as gym
+
+        if isinstance(env_spec, gym.Env):
+            raise TypeError("RolloutWorker takes an env id or a zero-argument constructor, not an env instance")
+        if not (isinstance(env_spec, str) or callable(env_spec)):
+            raise TypeError(f"env_spec must be a Gymnasium id or a zero-argument constructor; got {env_spec!r}")
+        if int(episodes) < 1:
+            raise ValueError(f"episodes must be >= 1; got {episodes}")
+        if backend not in ("auto", "cartpole", "gym"):
+            raise ValueError(f"backend must be 'auto', 'cartpole' or 'gym'; got {backend!r}")
+        self.env_spec, self.episodes, self.n_slots = env_spec, int(episodes), n_slots
+        self.env_id = env_spec if isinstance(env_spec, str) else getattr(env_spec, "__name__", repr(env_spec))
+
+        def make_env():
+            if isinstance(env_spec, str):
+                kw = {} if max_episode_steps is None else {"max_episode_steps": int(max_episode_steps)}
+                return gym.make(env_spec, **kw)
+            env = env_spec()
+            if max_episode_steps is not None:
+                env = gym.wrappers.TimeLimit(env, int(max_episode_steps))
+            return env
+
+        probe = make_env()
+        self.observation_space, self.action_space = probe.observation_space, probe.action_space
+        self.policy = self._build_policy(dict(policy_spec or {}))
+        self.dim = num_params(self.policy)
+        native = _is_native_cartpole(env_spec)
+        if backend == "cartpole" and not native:
+            raise ValueError(f"backend='cartpole' needs 'CartPole-v0' or 'CartPole-v1'; got {env_spec!r}")
+        if backend != "gym" and native:
+            probe.close()
+            self.backend = _CartPoleBackend(max_episode_steps or MAX_EPISODE_STEPS[env_spec])
+            self._default_slots = 1024
+        else:
+            start = int(getattr(self.action_space, "start", 0)) if self.policy.discrete else 0
+            self.backend = _GymBackend(make_env, self.policy.obs_dim, self.policy.discrete, start)
+            self.backend.envs.append(probe)
+            self._default_slots = 64
+        if self.policy.kind == "linear":
+            self._kernel_cls = _LinearKernel
+        else:
+            torch.set_num_threads(1)
+            self._kernel_cls = _TorchKernel
+
+    def _build_policy(self, spec: dict) -> Policy:
+        for key, space in (("observation_space", self.observation_space), ("action_space", self.action_space)):
+            given = spec.pop(key, None)
+            if given is not None and space_to_data(given) != space_to_data(space):
+                raise ValueError(f"policy_spec {key} {given!r} does not match {self.env_id}'s {space!r}")
+        spec.pop("policy_kind", None)
+        return make_policy(observation_space=self.observation_space, action_space=self.action_space, **spec)
+
+    def close(self) -> None:
+        if isinstance(self.backend, _GymBackend):
+            self.backend.close()
+
+    def _actions(self, logits: np.ndarray) -> np.ndarray:
+        pol = self.policy
+        if pol.discrete:
+            return (logits[1] > logits[0]).astype(np.int64) if pol.act_dim == 2 else np.argmax(logits, axis=0)
+        low, high = self._low, self._high
+        a = low + (np.tanh(logits) + 1.0) * 0.5 * (high - low) if pol.box_head == "tanh" else np.clip(logits, low, high)
+        return a.T.reshape((-1, *pol.action_space.shape)).astype(pol.action_space.dtype)
+
+    def evaluate(self, params, candidate_ids, run_seed: int, generation: int, obs_norm_state=None,
+                 collect_obs_stats: bool = True) -> RolloutResult:
+        t0 = time.perf_counter()
+        P = np.asarray(params, dtype=np.float64)
+        if P.ndim == 1:
+            P = P[None]
+        ids = np.asarray(candidate_ids, dtype=np.int64).reshape(-1)
+        if P.ndim != 2 or P.shape[1] != self.dim:
+            raise ValueError(f"params have shape {np.shape(params)}; this policy on {self.env_id} needs "
+                             f"(k, {self.dim}) (num_params = {self.dim})")
+        if len(ids) != len(P):
+            raise ValueError(f"{len(ids)} candidate_ids for {len(P)} parameter vectors")
+        k, E, O = len(P), self.episodes, self.policy.obs_dim
+        if not self.policy.discrete:
+            self._low = np.asarray(self.action_space.low, np.float64).reshape(-1, 1)
+            self._high = np.asarray(self.action_space.high, np.float64).reshape(-1, 1)
+        mean = std = None
+        if self.policy.obs_norm and obs_norm_state is not None:
+            rms = obs_norm_state if isinstance(obs_norm_state, RunningMeanStd) else RunningMeanStd.from_state(
+                obs_norm_state)
+            mean, std = rms.mean.reshape(O, 1), rms.std.reshape(O, 1)
+
+        ep_ret = np.full((k, E), np.nan)
+        lengths = np.zeros((k, E), dtype=np.int64)
+        failed = ~np.isfinite(P).all(axis=1)
+        o_cnt, o_s1, o_s2 = np.zeros((k, E)), np.zeros((k, E, O)), np.zeros((k, E, O))
+        jobs = [(m, e) for e in range(E) for m in range(k) if not failed[m]]
+        n = self.n_slots or min(max(len(jobs), 1), self._default_slots)
+        backend, kernel = self.backend, self._kernel_cls(self.policy, n)
+        backend.prepare(n)
+        slot_m, slot_e = np.full(n, -1), np.zeros(n, dtype=np.int64)
+        slot_len, slot_ret, live = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n, dtype=bool)
+        s1, s2, sq = np.zeros((O, n)), np.zeros((O, n)), np.empty((O, n))
+        nxt, live_steps, batched = 0, 0, 0
+
+        def start(slots):
+            nonlocal nxt
+            take = []
+            while nxt < len(jobs) and len(take) < len(slots):
+                if not failed[jobs[nxt][0]]:
+                    take.append(jobs[nxt])
+                nxt += 1
+            slots = np.asarray(slots[:len(take)], dtype=np.int64)
+            if not take:
+                return
+            mem, eps = np.array([t[0] for t in take]), np.array([t[1] for t in take])
+            seeds = [episode_seed(run_seed, generation, int(ids[m]), int(e)) for m, e in take]
+            slot_m[slots], slot_e[slots], slot_len[slots], slot_ret[slots] = mem, eps, 0, 0.0
+            s1[:, slots], s2[:, slots] = 0.0, 0.0
+            live[slots] = True
+            kernel.assign(slots, P[mem])
+            try:
+                bad = backend.reset(slots, seeds)
+            except _SlotError as err:
+                raise self._error(err, slot_m, slot_e, ids, run_seed, generation) from err.exc
+            if bad is not None and len(bad):
+                finish(bad, np.ones(len(bad), dtype=bool))
+
+        def finish(slots, bad):
+            m, e = slot_m[slots], slot_e[slots]
+            ep_ret[m, e] = np.where(bad, np.nan, slot_ret[slots])
+            lengths[m, e] = slot_len[slots]
+            failed[m[bad]] = True
+            o_cnt[m, e], o_s1[m, e], o_s2[m, e] = slot_len[slots], s1[:, slots].T, s2[:, slots].T
+            live[slots] = False
+            slot_m[slots] = -1
+
+        start(np.arange(n))
+        while live.any():
+            obs = backend.obs()
+            if collect_obs_stats:
+                s1 += obs
+                np.multiply(obs, obs, out=sq)
+                s2 += sq
+            x = obs if mean is None else (obs - mean) / std
+            try:
+                rew, term, trunc, bad = backend.step(self._actions(kernel(x)), live)
+            except _SlotError as err:
+                raise self._error(err, slot_m, slot_e, ids, run_seed, generation) from err.exc
+            batched += 1
+            live_steps += int(np.count_nonzero(live))
+            slot_len += 1
+            if rew is None:
+                slot_ret += 1.0
+            else:
+                slot_ret += rew
+            done = term | trunc
+            if bad is not None:
+                done |= bad
+            done &= live
+            if done.any():
+                d = np.flatnonzero(done)
+                finish(d, np.zeros(len(d), dtype=bool) if bad is None else bad[d])
+                start(d)
+        if not collect_obs_stats:
+            o_cnt[:] = 0
+        skipped = ~failed[:, None] & (lengths == 0)
+        assert not skipped.any(), "internal: an episode was never run"
+        returns = np.where(failed, np.nan, ep_ret.mean(axis=1))
+        return RolloutResult(returns, ep_ret, lengths, failed, int(lengths.sum()), o_cnt.sum(axis=1),
+                             o_s1.sum(axis=1), o_s2.sum(axis=1), live_steps / max(batched * n, 1), batched,
+                             time.perf_counter() - t0)
+
+    def _error(self, err: _SlotError, slot_m, slot_e, ids, run_seed, generation) -> RolloutError:
+        m, e = int(slot_m[err.slot]), int(slot_e[err.slot])
+        seed = episode_seed(run_seed, generation, int(ids[m]), e)
+        return RolloutError(
+            f"env {self.env_id!r} raised {type(err.exc).__name__}: {err.exc} while evaluating candidate "
+            f"{int(ids[m])} (row {m}, episode {e}, reset seed {seed}, generation {generation}).\n"
+            f"Original traceback:\n{err.tb}")
+
+
+_WORKERS: dict = {}
+
+
+def cached_worker(env_spec, policy_spec: dict | None = None, episodes: int = 1,
+                  max_episode_steps: int | None = None, n_slots: int | None = None) -> RolloutWorker:
+    """One RolloutWorker per process and configuration, so pool workers keep their envs between calls."""
+    name = env_spec if isinstance(env_spec, str) else f"{env_spec.__module__}.{env_spec.__qualname__}"
+    key = (name, repr(sorted((policy_spec or {}).items())), episodes, max_episode_steps, n_slots)
+    if key not in _WORKERS:
+        _WORKERS[key] = RolloutWorker(env_spec, policy_spec, episodes, max_episode_steps, n_slots)
+    return _WORKERS[key]
+
+
+def evaluate_slice(env_spec, policy_spec, params, candidate_ids, run_seed, generation, episodes=1,
+                   max_episode_steps=None, obs_norm_state=None, collect_obs_stats=True) -> RolloutResult:
+    """Evaluate one slice in this process with a cached worker (the function a joblib task calls)."""
+    worker = cached_worker(env_spec, policy_spec, episodes, max_episode_steps)
+    return worker.evaluate(params, candidate_ids, run_seed, generation, obs_norm_state, collect_obs_stats)
