@@ -6,13 +6,15 @@ Success: inf-norm distance to the optimum < 0.25 (evograd: best.x and the last c
 the final consensus, as in /work/shared/peers/cbx_bench.py, and its best_particle).
 
 CBXpy is run as the peer script ran it: `CBO(Rastrigin(), x=x0, f_dim="3D", seed=s, ...)` and its own
-`optimize()` loop, one run per seed ("single"), and all seeds as M parallel runs in one dynamic
-("batched", time divided by M). evograd runs through the public protocol only: `evograd.make("cbo",
+`optimize()` loop, one run per seed ("single"), and seeds 0-9 as M=10 parallel runs in one dynamic
+("batched", time divided by 10). evograd runs through the public protocol only: `evograd.make("cbo",
 ...)` then `ask()` / `tell(rastrigin(X))` with the vectorized `evograd.functions.rastrigin`. Single
 runs of both libraries alternate seed by seed, so load from other processes hits both alike.
 
 Targets: evograd per run >= 5x faster than CBXpy single runs and >= 3x faster than CBXpy batched
-(per run), with a success count no more than one run below CBXpy's.
+(per run), with a success count no more than one run below CBXpy's. Speed verdicts use CPU seconds
+(process_time; both libraries are single-threaded here) because the machine is shared; wall-clock
+ratios are printed beside them and stored in the JSON.
 
 Usage: python benchmarks/bench_cbo.py [--quick] [--seeds K] [--steps T]
 The last stdout line is one JSON object.
@@ -49,13 +51,13 @@ def initial(seed: int, n: int) -> np.ndarray:
 
 def run_evograd(seed: int, n: int, steps: int) -> dict:
     x0 = initial(seed, n)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     opt = evograd.make("cbo", x0=x0, noise="anisotropic", seed=seed, **SETTING)
     for _ in range(steps):
         X = opt.ask()
         opt.tell(rastrigin(X))
-    wall = time.perf_counter() - t0
-    return dict(wall_s=wall, ok=bool(np.abs(opt.best.x).max() < TOL), ok_consensus=bool(np.abs(opt.consensus).max() < TOL))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return dict(wall_s=wall, cpu_s=cpu, ok=bool(np.abs(opt.best.x).max() < TOL), ok_consensus=bool(np.abs(opt.consensus).max() < TOL))
 
 
 def run_cbx_single(seed: int, n: int, steps: int) -> dict:
@@ -64,13 +66,13 @@ def run_cbx_single(seed: int, n: int, steps: int) -> dict:
 
     x0 = initial(seed, n)[None]
     np.random.seed(seed)  # cbx uses the global RNG in places
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     dyn = CBO(Rastrigin(), x=x0, verbosity=0, seed=seed, f_dim="3D", noise="anisotropic", max_it=steps, **SETTING)
     dyn.optimize()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     cons = np.asarray(dyn.consensus).reshape(-1)
     best = np.asarray(dyn.best_particle).reshape(-1)
-    return dict(wall_s=wall, ok=bool(np.abs(cons).max() < TOL), ok_best=bool(np.abs(best).max() < TOL))
+    return dict(wall_s=wall, cpu_s=cpu, ok=bool(np.abs(cons).max() < TOL), ok_best=bool(np.abs(best).max() < TOL))
 
 
 def run_cbx_batched(seeds: list[int], n: int, steps: int) -> dict:
@@ -78,21 +80,51 @@ def run_cbx_batched(seeds: list[int], n: int, steps: int) -> dict:
     from cbx.objectives import Rastrigin
 
     x0 = np.stack([initial(s, n) for s in seeds])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     dyn = CBO(Rastrigin(), x=x0, verbosity=0, seed=0, f_dim="3D", noise="anisotropic", max_it=steps, **SETTING)
     dyn.optimize()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     err = np.abs(np.asarray(dyn.consensus).reshape(len(seeds), -1)).max(axis=1)
-    return dict(wall_s_total=wall, wall_s_per_run=wall / len(seeds), successes=int(np.sum(err < TOL)))
+    m = len(seeds)
+    return dict(wall_s_per_run=wall / m, cpu_s_per_run=cpu / m, successes=int(np.sum(err < TOL)))
 
 
-def fitness_only(n: int, steps: int) -> float:
-    """Seconds that `steps` calls of the fitness alone take: the floor under any CBO loop."""
-    X = initial(0, n)
-    t0 = time.perf_counter()
+def floor_cpu(n: int, steps: int) -> dict:
+    """CPU seconds per run of what any CBO loop must do: the fitness, and the fitness plus the
+    Gaussian draws. CBXpy's time over the second bounds the speedup any implementation can reach."""
+    X, rng = initial(0, n), np.random.default_rng(0)
+    c0 = time.process_time()
     for _ in range(steps):
         rastrigin(X)
-    return time.perf_counter() - t0
+    c1 = time.process_time()
+    for _ in range(steps):
+        rastrigin(X)
+        rng.standard_normal((n, D))
+    c2 = time.process_time()
+    return dict(fitness=c1 - c0, fitness_and_noise=c2 - c1)
+
+
+def protocol_overhead_cpu(n: int, steps: int) -> float:
+    """CPU seconds per run the base class's ask/tell add over the algorithm's own _ask/_tell
+    (diagnostic only; the timed evograd runs above use the public protocol)."""
+    f = rastrigin(initial(0, n))
+    times = []
+    for public in (True, False, True, False):
+        opt = evograd.make("cbo", x0=initial(0, n), seed=0, **SETTING)
+        c0 = time.process_time()
+        for _ in range(steps):
+            if public:
+                opt.ask()
+                opt.tell(f)
+            else:
+                opt._ask()
+                opt._tell(f.copy(), None)
+        times.append(time.process_time() - c0)
+    return min(times[0], times[2]) - min(times[1], times[3])
+
+
+def median(runs: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
 
 
 def main() -> None:
@@ -103,7 +135,7 @@ def main() -> None:
     args = ap.parse_args()
     seeds = list(range(args.seeds if args.seeds else (5 if args.quick else 10)))
     steps = args.steps
-    import cbx
+    from importlib import metadata
 
     rows, out = [], {}
     for n in (200, 40):
@@ -111,44 +143,59 @@ def main() -> None:
         for s in seeds:  # alternate the libraries seed by seed
             cs.append(run_cbx_single(s, n, steps))
             ev.append(run_evograd(s, n, steps))
-        cb = run_cbx_batched(seeds, n, steps)
-        t_ev = statistics.median(r["wall_s"] for r in ev)
-        t_cs = statistics.median(r["wall_s"] for r in cs)
+        cb = run_cbx_batched(list(range(10)), n, steps)  # M=10 runs in one dynamic, as the peers ran it
+        fl = floor_cpu(n, steps)
         k_ev, k_cs = sum(r["ok"] for r in ev), sum(r["ok"] for r in cs)
         res = dict(
-            evograd_s_per_run=round(t_ev, 4),
             evograd_successes=k_ev,
             evograd_consensus_successes=sum(r["ok_consensus"] for r in ev),
-            cbx_single_s_per_run=round(t_cs, 4),
             cbx_single_successes=k_cs,
             cbx_single_best_particle_successes=sum(r["ok_best"] for r in cs),
-            cbx_batched_s_per_run=round(cb["wall_s_per_run"], 4),
             cbx_batched_successes=cb["successes"],
-            fitness_only_s_per_run=round(fitness_only(n, steps), 4),
-            speedup_vs_single=round(t_cs / t_ev, 2),
-            speedup_vs_batched=round(cb["wall_s_per_run"] / t_ev, 2),
+            fitness_only_cpu_s_per_run=round(fl["fitness"], 4),
+            fitness_and_noise_cpu_s_per_run=round(fl["fitness_and_noise"], 4),
+            protocol_overhead_cpu_s_per_run=round(protocol_overhead_cpu(n, steps), 4),
         )
-        res["pass_single_5x"] = res["speedup_vs_single"] >= 5.0
-        res["pass_batched_3x"] = res["speedup_vs_batched"] >= 3.0
-        res["pass_success"] = k_ev >= max(k_cs, cb["successes"]) - 1
+        for clock in ("cpu", "wall"):
+            t_ev, t_cs, t_cb = median(ev, f"{clock}_s"), median(cs, f"{clock}_s"), cb[f"{clock}_s_per_run"]
+            res[clock] = dict(
+                evograd_s_per_run=round(t_ev, 4),
+                cbx_single_s_per_run=round(t_cs, 4),
+                cbx_batched_s_per_run=round(t_cb, 4),
+                speedup_vs_single=round(t_cs / t_ev, 2),
+                speedup_vs_batched=round(t_cb / t_ev, 2),
+            )
+        m, r = len(seeds), res["cpu"]  # the verdict uses CPU time: the machine is shared, wall time is also reported
+        res["max_speedup_vs_single"] = round(r["cbx_single_s_per_run"] / fl["fitness_and_noise"], 2)
+        res["max_speedup_vs_batched"] = round(r["cbx_batched_s_per_run"] / fl["fitness_and_noise"], 2)
+        res["pass_single_5x"] = r["speedup_vs_single"] >= 5.0
+        res["pass_batched_3x"] = r["speedup_vs_batched"] >= 3.0
+        res["pass_success"] = k_ev / m >= max(k_cs / m, cb["successes"] / 10) - 1 / m
         out[f"N={n}"] = res
-        m = len(seeds)
+        w = res["wall"]
         rows += [
-            (f"N={n} success", f"{k_ev}/{m}", f"{k_cs}/{m} single, {cb['successes']}/{m} batched", res["pass_success"]),
-            (f"N={n} s/run vs single", f"{t_ev:.3f}", f"{t_cs:.3f} ({res['speedup_vs_single']}x, need 5x)", res["pass_single_5x"]),
-            (f"N={n} s/run vs batched", f"{t_ev:.3f}", f"{cb['wall_s_per_run']:.3f} ({res['speedup_vs_batched']}x, need 3x)", res["pass_batched_3x"]),
+            (f"N={n} successes", f"{k_ev}/{m}", f"{k_cs}/{m} single, {cb['successes']}/10 batched", res["pass_success"]),
+            (f"N={n} s/run, single", f"{r['evograd_s_per_run']:.3f}",
+             f"{r['cbx_single_s_per_run']:.3f}: {r['speedup_vs_single']}x (wall {w['speedup_vs_single']}x), need 5x",
+             res["pass_single_5x"]),
+            (f"N={n} s/run, batched", f"{r['evograd_s_per_run']:.3f}",
+             f"{r['cbx_batched_s_per_run']:.3f}: {r['speedup_vs_batched']}x (wall {w['speedup_vs_batched']}x), need 3x",
+             res["pass_batched_3x"]),
         ]
-        print(f"N={n}: fitness alone {res['fitness_only_s_per_run']:.3f} s per run", flush=True)
+        print(
+            f"N={n}: CPU s per run: fitness alone {fl['fitness']:.3f}, fitness + Gaussian draws {fl['fitness_and_noise']:.3f}"
+            f" (bounds any speedup: {res['max_speedup_vs_single']}x single, {res['max_speedup_vs_batched']}x batched);"
+            f" base-class ask/tell overhead {res['protocol_overhead_cpu_s_per_run']:.3f}",
+            flush=True,
+        )
 
-    print(f"\n{'check':<24}{'evograd':>10}  {'CBXpy ' + cbx.__version__ if hasattr(cbx, '__version__') else 'CBXpy':<44}result")
+    print(f"\n{'check (CPU s per run)':<24}{'evograd':>9}  {'CBXpy ' + metadata.version('cbx'):<52}result")
     for name, a, b, ok in rows:
-        print(f"{name:<24}{a:>10}  {b:<44}{'PASS' if ok else 'FAIL'}")
-    from importlib import metadata
-
+        print(f"{name:<24}{a:>9}  {b:<52}{'PASS' if ok else 'FAIL'}")
     print(json.dumps(dict(
         bench="bench_cbo", function="rastrigin", d=D, steps=steps, seeds=len(seeds), tol_inf_norm=TOL,
         setting=dict(SETTING, noise="anisotropic", alpha_schedule="exponential 1.05 to 1e5"),
-        results=out, all_pass=all(r[3] for r in rows),
+        results=out, all_pass=all(row[3] for row in rows),
         versions={k: metadata.version(k) for k in ("cbx", "numpy")},
         machine=dict(python=platform.python_version(), cpus=os.cpu_count(), loadavg_1m=round(os.getloadavg()[0], 2)),
     )))

@@ -12,9 +12,9 @@ bounds and an unnormalized action space; those warnings are expected here.
 Reference costs, all exact expectations over x[0] and w (no sampling):
 - optimal_gain(): stationary gain K of the infinite-horizon problem (discrete algebraic Riccati equation),
   policy u = -K x.
-- optimal_cost(): expected H-step cost of that stationary policy. Among time-invariant linear policies this is
-  optimal up to horizon-end effects (invisible for noise-free dynamics and a horizon of a few closed-loop time
-  constants, of order 1/H with noise); it is the target for a learned linear policy.
+- optimal_cost(): expected H-step cost of that stationary policy, the target for a learned linear policy. The
+  best constant gain for H steps differs only by horizon-end effects: none measurable without noise, a relative
+  6e-6 on the default instance with noise_std=0.3, where time-varying gains gain 0.17% more.
 - finite_horizon_optimal_cost(): the true H-step optimum (time-varying gains finite_horizon_gains(), from the
   backward Riccati recursion), a lower bound for every policy, linear or not.
 - expected_cost(K): any linear policy u = -K x. A linear policy u = W x with flat parameters W (action_dim x
@@ -23,6 +23,7 @@ Reference costs, all exact expectations over x[0] and w (no sampling):
 from __future__ import annotations
 
 import numbers
+from typing import ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -87,7 +88,7 @@ class LQREnv(gym.Env):
         Standard deviation of the process noise w[t]; 0 makes a policy's return a function of x[0] alone.
     """
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict] = {"render_modes": []}
 
     def __init__(self, state_dim=4, action_dim=2, horizon=200, dynamics_seed=0, spectral_radius=1.05,
                  Q=None, R=None, init_std=1.0, noise_std=0.0):

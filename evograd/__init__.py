@@ -6,6 +6,7 @@ from .candidates import Candidates, DenseCandidates, SeededCandidates
 from .optim import Best, NonFiniteWarning, Optimizer
 from .registry import available, hyperparameters, make, register
 from .validation import ParameterError
+from . import envs_registration  # noqa: F401  (registers the evograd/... Gymnasium ids)
 
 __version__ = "0.1.0"
 

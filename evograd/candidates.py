@@ -121,11 +121,20 @@ class SeededCandidates(Candidates):
         return out
 
     def take(self, idx) -> np.ndarray:
+        # Row by row into one preallocated output: no (n, dim) temporaries beyond the result itself,
+        # which matters at a million parameters.
         idx = np.asarray(idx, dtype=np.int64)
         dirs = self.direction[idx]
-        uniq, inv = np.unique(dirs, return_inverse=True)
-        eps = self.noise(uniq)[inv]
-        return self.center + (self.sign[idx, None] * self.sigma) * eps
+        if self._noise_cache is not None:
+            eps, pos = self._noise_cache, dirs
+        else:
+            uniq, pos = np.unique(dirs, return_inverse=True)
+            eps = self.noise(uniq)
+        out = np.empty((len(idx), self.dim))
+        for r, i in enumerate(idx):
+            np.multiply(eps[pos[r]], self.sign[i] * self.sigma, out=out[r])
+            out[r] += self.center
+        return out
 
     def to_state(self) -> dict[str, Any]:
         return {

@@ -160,7 +160,7 @@ def train_ppo(
         ac = ActorCritic(o, loop.spaces, policy, seed, hidden_sizes, activation, critic_hidden_sizes,
                          log_std_init, ortho_init, obs_norm=normalize_obs)
         opt = make_optimizer("adam", lr=lr_fn(1.0), eps=1e-5)
-        opt.bind(ac.parameters())
+        opt.bind([ac.flatten_parameters()])
         venv = make_vec_env(env, n_envs, env_kwargs)
         try:
             return _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, gae_lambda,
@@ -174,7 +174,6 @@ def train_ppo(
 def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, gae_lambda, clip_fn, lr_fn,
            ent_coef, vf_coef, max_grad_norm, normalize_advantage, target_kl, vn) -> RLResult:
     rng = np.random.default_rng(loop.seed)
-    params = list(ac.parameters())
     T, N = n_steps, n_envs
     raw_obs, _ = venv.reset(seed=loop.seed)
     obs = vn.obs(raw_obs, update=True)
@@ -221,36 +220,48 @@ def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, ga
         b_logp = torch.from_numpy(buf_logp.reshape(-1)).float()
         b_adv = torch.from_numpy(adv.reshape(-1)).float()
         b_ret = torch.from_numpy(ret.reshape(-1)).float()
+        whole = batch_size >= T * N  # one minibatch: no shuffling needed, advantages normalized once
+        if whole and normalize_advantage and T * N > 1:
+            b_adv = (b_adv - b_adv.mean()) / (b_adv.std() + 1e-8)
         stats = {"pg": [], "vf": [], "ent": [], "kl": [], "clipfrac": []}
         stop = False
-        for _ in range(n_epochs):
-            perm = torch.from_numpy(rng.permutation(T * N))
+        for epoch in range(n_epochs):
+            last_epoch = epoch == n_epochs - 1
+            perm = None if whole else torch.from_numpy(rng.permutation(T * N))
             for start in range(0, T * N, batch_size):
-                idx = perm[start:start + batch_size]
-                logp, entropy = ac.evaluate(b_obs[idx], b_act[idx])
-                values = ac.critic(b_obs[idx])[:, 0]
-                a = b_adv[idx]
-                if normalize_advantage and len(idx) > 1:
-                    a = (a - a.mean()) / (a.std() + 1e-8)
-                log_ratio = logp - b_logp[idx]
+                if whole:
+                    obs_b, act_b, logp_b, a, ret_b = b_obs, b_act, b_logp, b_adv, b_ret
+                else:
+                    idx = perm[start:start + batch_size]
+                    obs_b, act_b, logp_b, a, ret_b = b_obs[idx], b_act[idx], b_logp[idx], b_adv[idx], b_ret[idx]
+                    if normalize_advantage and len(idx) > 1:
+                        a = (a - a.mean()) / (a.std() + 1e-8)
+                need_entropy = ent_coef != 0.0 or last_epoch
+                logp, entropy = ac.evaluate(obs_b, act_b, entropy=need_entropy)
+                values = ac.critic(obs_b)[:, 0]
+                log_ratio = logp - logp_b
                 ratio = torch.exp(log_ratio)
                 pg_loss = -torch.min(a * ratio, a * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)).mean()
-                vf_loss = F.mse_loss(b_ret[idx], values)
-                ent_loss = -entropy.mean()
-                loss = pg_loss + ent_coef * ent_loss + vf_coef * vf_loss
-                with torch.no_grad():
-                    approx_kl = ((ratio - 1.0) - log_ratio).mean()
-                    stats["kl"].append(approx_kl)
-                    stats["clipfrac"].append(((ratio - 1.0).abs() > clip).float().mean())
-                    stats["pg"].append(pg_loss.detach())
-                    stats["vf"].append(vf_loss.detach())
-                    stats["ent"].append(ent_loss.detach())
-                if target_kl is not None and float(approx_kl) > 1.5 * target_kl:
-                    stop = True  # SB3: skip this step and end the update early
-                    break
+                vf_loss = F.mse_loss(ret_b, values)
+                loss = pg_loss + vf_coef * vf_loss
+                if ent_coef != 0.0:
+                    loss = loss - ent_coef * entropy.mean()
+                if last_epoch or target_kl is not None:  # diagnostics: last epoch only (SB3: approx_kl too)
+                    with torch.no_grad():
+                        approx_kl = ((ratio - 1.0) - log_ratio).mean()
+                        if last_epoch:
+                            stats["kl"].append(approx_kl)
+                            stats["clipfrac"].append(((ratio - 1.0).abs() > clip).float().mean())
+                            stats["pg"].append(pg_loss.detach())
+                            stats["vf"].append(vf_loss.detach())
+                            stats["ent"].append(entropy.mean())
+                    if target_kl is not None and float(approx_kl) > 1.5 * target_kl:
+                        stop = True  # SB3: skip this step and end the update early
+                        break
                 opt.ask()
+                ac.zero_flat_grad()
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(ac.flat, max_grad_norm)
                 opt.tell(loss.item())
             if stop:
                 break
@@ -258,7 +269,7 @@ def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, ga
         var_ret = float(np.var(ret))
         row = {
             "learning_rate": lr, "clip_range": clip,
-            "policy_loss": mean("pg"), "value_loss": mean("vf"), "entropy": -mean("ent"),
+            "policy_loss": mean("pg"), "value_loss": mean("vf"), "entropy": mean("ent"),
             "approx_kl": mean("kl"), "clip_fraction": mean("clipfrac"),
             "explained_variance": float("nan") if var_ret == 0 else 1.0 - float(np.var(ret - buf_val)) / var_ret,
             "train_episodes": len(finished),

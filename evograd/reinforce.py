@@ -80,11 +80,10 @@ def train_reinforce(
             ac = ActorCritic(o, loop.spaces, policy, loop.seed, hidden_sizes, activation, critic_hidden_sizes,
                              log_std_init, ortho_init)
             opt = make_optimizer("adam", lr=lr_fn(1.0), eps=1e-5)
-            opt.bind(ac.parameters())
+            opt.bind([ac.flatten_parameters()])
             factory = env_factory(env, env_kwargs)
             envs = [factory() for _ in range(n_episodes)]
             rng = np.random.default_rng(loop.seed)
-            params = list(ac.parameters())
 
             def act(obs):
                 with torch.no_grad():
@@ -120,11 +119,12 @@ def train_reinforce(
                 vf_loss = F.mse_loss(values, returns)
                 loss = pg_loss - ent_coef * entropy.mean() + vf_coef * vf_loss
                 opt.ask()
+                ac.zero_flat_grad()
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(ac.flat, max_grad_norm)
                 opt.tell(loss.item())
-                row = {"learning_rate": lr, "policy_loss": float(pg_loss), "value_loss": float(vf_loss),
-                       "entropy": float(entropy.mean()), "train_episodes": n_episodes,
+                row = {"learning_rate": lr, "policy_loss": pg_loss.item(), "value_loss": vf_loss.item(),
+                       "entropy": entropy.mean().item(), "train_episodes": n_episodes,
                        "train_return": float(rets.mean()), "train_ep_len": float(lens.mean())}
                 if not ac.discrete:
                     row["std"] = float(torch.exp(ac.log_std).mean())

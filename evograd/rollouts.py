@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .policies import Policy, RunningMeanStd, make_policy, num_params, space_to_data
-from .vector_cartpole import MAX_EPISODE_STEPS, VectorCartPole
+from .vector_cartpole import MAX_EPISODE_STEPS, VectorCartPole, int_to_words, seedseq_state
 
 
 class RolloutError(RuntimeError):
@@ -37,6 +37,22 @@ def episode_seed(run_seed: int, generation: int, candidate: int, episode: int) -
     words = np.random.SeedSequence([int(run_seed), int(generation), int(candidate), int(episode)]).generate_state(
         2, np.uint32)
     return (int(words[0]) << 31) ^ int(words[1])  # 63 bits: a valid seed for every Gymnasium env
+
+
+def episode_seeds(run_seed: int, generation: int, candidates, episodes) -> list[int]:
+    """`episode_seed` for many (candidate, episode) pairs at once (one batched SeedSequence hash)."""
+    cand = np.asarray(candidates, dtype=np.int64).reshape(-1)
+    eps = np.asarray(episodes, dtype=np.int64).reshape(-1)
+    if len(cand) == 0:
+        return []
+    if cand.min() < 0 or eps.min() < 0 or cand.max() > 0xFFFFFFFF or eps.max() > 0xFFFFFFFF:
+        return [episode_seed(run_seed, generation, c, e) for c, e in zip(cand.tolist(), eps.tolist())]
+    head = int_to_words(run_seed) + int_to_words(generation)
+    words = np.empty((len(cand), len(head) + 2), dtype=np.uint32)
+    words[:, :len(head)] = head
+    words[:, -2], words[:, -1] = cand, eps
+    w = seedseq_state(words, 2).astype(np.uint64)
+    return ((w[:, 0] << np.uint64(31)) ^ w[:, 1]).tolist()
 
 
 @dataclass
@@ -79,34 +95,46 @@ def concat_results(results: Sequence[RolloutResult]) -> RolloutResult:
 
 # ---------------------------------------------------------------- batched policy kernels (obs as (O, n))
 class _LinearKernel:
-    """logits = b + sum_j W[:, j] * o[j], accumulated in j order: per-member rounding ignores the batch."""
+    """logits = b + sum_j W[:, j] * o[j], accumulated in j order: per-member rounding ignores the batch.
 
-    def __init__(self, policy: Policy, n: int):
+    For two discrete actions only the sign of logit1 - logit0 matters, so the weights are stored as that
+    difference (half the numpy calls per step; differs from argmax of the two logits only by rounding).
+    """
+
+    def __init__(self, policy: Policy, n: int, post: Callable):
         self.O, self.A, self.bias = policy.obs_dim, policy.act_dim, policy.net.bias is not None
-        self.W = np.zeros((self.O, self.A, n))
-        self.b = np.zeros((self.A, n))
+        self.pair = policy.discrete and self.A == 2
+        rows = 1 if self.pair else self.A
+        self.post = (lambda d: d[0] > 0.0) if self.pair else post
+        self.W = np.zeros((self.O, rows, n))
+        self.b = np.zeros((rows, n))
         self._rows = [self.W[j] for j in range(self.O)]
-        self._tmp = np.empty((self.A, n))
+        self._acc, self._tmp = np.empty((rows, n)), np.empty((rows, n))
 
     def assign(self, slots: np.ndarray, P: np.ndarray) -> None:
         m, AO = len(slots), self.A * self.O
-        self.W[:, :, slots] = P[:, :AO].reshape(m, self.A, self.O).transpose(2, 1, 0)
-        if self.bias:
-            self.b[:, slots] = P[:, AO:].T
+        W = P[:, :AO].reshape(m, self.A, self.O)
+        b = P[:, AO:] if self.bias else np.zeros((m, self.A))
+        if self.pair:
+            W, b = W[:, 1:] - W[:, :1], b[:, 1:] - b[:, :1]
+        self.W[:, :, slots] = W.transpose(2, 1, 0)
+        self.b[:, slots] = b.T
 
     def __call__(self, o: np.ndarray) -> np.ndarray:
-        acc, tmp = self.b.copy(), self._tmp
-        for j, row in enumerate(self._rows):
-            np.multiply(row, o[j], out=tmp)
+        acc, tmp, rows = self._acc, self._tmp, self._rows
+        np.multiply(rows[0], o[0], out=acc)
+        acc += self.b  # b + w0*o0 == w0*o0 + b exactly: the sum order stays b, 0, 1, 2, ...
+        for j in range(1, self.O):
+            np.multiply(rows[j], o[j], out=tmp)
             acc += tmp
-        return acc
+        return self.post(acc)
 
 
 class _TorchKernel:
     """Any module, one functional call per member under vmap (per-member matmuls, batch-independent)."""
 
-    def __init__(self, policy: Policy, n: int):
-        self.net = policy.net
+    def __init__(self, policy: Policy, n: int, post: Callable):
+        self.net, self.post = policy.net, post
         self.shapes = [(name, p.shape, p.dtype) for name, p in self.net.named_parameters()]
         self.P = {name: torch.zeros((n, *shape), dtype=dt) for name, shape, dt in self.shapes}
         self.dtype = self.shapes[0][2] if self.shapes else torch.float32
@@ -123,7 +151,7 @@ class _TorchKernel:
     @torch.no_grad()
     def __call__(self, o: np.ndarray) -> np.ndarray:
         out = self._batched(self.P, torch.from_numpy(np.ascontiguousarray(o.T)).to(self.dtype))
-        return out.double().numpy().T
+        return self.post(out.double().numpy().T)
 
 
 # ---------------------------------------------------------------- environment backends (obs as (O, n))
@@ -153,7 +181,7 @@ class _CartPoleBackend:
 
     def step(self, actions, live):
         term, trunc = self.vec.step(actions)
-        return None, term, trunc, None  # finite by construction: actions are 0/1, state stays bounded
+        return None, term | trunc, None  # finite by construction: actions are 0/1, state stays bounded
 
 
 class _GymBackend:
@@ -171,8 +199,7 @@ class _GymBackend:
         self.n = n
         self._obs = np.zeros((self.obs_dim, n))
         self._rew = np.zeros(n)
-        self._term = np.zeros(n, dtype=bool)
-        self._trunc = np.zeros(n, dtype=bool)
+        self._done = np.zeros(n, dtype=bool)
         self._bad = np.zeros(n, dtype=bool)
 
     def _store(self, s: int, o) -> bool:
@@ -196,7 +223,7 @@ class _GymBackend:
 
     def step(self, actions, live):
         acts = (actions + self.act_start).tolist() if self.discrete else actions
-        rew, term, trunc, bad = self._rew, self._term, self._trunc, self._bad
+        rew, done, bad = self._rew, self._done, self._bad
         bad[:] = False
         for s in np.flatnonzero(live).tolist():
             try:
@@ -204,9 +231,9 @@ class _GymBackend:
             except Exception as e:
                 raise _SlotError(s, e) from e
             r = float(r)
-            rew[s], term[s], trunc[s] = r, te, tr
+            rew[s], done[s] = r, te or tr
             bad[s] = not (self._store(s, o) and np.isfinite(r))
-        return rew, term, trunc, bad
+        return rew, done, bad
 
     def close(self) -> None:
         for env in self.envs:
@@ -326,47 +353,50 @@ class RolloutWorker:
         o_cnt, o_s1, o_s2 = np.zeros((k, E)), np.zeros((k, E, O)), np.zeros((k, E, O))
         jobs = [(m, e) for e in range(E) for m in range(k) if not failed[m]]
         n = self.n_slots or min(max(len(jobs), 1), self._default_slots)
-        backend, kernel = self.backend, self._kernel_cls(self.policy, n)
+        backend, kernel = self.backend, self._kernel_cls(self.policy, n, self._actions)
         backend.prepare(n)
-        slot_m, slot_e = np.full(n, -1), np.zeros(n, dtype=np.int64)
-        slot_len, slot_ret, live = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n, dtype=bool)
+        # Per-slot bookkeeping. Lengths come from the step at which a slot started, so the hot loop does
+        # no per-slot counting; CartPole's reward is 1 per step, so its return is its length.
+        slot_m, slot_e, slot_t0 = np.full(n, -1), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+        slot_ret, live = np.zeros(n), np.zeros(n, dtype=bool)
         s1, s2, sq = np.zeros((O, n)), np.zeros((O, n)), np.empty((O, n))
-        nxt, live_steps, batched = 0, 0, 0
+        state = {"next": 0, "live": 0, "t": 0}
 
         def start(slots):
-            nonlocal nxt
             take = []
-            while nxt < len(jobs) and len(take) < len(slots):
-                if not failed[jobs[nxt][0]]:
-                    take.append(jobs[nxt])
-                nxt += 1
-            slots = np.asarray(slots[:len(take)], dtype=np.int64)
+            while state["next"] < len(jobs) and len(take) < len(slots):
+                if not failed[jobs[state["next"]][0]]:
+                    take.append(jobs[state["next"]])
+                state["next"] += 1
             if not take:
                 return
+            slots = np.asarray(slots[:len(take)], dtype=np.int64)
             mem, eps = np.array([t[0] for t in take]), np.array([t[1] for t in take])
-            seeds = [episode_seed(run_seed, generation, int(ids[m]), int(e)) for m, e in take]
-            slot_m[slots], slot_e[slots], slot_len[slots], slot_ret[slots] = mem, eps, 0, 0.0
+            slot_m[slots], slot_e[slots], slot_t0[slots], slot_ret[slots] = mem, eps, state["t"], 0.0
             s1[:, slots], s2[:, slots] = 0.0, 0.0
             live[slots] = True
+            state["live"] += len(slots)
             kernel.assign(slots, P[mem])
             try:
-                bad = backend.reset(slots, seeds)
+                bad = backend.reset(slots, episode_seeds(run_seed, generation, ids[mem], eps))
             except _SlotError as err:
                 raise self._error(err, slot_m, slot_e, ids, run_seed, generation) from err.exc
             if bad is not None and len(bad):
                 finish(bad, np.ones(len(bad), dtype=bool))
 
         def finish(slots, bad):
-            m, e = slot_m[slots], slot_e[slots]
-            ep_ret[m, e] = np.where(bad, np.nan, slot_ret[slots])
-            lengths[m, e] = slot_len[slots]
+            m, e, length = slot_m[slots], slot_e[slots], state["t"] - slot_t0[slots]
+            ret = length.astype(np.float64) if backend.reward_is_one else slot_ret[slots]
+            ep_ret[m, e] = np.where(bad, np.nan, ret)
+            lengths[m, e] = length
             failed[m[bad]] = True
-            o_cnt[m, e], o_s1[m, e], o_s2[m, e] = slot_len[slots], s1[:, slots].T, s2[:, slots].T
+            o_cnt[m, e], o_s1[m, e], o_s2[m, e] = length, s1[:, slots].T, s2[:, slots].T
             live[slots] = False
             slot_m[slots] = -1
+            state["live"] -= len(slots)
 
         start(np.arange(n))
-        while live.any():
+        while state["live"]:
             obs = backend.obs()
             if collect_obs_stats:
                 s1 += obs
@@ -374,17 +404,12 @@ class RolloutWorker:
                 s2 += sq
             x = obs if mean is None else (obs - mean) / std
             try:
-                rew, term, trunc, bad = backend.step(self._actions(kernel(x)), live)
+                rew, done, bad = backend.step(kernel(x), live)
             except _SlotError as err:
                 raise self._error(err, slot_m, slot_e, ids, run_seed, generation) from err.exc
-            batched += 1
-            live_steps += int(np.count_nonzero(live))
-            slot_len += 1
-            if rew is None:
-                slot_ret += 1.0
-            else:
+            state["t"] += 1
+            if rew is not None:
                 slot_ret += rew
-            done = term | trunc
             if bad is not None:
                 done |= bad
             done &= live
@@ -394,11 +419,11 @@ class RolloutWorker:
                 start(d)
         if not collect_obs_stats:
             o_cnt[:] = 0
-        skipped = ~failed[:, None] & (lengths == 0)
-        assert not skipped.any(), "internal: an episode was never run"
+        assert not (~failed[:, None] & (lengths == 0)).any(), "internal: an episode was never run"
         returns = np.where(failed, np.nan, ep_ret.mean(axis=1))
-        return RolloutResult(returns, ep_ret, lengths, failed, int(lengths.sum()), o_cnt.sum(axis=1),
-                             o_s1.sum(axis=1), o_s2.sum(axis=1), live_steps / max(batched * n, 1), batched,
+        env_steps = int(lengths.sum())
+        return RolloutResult(returns, ep_ret, lengths, failed, env_steps, o_cnt.sum(axis=1), o_s1.sum(axis=1),
+                             o_s2.sum(axis=1), env_steps / max(state["t"] * n, 1), state["t"],
                              time.perf_counter() - t0)
 
     def _error(self, err: _SlotError, slot_m, slot_e, ids, run_seed, generation) -> RolloutError:

@@ -29,12 +29,27 @@ def standardize(f: np.ndarray) -> np.ndarray:
     return (u - u.mean()) / std if std > 0 else np.zeros_like(u)
 
 
+def average_ranks(f: np.ndarray) -> np.ndarray:
+    """Like `ranks`, but tied values share the mean of their ranks (a flat fitness gives equal ranks)."""
+    f = np.asarray(f, dtype=np.float64)
+    order = np.argsort(f, kind="stable")
+    fs = f[order]
+    # start index of each run of equal values, then the mean rank of that run
+    starts = np.flatnonzero(np.r_[True, fs[1:] != fs[:-1]])
+    ends = np.r_[starts[1:], len(f)]
+    mean_rank = (starts + ends - 1) / 2.0
+    r = np.empty(len(f))
+    r[order] = np.repeat(mean_rank, ends - starts)
+    return r
+
+
 def centered_ranks(f: np.ndarray) -> np.ndarray:
-    """Ranks mapped linearly to [-0.5, 0.5], best = +0.5 (OpenAI-ES)."""
+    """Ranks mapped linearly to [-0.5, 0.5], best = +0.5 (OpenAI-ES); ties share their mean rank, so a
+    flat fitness (common early in RL) gives zero utilities instead of a random walk driven by position."""
     n = len(f)
     if n < 2:
         return np.zeros(n)
-    return 0.5 - ranks(f) / (n - 1)
+    return 0.5 - average_ranks(f) / (n - 1)
 
 
 def nes_utilities(f: np.ndarray) -> np.ndarray:

@@ -102,7 +102,7 @@ def test_determinism_per_seed():
 
 @pytest.mark.parametrize("pending", [False, True])
 def test_state_round_trip_is_bit_exact(pending):
-    kw = dict(x0=np.full(5, 1.5), n_directions=6, top_directions=3, seed=9)
+    kw = {"x0": np.full(5, 1.5), "n_directions": 6, "top_directions": 3, "seed": 9}
     a = run(ARS(**kw), rosenbrock, 4)
     if pending:
         a.ask()  # restored pending candidates have no noise cache: tell regenerates the directions

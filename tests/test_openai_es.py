@@ -70,7 +70,7 @@ def test_gradient_estimate_drives_sgd_by_hand():
 
 
 def test_sgd_and_adam_are_selectable():
-    kw = dict(x0=np.ones(3), popsize=4, seed=0)
+    kw = {"x0": np.ones(3), "popsize": 4, "seed": 0}
     sgd = OpenAIES(optimizer="sgd", optimizer_kwargs={"momentum": 0.9}, **kw)
     adam = OpenAIES(**kw)
     assert isinstance(sgd.inner, SGD) and isinstance(adam.inner, Adam)
@@ -84,7 +84,10 @@ def test_sgd_and_adam_are_selectable():
 
 def test_weight_decay_shrinks_center_on_flat_fitness():
     x0 = np.array([1.0, -2.0, 3.0])
-    flat = lambda X: np.zeros(len(X))  # noqa: E731
+
+    def flat(X):
+        return np.zeros(len(X))
+
     still = run(OpenAIES(x0=x0, popsize=4, shaping="identity", weight_decay=0.0, seed=0), flat, 20)
     np.testing.assert_array_equal(still.center, x0)  # no signal, no decay: nothing moves
     decayed = run(OpenAIES(x0=x0, popsize=4, shaping="identity", weight_decay=0.1, seed=0), flat, 20)
@@ -103,7 +106,7 @@ def test_determinism_per_seed():
 @pytest.mark.parametrize("pending", [False, True])
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_state_round_trip_is_bit_exact(pending, optimizer):
-    kw = dict(x0=np.full(5, 1.5), popsize=10, optimizer=optimizer, seed=11)
+    kw = {"x0": np.full(5, 1.5), "popsize": 10, "optimizer": optimizer, "seed": 11}
     a = run(OpenAIES(**kw), rosenbrock, 4)
     if pending:
         a.ask()  # the restored pending candidates carry no noise cache: tell must regenerate it

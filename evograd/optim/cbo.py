@@ -23,6 +23,7 @@ from .base import Optimizer
 # noise in high dimension does diverge) stays finite instead of poisoning the consensus with 0 * inf.
 _MAX_ABS = 1e8
 _ALPHA_MIN = 1e-10  # lower end of the ESS bisection
+_min, _sum = np.minimum.reduce, np.add.reduce  # the bare ufunc reductions skip ndarray.min/sum's wrappers
 
 
 @register("cbo")
@@ -163,35 +164,33 @@ class CBO(Optimizer):
     def _tell(self, f: np.ndarray, grads: np.ndarray | None) -> None:
         X, batch = self._x, self._batch
         Xb = X if batch is None else X[batch]
-        fmin = float(f.min())
+        fmin = _min(f)
         if fmin == math.inf:  # every value failed: no information, fall back to uniform weights
             f = np.zeros_like(f)
             fmin = 0.0
         if self.alpha_schedule == "ess":
             self.alpha = self._ess_alpha(f, fmin)
-        # w_i = exp(-alpha (f_i - min f)) lies in [0, 1] and the best gets 1: log-sum-exp without the
-        # log, so no overflow whatever alpha and the scale of f; failed values (+inf) get 0.
+        # w_i = exp(-alpha (f_i - min f)) in [0, 1], the best gets 1 (log-sum-exp without the log): exp
+        # cannot overflow and the sum is >= 1 whatever alpha and the scale of f; failed values get 0.
         a = self.alpha
-        if (float(f.max()) - fmin) * a < 1e300:
-            w = fmin - f
-            w *= a
-            np.exp(w, out=w)
-        else:  # failed values or a vast spread: exponents underflow to 0 anyway
-            with np.errstate(over="ignore", invalid="ignore"):
-                w = np.exp((fmin - f) * a)
-        c = (w @ Xb) / w.sum()
+        w = fmin - f
+        w *= a
+        np.exp(w, out=w)
+        c = (w @ Xb) / _sum(w)
         self._consensus = c
-        D = (X if batch is None or self.batch_mode == "full" else Xb) - c
-        # new x = c + D * (1 - lambda dt) + sigma sqrt(dt) D(D) xi: one fresh array, so the arrays
-        # returned by earlier asks are never written to.
+        moving = X if batch is None or self.batch_mode == "full" else Xb
+        D = moving - c
+        # x + D * (sigma sqrt(dt) xi - lambda dt) (isotropic: sigma sqrt(dt) ||D|| xi - lambda dt D), into a
+        # fresh array so the arrays returned by earlier asks are never written to
+        new = self.rng.standard_normal(D.shape)
         if self.noise == "anisotropic":
-            new = self.rng.normal(1.0 - self._drift_dt, self._sqrt_dt_sigma, D.shape)
+            new *= self._sqrt_dt_sigma
+            new -= self._drift_dt
             new *= D
         else:
-            new = self.rng.standard_normal(D.shape)
             new *= np.sqrt(np.einsum("ij,ij->i", D, D))[:, None] * self._sqrt_dt_sigma
-            new += (1.0 - self._drift_dt) * D
-        new += c
+            new -= self._drift_dt * D
+        new += moving
         np.clip(new, -_MAX_ABS, _MAX_ABS, out=new)
         if D.shape[0] == X.shape[0]:
             self._x = new

@@ -1,0 +1,178 @@
+"""Rollout engine throughput as ratios against raw Gymnasium, measured in the same run.
+
+Usage: python benchmarks/bench_rollouts.py [--quick] [--reps 5] [--seconds 1.0] [--skip-mujoco]
+
+CartPole-v1, linear policy, popsize 256, one process: live env steps/s of RolloutWorker.evaluate
+against `gym.make_vec("CartPole-v1", 256, vectorization_mode="vector_entry_point")` stepped with
+pre-drawn random actions (as /work/shared/peers/env_throughput.py does). Cases:
+  * good population: a balancing linear policy plus N(0, 0.01^2) noise (most episodes run 500 steps);
+  * random population: N(0, 1) parameters (short episodes; slot utilization is reported).
+HalfCheetah-v5, linear policy, popsize 64: one worker against one raw `gym.make` env with random
+actions. `run_halfcheetah_worker` runs one worker and is reusable for multi-process comparisons.
+Raw and engine measurements alternate rep by rep so machine load hits both alike; medians reported.
+The last stdout line is a one-line JSON result. MuJoCo runs inside a temp dir (it writes MUJOCO_LOG.TXT).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import gymnasium as gym  # noqa: E402
+import torch  # noqa: E402
+
+from evograd.rollouts import RolloutWorker  # noqa: E402
+
+torch.set_num_threads(1)
+
+# Linear CartPole policy W (2x4), b (2): logit1 - logit0 = theta + theta_dot (push toward the lean).
+GOOD_CARTPOLE = np.array([0, 0, 0, 0, 0, 0, 1, 1, 0, 0], dtype=np.float64)
+
+
+def raw_vector_cartpole(seconds: float, num_envs: int = 256, seed: int = 0) -> float:
+    env = gym.make_vec("CartPole-v1", num_envs=num_envs, vectorization_mode="vector_entry_point")
+    env.action_space.seed(seed)
+    env.reset(seed=seed)
+    acts = [env.action_space.sample() for _ in range(256)]
+    n, t0 = 0, time.perf_counter()
+    while True:
+        for i in range(20):
+            env.step(acts[(n + i) & 255])
+        n += 20
+        dt = time.perf_counter() - t0
+        if dt >= seconds:
+            env.close()
+            return n * num_envs / dt
+
+
+def raw_single(env_id: str, seconds: float, seed: int = 0) -> float:
+    env = gym.make(env_id)
+    env.action_space.seed(seed)
+    env.reset(seed=seed)
+    acts = [env.action_space.sample() for _ in range(4096)]
+    n, t0 = 0, time.perf_counter()
+    while True:
+        for i in range(500):
+            _, _, term, trunc, _ = env.step(acts[(n + i) & 4095])
+            if term or trunc:
+                env.reset()
+        n += 500
+        dt = time.perf_counter() - t0
+        if dt >= seconds:
+            env.close()
+            return n / dt
+
+
+def engine_rate(worker: RolloutWorker, P: np.ndarray, seconds: float, collect: bool, gen0: int = 0) -> dict:
+    """Evaluate generations until `seconds` pass; live env steps per wall second and slot utilization."""
+    steps, util, gens, t0 = 0, [], gen0, time.perf_counter()
+    while True:
+        r = worker.evaluate(P, np.arange(len(P)), run_seed=0, generation=gens, collect_obs_stats=collect)
+        steps += r.env_steps
+        util.append(r.slot_utilization)
+        gens += 1
+        dt = time.perf_counter() - t0
+        if dt >= seconds:
+            return {"steps_per_s": steps / dt, "slot_utilization": float(np.mean(util)), "generations": gens - gen0,
+                    "mean_return": float(r.returns.mean())}
+
+
+def run_halfcheetah_worker(P: np.ndarray, generations: int, run_seed: int = 0, gen0: int = 0,
+                           worker: RolloutWorker | None = None) -> dict:
+    """One worker evaluating `P` on HalfCheetah-v5 for `generations` generations (reusable from joblib)."""
+    worker = worker or RolloutWorker("HalfCheetah-v5", {"policy": "linear"})
+    steps, t0 = 0, time.perf_counter()
+    for g in range(generations):
+        steps += worker.evaluate(P, np.arange(len(P)), run_seed, gen0 + g, collect_obs_stats=False).env_steps
+    dt = time.perf_counter() - t0
+    return {"env_steps": steps, "wall_s": dt, "steps_per_s": steps / dt}
+
+
+def _med(xs):
+    return statistics.median(xs)
+
+
+def bench_cartpole(reps: int, seconds: float) -> dict:
+    rng = np.random.default_rng(0)
+    pops = {
+        "good": GOOD_CARTPOLE + 0.01 * rng.standard_normal((256, 10)),
+        "random": rng.standard_normal((256, 10)),
+    }
+    worker = RolloutWorker("CartPole-v1", {"policy": "linear"})
+    cases = [("good", False), ("good", True), ("random", False)]
+    raw, ours = [], {c: [] for c in cases}
+    for rep in range(reps):
+        raw.append(raw_vector_cartpole(seconds))
+        for pop, collect in cases:
+            ours[(pop, collect)].append(engine_rate(worker, pops[pop], seconds, collect, gen0=1000 * rep))
+        print(f"rep {rep}: raw {raw[-1]:,.0f} steps/s; " + "; ".join(
+            f"{p}{'+stats' if c else ''} {ours[(p, c)][-1]['steps_per_s']:,.0f}" for p, c in cases), flush=True)
+    raw_med = _med(raw)
+    out = {"raw_make_vec_256_steps_per_s": round(raw_med), "raw_runs": [round(v) for v in raw]}
+    for pop, collect in cases:
+        runs = ours[(pop, collect)]
+        med = _med([r["steps_per_s"] for r in runs])
+        out[f"{pop}{'_with_obs_stats' if collect else ''}"] = {
+            "steps_per_s": round(med),
+            "ratio_vs_raw": round(med / raw_med, 3),
+            "ratio_per_rep": [round(r["steps_per_s"] / w, 3) for r, w in zip(runs, raw)],
+            "slot_utilization": round(_med([r["slot_utilization"] for r in runs]), 3),
+            "mean_return": round(_med([r["mean_return"] for r in runs]), 1),
+        }
+    return out
+
+
+def bench_halfcheetah(reps: int, seconds: float) -> dict:
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)  # MuJoCo writes MUJOCO_LOG.TXT into the working directory
+        try:
+            worker = RolloutWorker("HalfCheetah-v5", {"policy": "linear"}, max_episode_steps=200)
+            P = 0.1 * np.random.default_rng(0).standard_normal((64, worker.dim))
+            raw, ours = [], []
+            for rep in range(reps):
+                raw.append(raw_single("HalfCheetah-v5", seconds))
+                t0, steps, g = time.perf_counter(), 0, 0
+                while time.perf_counter() - t0 < seconds:
+                    steps += run_halfcheetah_worker(P, 1, gen0=1000 * rep + g, worker=worker)["env_steps"]
+                    g += 1
+                ours.append(steps / (time.perf_counter() - t0))
+                print(f"rep {rep}: HalfCheetah raw {raw[-1]:,.0f} steps/s, worker {ours[-1]:,.0f}", flush=True)
+            worker.close()
+        finally:
+            os.chdir(cwd)
+    return {"raw_single_env_steps_per_s": round(_med(raw)), "worker_steps_per_s": round(_med(ours)),
+            "ratio_vs_raw": round(_med(ours) / _med(raw), 3),
+            "ratio_per_rep": [round(o / r, 3) for o, r in zip(ours, raw)],
+            "note": "popsize 64, episodes truncated at 200 steps, one process"}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="2 reps of 0.5 s per case")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=1.5)
+    ap.add_argument("--skip-mujoco", action="store_true")
+    args = ap.parse_args()
+    if args.quick:
+        args.reps, args.seconds = 2, 0.5
+    result = {"bench": "rollouts", "reps": args.reps, "seconds_per_case": args.seconds,
+              "cartpole_linear_pop256": bench_cartpole(args.reps, args.seconds)}
+    if not args.skip_mujoco:
+        result["halfcheetah_linear_pop64"] = bench_halfcheetah(args.reps, args.seconds)
+    result["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(),
+                         "loadavg": os.getloadavg(), "numpy": np.__version__, "gymnasium": gym.__version__}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
