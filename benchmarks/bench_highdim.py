@@ -8,6 +8,7 @@ process after building the optimizer, and as a multiple of one (n, dim) float64 
     python benchmarks/bench_highdim.py            # 5 timed generations per case
     python benchmarks/bench_highdim.py --quick    # 2 timed generations per case
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,9 +79,13 @@ def spawn(name: str, dim: int, popsize: int, gens: int) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--case", name, str(dim), str(popsize), str(gens)]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.setdefault("OMP_NUM_THREADS", "1")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        return {"optimizer": name, "dim": dim, "error": proc.stderr.strip().splitlines()[-1:] or ["exit %d" % proc.returncode]}
+        return {
+            "optimizer": name,
+            "dim": dim,
+            "error": proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"],
+        }
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -99,8 +104,10 @@ def main() -> None:
         return
     gens = args.gens or (2 if args.quick else 5)
     rows = []
-    print(f"{'optimizer':<10} {'dim':>9} {'n':>5} {'ms/gen':>9} {'ask ms':>8} {'tell ms':>8} "
-          f"{'ns/(n*dim)':>10} {'peak MB':>9} {'x pop':>6}")
+    print(
+        f"{'optimizer':<10} {'dim':>9} {'n':>5} {'ms/gen':>9} {'ask ms':>8} {'tell ms':>8} "
+        f"{'ns/(n*dim)':>10} {'peak MB':>9} {'x pop':>6}"
+    )
     skipped = set()
     for name in args.optimizers:
         for dim in args.dims:
@@ -112,9 +119,12 @@ def main() -> None:
                 print(f"{name:<10} skipped: {r.get('skipped') or r.get('error')}")
                 skipped.add(name)
                 continue
-            print(f"{name:<10} {dim:>9} {r['popsize']:>5} {r['ms_per_gen']:>9.1f} {r['ask_ms']:>8.1f} "
-                  f"{r['tell_ms']:>8.1f} {r['ns_per_elem']:>10.3f} {r['peak_rss_mb']:>9.1f} "
-                  f"{r['peak_in_populations']:>6.2f}", flush=True)
+            print(
+                f"{name:<10} {dim:>9} {r['popsize']:>5} {r['ms_per_gen']:>9.1f} {r['ask_ms']:>8.1f} "
+                f"{r['tell_ms']:>8.1f} {r['ns_per_elem']:>10.3f} {r['peak_rss_mb']:>9.1f} "
+                f"{r['peak_in_populations']:>6.2f}",
+                flush=True,
+            )
     info = {"python": platform.python_version(), "cpu_count": os.cpu_count()}
     try:
         info["loadavg_1m"] = round(os.getloadavg()[0], 2)

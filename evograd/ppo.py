@@ -19,7 +19,7 @@ import torch
 from torch.nn import functional as F
 
 from .registry import make as make_optimizer
-from .rl_common import ActorCritic, RLResult, RunLoop, make_vec_env, parse_schedule
+from .rl_common import ActorCritic, RLResult, RunLoop, clip_grad_norm, make_vec_env, parse_schedule
 from .validation import ParameterError, check_bool, check_float, check_int
 
 _OWNER = "train_ppo"
@@ -187,8 +187,8 @@ def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, ga
         for t in range(T):
             with torch.no_grad():
                 obs_t = torch.from_numpy(obs)
-                out = ac.actor.net(obs_t)
-                buf_val[t] = ac.critic(obs_t)[:, 0].numpy()
+                out = ac.pi(obs_t)
+                buf_val[t] = ac.v(obs_t)[:, 0].numpy()
             action, env_action, buf_logp[t] = ac.sample(out, rng)
             raw_obs, reward, terminated, truncated, info = venv.step(env_action)
             buf_obs[t], buf_act[t] = obs, action
@@ -238,7 +238,7 @@ def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, ga
                         a = (a - a.mean()) / (a.std() + 1e-8)
                 need_entropy = ent_coef != 0.0 or last_epoch
                 logp, entropy = ac.evaluate(obs_b, act_b, entropy=need_entropy)
-                values = ac.critic(obs_b)[:, 0]
+                values = ac.v(obs_b)[:, 0]
                 log_ratio = logp - logp_b
                 ratio = torch.exp(log_ratio)
                 pg_loss = -torch.min(a * ratio, a * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)).mean()
@@ -261,7 +261,7 @@ def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, ga
                 opt.ask()
                 ac.zero_flat_grad()
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(ac.flat, max_grad_norm)
+                clip_grad_norm(ac.flat[0].grad, max_grad_norm)
                 opt.tell(loss.item())
             if stop:
                 break

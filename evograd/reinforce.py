@@ -16,7 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from .registry import make as make_optimizer
-from .rl_common import ActorCritic, RLResult, RunLoop, env_factory, parse_schedule, run_episodes
+from .rl_common import ActorCritic, RLResult, RunLoop, clip_grad_norm, env_factory, parse_schedule, run_episodes
 from .validation import check_bool, check_float, check_int
 
 _OWNER = "train_reinforce"
@@ -87,7 +87,7 @@ def train_reinforce(
 
             def act(obs):
                 with torch.no_grad():
-                    out = ac.actor.net(torch.as_tensor(obs, dtype=ac.dtype))
+                    out = ac.pi(torch.as_tensor(obs, dtype=ac.dtype))
                 stored, env_action, _ = ac.sample(out, rng)
                 return env_action, stored
 
@@ -111,7 +111,7 @@ def train_reinforce(
                 lr = lr_fn(progress_remaining)
                 opt.set_lr(lr)
                 logp, entropy = ac.evaluate(obs, acts)
-                values = ac.critic(obs)[:, 0]
+                values = ac.v(obs)[:, 0]
                 adv = returns - values.detach()
                 if normalize_advantage and len(adv) > 1:
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
@@ -121,7 +121,7 @@ def train_reinforce(
                 opt.ask()
                 ac.zero_flat_grad()
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(ac.flat, max_grad_norm)
+                clip_grad_norm(ac.flat[0].grad, max_grad_norm)
                 opt.tell(loss.item())
                 row = {"learning_rate": lr, "policy_loss": pg_loss.item(), "value_loss": vf_loss.item(),
                        "entropy": entropy.mean().item(), "train_episodes": n_episodes,

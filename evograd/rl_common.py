@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .policies import Policy, RunningMeanStd, make_policy
 from .validation import ParameterError, check_bool, check_float, check_int
@@ -126,6 +127,8 @@ class ActorCritic(nn.Module):
             self.critic = _mlp([self.actor.obs_dim, *critic_hidden_sizes, 1], activation, 1.0, ortho_init)
         self.obs_dim, self.act_dim, self.discrete = self.actor.obs_dim, self.actor.act_dim, self.actor.discrete
         self.dtype = next(self.actor.parameters(), torch.empty(())).dtype
+        self.pi = fast_forward(self.actor.net)  # actor output (logits or Gaussian mean) on normalized obs
+        self.v = fast_forward(self.critic)
         if not self.discrete:
             self.log_std = nn.Parameter(torch.full((self.act_dim,), log_std_init, dtype=self.dtype))
             self._low = np.asarray(act_space.low, np.float32).reshape(-1, self.act_dim)
@@ -167,7 +170,8 @@ class ActorCritic(nn.Module):
             cdf = np.cumsum(np.exp(logp_all), axis=1)
             u = rng.random((len(cdf), 1)) * cdf[:, -1:]
             a = np.minimum((cdf < u).sum(axis=1), self.act_dim - 1)
-            return a, a + self._start, logp_all[np.arange(len(a)), a].astype(np.float64)
+            # Python ints: gymnasium's Discrete.contains checks them several times faster than numpy ints
+            return a, (a + self._start).tolist(), logp_all[np.arange(len(a)), a].astype(np.float64)
         mean = out.numpy()
         log_std = self.log_std.detach().numpy()
         noise = rng.standard_normal(mean.shape).astype(np.float32)
@@ -179,7 +183,7 @@ class ActorCritic(nn.Module):
     def evaluate(self, obs: torch.Tensor, actions: torch.Tensor, entropy: bool = True):
         """Log prob of the stored actions and the entropy (None when not asked for) under the current
         actor, with gradients."""
-        out = self.actor.net(obs)
+        out = self.pi(obs)
         if self.discrete:
             logp_all = torch.log_softmax(out, dim=-1)
             logp = logp_all.gather(1, actions.view(-1, 1))[:, 0]
@@ -187,6 +191,33 @@ class ActorCritic(nn.Module):
         z = (actions - out) * torch.exp(-self.log_std)
         logp = (-0.5 * z**2 - self.log_std - 0.5 * LOG_2PI).sum(dim=1)
         return logp, (0.5 + 0.5 * LOG_2PI + self.log_std).sum().expand(len(out)) if entropy else None
+
+
+_FAST_ACTS = {nn.Tanh: torch.tanh, nn.ReLU: torch.relu, nn.Identity: lambda x: x}
+
+
+def fast_forward(net: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The same forward pass as `net(x)` without nn.Module's per-call dispatch (a few microseconds per
+    layer, which adds up over thousands of small-batch PPO steps). Only for plain Linear/activation stacks;
+    anything else (custom modules, hooks) keeps its own forward."""
+    mods = list(net) if isinstance(net, nn.Sequential) else [net]
+    if not all(isinstance(m, nn.Linear) or type(m) in _FAST_ACTS for m in mods) or net._forward_hooks \
+            or net._forward_pre_hooks:
+        return net
+    steps = [(lambda x, m=m: F.linear(x, m.weight, m.bias)) if isinstance(m, nn.Linear) else _FAST_ACTS[type(m)]
+             for m in mods]
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        for step in steps:
+            x = step(x)
+        return x
+
+    return forward
+
+
+def clip_grad_norm(grad: torch.Tensor, max_norm: float) -> None:
+    """torch.nn.utils.clip_grad_norm_ for one flat gradient: scale by min(1, max_norm / (norm + 1e-6))."""
+    grad.mul_(torch.clamp(max_norm / (torch.linalg.vector_norm(grad) + 1e-6), max=1.0))
 
 
 def _sizes(value: Any, name: str, owner: str) -> list[int]:

@@ -95,10 +95,13 @@ def concat_results(results: Sequence[RolloutResult]) -> RolloutResult:
 
 # ---------------------------------------------------------------- batched policy kernels (obs as (O, n))
 class _LinearKernel:
-    """logits = b + sum_j W[:, j] * o[j], accumulated in j order: per-member rounding ignores the batch.
+    """logits = b + w_0 o_0 + w_1 o_1 + ..., summed strictly left to right for every member.
 
+    The sum is the last row of a cumulative sum over the observation axis: np.cumsum is sequential by
+    definition (out[j] = out[j-1] + x[j]), so a member's rounding cannot depend on the batch, unlike
+    BLAS or numpy's pairwise reductions; and it is 3 numpy calls per step whatever obs_dim is.
     For two discrete actions only the sign of logit1 - logit0 matters, so the weights are stored as that
-    difference (half the numpy calls per step; differs from argmax of the two logits only by rounding).
+    difference (differs from argmax of the two logits only by rounding).
     """
 
     def __init__(self, policy: Policy, n: int, post: Callable):
@@ -106,10 +109,9 @@ class _LinearKernel:
         self.pair = policy.discrete and self.A == 2
         rows = 1 if self.pair else self.A
         self.post = (lambda d: d[0] > 0.0) if self.pair else post
-        self.W = np.zeros((self.O, rows, n))
-        self.b = np.zeros((rows, n))
-        self._rows = [self.W[j] for j in range(self.O)]
-        self._acc, self._tmp = np.empty((rows, n)), np.empty((rows, n))
+        self.W = np.zeros((self.O + 1, rows, n))  # row 0: bias (times a constant-1 input), rows 1..O: weights
+        self.x = np.ones((self.O + 1, 1, n))
+        self._prod, self._cum = np.empty_like(self.W), np.empty_like(self.W)
 
     def assign(self, slots: np.ndarray, P: np.ndarray) -> None:
         m, AO = len(slots), self.A * self.O
@@ -117,17 +119,14 @@ class _LinearKernel:
         b = P[:, AO:] if self.bias else np.zeros((m, self.A))
         if self.pair:
             W, b = W[:, 1:] - W[:, :1], b[:, 1:] - b[:, :1]
-        self.W[:, :, slots] = W.transpose(2, 1, 0)
-        self.b[:, slots] = b.T
+        self.W[1:, :, slots] = W.transpose(2, 1, 0)
+        self.W[0, :, slots] = b  # int + array index around a slice: numpy puts the slot axis first
 
     def __call__(self, o: np.ndarray) -> np.ndarray:
-        acc, tmp, rows = self._acc, self._tmp, self._rows
-        np.multiply(rows[0], o[0], out=acc)
-        acc += self.b  # b + w0*o0 == w0*o0 + b exactly: the sum order stays b, 0, 1, 2, ...
-        for j in range(1, self.O):
-            np.multiply(rows[j], o[j], out=tmp)
-            acc += tmp
-        return self.post(acc)
+        self.x[1:, 0, :] = o
+        np.multiply(self.W, self.x, out=self._prod)
+        np.cumsum(self._prod, axis=0, out=self._cum)
+        return self.post(self._cum[-1])
 
 
 class _TorchKernel:
@@ -185,60 +184,71 @@ class _CartPoleBackend:
 
 
 class _GymBackend:
-    """One Gymnasium env per slot; only live slots are stepped (a SyncVectorEnv would step idle ones)."""
+    """One Gymnasium env per slot; only live slots are stepped (a SyncVectorEnv would step idle ones).
+
+    share_model: Gymnasium's MuJoCo envs each load their own MjModel (~0.5 MB for HalfCheetah); stepping
+    64 of them in turn thrashes the cache and made each step ~1.4x slower than one env alone. Their
+    models are read-only, so all slots can step with the first env's model (identical trajectories).
+    """
 
     reward_is_one = False
 
-    def __init__(self, make_env: Callable, obs_dim: int, discrete: bool, act_start: int):
+    def __init__(self, make_env: Callable, obs_dim: int, discrete: bool, act_start: int, share_model: bool):
         self.make_env, self.obs_dim, self.discrete, self.act_start = make_env, obs_dim, discrete, act_start
+        self.share_model = share_model
         self.envs: list = []
 
     def prepare(self, n: int) -> None:
         while len(self.envs) < n:
-            self.envs.append(self.make_env())
+            env = self.make_env()
+            if self.share_model and self.envs:
+                env.unwrapped.model = self.envs[0].unwrapped.model
+            self.envs.append(env)
         self.n = n
-        self._obs = np.zeros((self.obs_dim, n))
+        self._obs = np.zeros((n, self.obs_dim))  # row per slot: each env writes one contiguous row
         self._rew = np.zeros(n)
         self._done = np.zeros(n, dtype=bool)
-        self._bad = np.zeros(n, dtype=bool)
-
-    def _store(self, s: int, o) -> bool:
-        o = np.asarray(o, dtype=np.float64).reshape(-1)
-        self._obs[:, s] = o
-        return bool(np.isfinite(o).all())
 
     def reset(self, slots, seeds) -> np.ndarray:
-        bad = []
+        obs = self._obs
         for s, seed in zip(np.asarray(slots).tolist(), seeds):
             try:
-                o, _ = self.envs[s].reset(seed=int(seed))
+                obs[s] = np.ravel(self.envs[s].reset(seed=int(seed))[0])
             except Exception as e:
                 raise _SlotError(s, e) from e
-            if not self._store(s, o):
-                bad.append(s)
-        return np.array(bad, dtype=np.int64)
+        return np.asarray(slots)[~np.isfinite(obs[slots]).all(axis=1)]
 
     def obs(self) -> np.ndarray:
-        return self._obs
+        return self._obs.T
 
     def step(self, actions, live):
         acts = (actions + self.act_start).tolist() if self.discrete else actions
-        rew, done, bad = self._rew, self._done, self._bad
-        bad[:] = False
+        obs, rew, done = self._obs, self._rew, self._done
         for s in np.flatnonzero(live).tolist():
             try:
                 o, r, te, tr, _ = self.envs[s].step(acts[s])
             except Exception as e:
                 raise _SlotError(s, e) from e
-            r = float(r)
-            rew[s], done[s] = r, te or tr
-            bad[s] = not (self._store(s, o) and np.isfinite(r))
+            obs[s] = np.ravel(o)
+            rew[s] = r
+            done[s] = te or tr
+        bad = ~(np.isfinite(obs).all(axis=1) & np.isfinite(rew))  # NaN/inf observation or reward
         return rew, done, bad
 
     def close(self) -> None:
         for env in self.envs:
             env.close()
         self.envs = []
+
+
+def _is_gymnasium_mujoco(env_spec, env) -> bool:
+    import gymnasium as gym
+
+    if not isinstance(env_spec, str):
+        return False
+    entry = gym.spec(env_spec).entry_point
+    return (isinstance(entry, str) and entry.startswith("gymnasium.envs.mujoco")
+            and hasattr(env.unwrapped, "model") and hasattr(env.unwrapped, "data"))
 
 
 def _is_native_cartpole(env_spec) -> bool:
@@ -296,9 +306,10 @@ class RolloutWorker:
             self._default_slots = 1024
         else:
             start = int(getattr(self.action_space, "start", 0)) if self.policy.discrete else 0
-            self.backend = _GymBackend(make_env, self.policy.obs_dim, self.policy.discrete, start)
+            self.backend = _GymBackend(make_env, self.policy.obs_dim, self.policy.discrete, start,
+                                       share_model=_is_gymnasium_mujoco(env_spec, probe))
             self.backend.envs.append(probe)
-            self._default_slots = 64
+            self._default_slots = 8  # see _GymBackend: more interleaved MuJoCo envs step slower
         if self.policy.kind == "linear":
             self._kernel_cls = _LinearKernel
         else:

@@ -34,7 +34,7 @@ def test_reference_setting_solves_rastrigin_20():
 
 def test_isotropic_noise_fails_the_reference_in_d20():
     # ||x - c|| noise in d=20 with sigma=10.1 diverges (CBXpy docs: 0/100); anisotropic noise is what works
-    assert reference_successes("isotropic", range(3), steps=1500) == 0
+    assert reference_successes("isotropic", range(3)) == 0
 
 
 @pytest.mark.parametrize("noise", ["anisotropic", "isotropic"])
@@ -121,7 +121,7 @@ def test_batches_walk_through_a_permutation():
         X = opt.ask()
         seen += X[:, 0].tolist()
         opt.tell(np.zeros(4))
-    assert sorted(seen) == list(range(12))
+    assert sorted(seen) == list(range(12)) and seen != sorted(seen)  # each particle once, in random order
 
 
 def test_log_sum_exp_keeps_the_consensus_finite():
@@ -185,11 +185,11 @@ def test_asked_arrays_are_not_overwritten():
     np.testing.assert_array_equal(X, X0)
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(batch_size=7, batch_mode="full", alpha_schedule="ess")])
+@pytest.mark.parametrize("kw", [dict(), dict(batch_size=6, batch_mode="full", alpha_schedule="ess")])
 def test_state_round_trip(kw):
     x0 = np.random.default_rng(0).normal(size=(20, 6))
     a = run(CBO(x0=x0, seed=1, **kw), functions.rastrigin, 13)
-    Xa = a.ask()  # pending batch travels with the state
+    Xa = a.ask()  # pending batch travels with the state; with batches, the permutation is mid-way
     b = CBO(x0=x0, seed=99, **kw)
     b.load_state_dict(a.state_dict())
     np.testing.assert_array_equal(b.ask(), Xa)

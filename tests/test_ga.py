@@ -1,4 +1,5 @@
 """Deep GA: convergence, elitism, truncation, crossover, reproducibility, errors."""
+
 import copy
 import warnings
 
@@ -141,7 +142,7 @@ def test_same_seed_same_run_other_seed_other_run():
 @pytest.mark.parametrize("gens", [0, 4])
 @pytest.mark.parametrize("mid_generation", [False, True])
 def test_state_round_trip_is_bit_exact(gens, mid_generation):
-    kw = dict(x0=np.linspace(-1, 1, 6), popsize=12, crossover="uniform", elitism=2, seed=3)
+    kw = {"x0": np.linspace(-1, 1, 6), "popsize": 12, "crossover": "uniform", "elitism": 2, "seed": 3}
     a = run(GA(**kw), functions.rastrigin, gens)
     if mid_generation:
         a.ask()
@@ -179,15 +180,15 @@ def test_nan_values_never_crash_nor_win_nor_breed():
 @pytest.mark.parametrize(
     "kwargs, name",
     [
-        (dict(sigma0=0.0), "sigma0"),
-        (dict(sigma0=-0.1), "sigma0"),
-        (dict(popsize=1), "popsize"),
-        (dict(popsize=10, truncation=11), "truncation"),
-        (dict(truncation=0), "truncation"),
-        (dict(popsize=10, elitism=10), "elitism"),
-        (dict(elitism=-1), "elitism"),
-        (dict(crossover="one_point"), "crossover"),
-        (dict(crossover="uniform", crossover_rate=1.5), "crossover_rate"),
+        ({"sigma0": 0.0}, "sigma0"),
+        ({"sigma0": -0.1}, "sigma0"),
+        ({"popsize": 1}, "popsize"),
+        ({"popsize": 10, "truncation": 11}, "truncation"),
+        ({"truncation": 0}, "truncation"),
+        ({"popsize": 10, "elitism": 10}, "elitism"),
+        ({"elitism": -1}, "elitism"),
+        ({"crossover": "one_point"}, "crossover"),
+        ({"crossover": "uniform", "crossover_rate": 1.5}, "crossover_rate"),
     ],
 )
 def test_invalid_parameters_name_the_parameter(kwargs, name):

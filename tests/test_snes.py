@@ -1,4 +1,5 @@
 """SNES: convergence, the update rule itself, sigma adaptation, reproducibility, errors."""
+
 import copy
 import math
 import warnings
@@ -42,7 +43,9 @@ def test_defaults_follow_the_paper():
 
 
 def test_one_update_matches_the_formula():
-    opt = SNES(x0=np.array([0.5, -1.0, 2.0]), sigma0=[0.3, 1.0, 2.0], popsize=6, lr_center=0.7, lr_sigma=0.2, seed=3)
+    opt = SNES(
+        x0=np.array([0.5, -1.0, 2.0]), sigma0=[0.3, 1.0, 2.0], popsize=6, lr_center=0.7, lr_sigma=0.2, seed=3
+    )
     mu, sigma = opt.mu.copy(), opt.sigma.copy()
     cand = opt.ask_candidates()
     X = opt.ask()
@@ -96,7 +99,7 @@ def test_same_seed_same_run_other_seed_other_run():
 @pytest.mark.parametrize("antithetic", [False, True])
 @pytest.mark.parametrize("mid_generation", [False, True])
 def test_state_round_trip_is_bit_exact(antithetic, mid_generation):
-    kw = dict(x0=np.linspace(-1, 1, 7), antithetic=antithetic, seed=5)
+    kw = {"x0": np.linspace(-1, 1, 7), "antithetic": antithetic, "seed": 5}
     a = run(SNES(**kw), functions.rastrigin, 4)
     if mid_generation:
         a.ask()  # the pending population travels as seeds; tell must regenerate the same noise
@@ -140,17 +143,17 @@ def test_nan_values_never_crash_nor_win():
 @pytest.mark.parametrize(
     "kwargs, name",
     [
-        (dict(sigma0=0.0), "sigma0"),
-        (dict(sigma0=-1.0), "sigma0"),
-        (dict(sigma0=[1.0, 2.0]), "sigma0"),
-        (dict(sigma0=[1.0, 0.0, 1.0]), "sigma0"),
-        (dict(popsize=1), "popsize"),
-        (dict(popsize=2.5), "popsize"),
-        (dict(popsize=5, antithetic=True), "popsize"),
-        (dict(lr_center=0.0), "lr_center"),
-        (dict(lr_sigma=-0.1), "lr_sigma"),
-        (dict(shaping="ranks!"), "shaping"),
-        (dict(antithetic="yes"), "antithetic"),
+        ({"sigma0": 0.0}, "sigma0"),
+        ({"sigma0": -1.0}, "sigma0"),
+        ({"sigma0": [1.0, 2.0]}, "sigma0"),
+        ({"sigma0": [1.0, 0.0, 1.0]}, "sigma0"),
+        ({"popsize": 1}, "popsize"),
+        ({"popsize": 2.5}, "popsize"),
+        ({"popsize": 5, "antithetic": True}, "popsize"),
+        ({"lr_center": 0.0}, "lr_center"),
+        ({"lr_sigma": -0.1}, "lr_sigma"),
+        ({"shaping": "ranks!"}, "shaping"),
+        ({"antithetic": "yes"}, "antithetic"),
     ],
 )
 def test_invalid_parameters_name_the_parameter(kwargs, name):

@@ -1,9 +1,10 @@
 """CMA-ES: pycma (Hansen's reference implementation) behind the ask/tell protocol, plus IPOP/BIPOP restarts.
 
 pycma offers restarts only inside its `fmin2` loop, which owns the objective function; an ask/tell user
-(or our evaluator) cannot use it. So the restart controller is written here: after every `tell` we ask
-pycma's own `stop()` and, when it fires, start a fresh `CMAEvolutionStrategy` with the population size
-and step size that IPOP (Auger & Hansen 2005) or BIPOP (Hansen 2009) prescribe, mirroring `fmin2`.
+(or our evaluator) cannot use it. So the restart controller is written here: with restarts on, after
+every `tell` we ask pycma's own `stop()` and, when it fires, start a fresh `CMAEvolutionStrategy` with
+the population size and step size that IPOP (Auger & Hansen 2005) or BIPOP (Hansen 2009) prescribe,
+mirroring `fmin2`.
 
 Random numbers: the engine draws its normal vectors through pycma's `randn` option from a
 `numpy.random.RandomState(seed)` owned by this object, so a run depends on nothing else (numpy's global
@@ -36,10 +37,11 @@ class CMAES(Optimizer):
     Parameters
     ----------
     x0 : array (dim,)
-        Initial mean; every restart starts again from it (as pycma's `fmin2` does).
+        Initial mean; restarts start again from it (as pycma's `fmin2` does) unless `restart_bounds`.
     sigma0 : float, default 0.5
-        Initial step size (standard deviation of every coordinate). About a quarter to a half of the
-        width of the region where the optimum is expected is a good value.
+        Initial step size (standard deviation of every coordinate). pycma's advice is about a quarter
+        of the width of the region where the optimum is expected; 0.5 suits unit-scale parameters
+        (policy weights, the benchmark functions from x0 = 2).
     popsize : int >= 2 or None, default None
         Population size of the first run; None means pycma's default 4 + floor(3 ln dim).
     separable : bool, default False
@@ -61,6 +63,11 @@ class CMAES(Optimizer):
         When they are used up, the last run continues as in `restarts=None`.
     incpopsize : float > 1, default 2
         Population growth factor per large restart.
+    restart_bounds : None or (low, high), default None
+        None: every restart starts from x0. A pair of scalars or (dim,) arrays: every restart starts
+        from a point drawn uniformly in that box (from `rng`), as in Hansen's BBOB experiments; this
+        matters most for BIPOP, whose small-step local runs are of little use from one fixed point.
+        The search itself is not bounded.
     seed : int or None
         Seeds the engine's `RandomState`; None draws one from the optimizer's generator. BIPOP's
         uniform draws come from the optimizer's generator `rng`, restarted engines continue the same
@@ -92,6 +99,7 @@ class CMAES(Optimizer):
         restarts: str | None = None,
         max_restarts: int = 9,
         incpopsize: float = 2.0,
+        restart_bounds: Any = None,
         seed: int | None = None,
         maximize: bool = False,
     ):
@@ -103,9 +111,10 @@ class CMAES(Optimizer):
         self.max_restarts = check_int(max_restarts, "max_restarts", owner, low=0)
         self.incpopsize = check_float(incpopsize, "incpopsize", owner, low=1.0, low_inclusive=False)
         super().__init__(x0, seed=seed, maximize=maximize)
+        self.restart_bounds = None if restart_bounds is None else _check_box(restart_bounds, self.dim, owner)
         engine_seed = self.seed if self.seed is not None else int(self.rng.integers(2**32))
         self._rs = np.random.RandomState(engine_seed)
-        self._es = self._new_engine(self._popsize_arg, self.sigma0)
+        self._es = self._new_engine(self.x0, self._popsize_arg, self.sigma0)
         self._popsize0 = int(self._es.popsize)
         self._X: list | None = None  # pycma's own solution list from the last ask, handed back to tell
         self._ctl: dict[str, Any] = {
@@ -161,13 +170,13 @@ class CMAES(Optimizer):
             self._restart(why)
 
     # ------------------------------------------------------------------ restarts
-    def _new_engine(self, popsize: int | None, sigma: float) -> cma.CMAEvolutionStrategy:
+    def _new_engine(self, x0: np.ndarray, popsize: int | None, sigma: float) -> cma.CMAEvolutionStrategy:
         opts = {"randn": self._rs.randn, "seed": np.nan, **_QUIET}
         if popsize is not None:
             opts["popsize"] = int(popsize)
         if self.separable:
             opts["CMA_diagonal"] = True
-        return cma.CMAEvolutionStrategy(self.x0, sigma, opts)
+        return cma.CMAEvolutionStrategy(x0, sigma, opts)
 
     def _restart(self, why: dict[str, Any]) -> None:
         ctl, es = self._ctl, self._es
@@ -190,7 +199,8 @@ class CMAES(Optimizer):
             budget = 0.5 * ctl["large_evals"]
         ctl.update(restarts=ctl["restarts"] + 1, regime="large" if large else "small", sigma=float(sigma),
                    run_evals=0, budget=budget)
-        self._es = self._new_engine(popsize, sigma)
+        x0 = self.x0 if self.restart_bounds is None else self.rng.uniform(*self.restart_bounds)
+        self._es = self._new_engine(x0, popsize, sigma)
 
     # ------------------------------------------------------------------ state
     def _state(self) -> dict[str, Any]:
@@ -206,7 +216,7 @@ class CMAES(Optimizer):
         rs.set_state(state["randn_state"])
         es = loads(state["engine"], allowed_packages=("cma",))
         if not isinstance(es, cma.CMAEvolutionStrategy):
-            raise ParameterError(f"{type(self).__name__}: the saved engine is not a pycma CMAEvolutionStrategy.")
+            raise ParameterError(f"{type(self).__name__}: the saved engine is not a CMAEvolutionStrategy.")
         for holder in _randn_holders(es):
             _put(holder, rs.randn)
         for archive in (es.sent_solutions, getattr(es, "archive", None)):
@@ -246,6 +256,18 @@ def _get(holder: Any) -> Any:
 def _put(holder: Any, value: Any) -> None:
     # dict.__setitem__ bypasses CMAOptions' own __setitem__, which would validate the value
     dict.__setitem__(holder, "randn", value) if isinstance(holder, dict) else setattr(holder, "randn", value)
+
+
+def _check_box(box: Any, dim: int, owner: str) -> tuple[np.ndarray, np.ndarray]:
+    msg = (f"The 'restart_bounds' parameter of {owner} must be a (low, high) pair of scalars or (dim,) "
+           f"arrays with low < high. Got {box!r} instead.")
+    try:
+        low, high = (np.broadcast_to(np.asarray(b, dtype=np.float64), (dim,)).copy() for b in box)
+    except (TypeError, ValueError):
+        raise ParameterError(msg) from None
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(low < high)):
+        raise ParameterError(msg)
+    return low, high
 
 
 def _rehash(archive: Any) -> None:

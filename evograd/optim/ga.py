@@ -6,6 +6,7 @@ unchanged. Carried elites are evaluated again in the next generation, which is h
 an elite whose score was lucky on a noisy task. Work per generation is one (n, dim) noise draw, written in
 place into the population array, so cost and memory stay linear in n x dim.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -136,6 +137,7 @@ class GA(Optimizer):
         X = self._pending.materialize()
         keep = max(self.truncation, self.elitism)
         order = np.argsort(f, kind="stable")[:keep]  # +inf (failed) values sort last
+        self._ranked = None  # release the old pool before building the new one (peak memory at 1M dims)
         self._ranked = X[order]  # fancy indexing already copies
 
     def _state(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ which is why SNES is a common choice for neuroevolution with many parameters, wh
 d x d covariance is out of reach. Candidates are `mu + sigma * z` with z regenerated from integer
 seeds, so a distributed evaluator ships seeds rather than (n, dim) matrices.
 """
+
 from __future__ import annotations
 
 import math
@@ -78,7 +79,7 @@ class SNES(Optimizer):
         d = self.dim
         self.antithetic = antithetic
         if popsize is None:
-            popsize = 4 + int(math.floor(3 * math.log(d)))
+            popsize = 4 + math.floor(3 * math.log(d))
             popsize += popsize % 2 if antithetic else 0
         self._popsize = popsize
         self.lr_sigma = (3 + math.log(d)) / (5 * math.sqrt(d)) if lr_sigma is None else lr_sigma

@@ -1,0 +1,239 @@
+"""PPO and REINFORCE: learning, GAE and the truncation bootstrap, rollout bookkeeping, the actor-critic
+layout, schedules, validation, normalization, stopping rules and reproducibility."""
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import evograd.ppo as ppo_mod
+from evograd import ParameterError
+from evograd.ppo import compute_gae, train_ppo
+from evograd.reinforce import discounted_returns, train_reinforce
+from evograd.rl_common import ActorCritic, parse_schedule, run_episodes
+
+torch.set_num_threads(1)
+ZOO_CARTPOLE = dict(n_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0,
+                    learning_rate="lin_1e-3", clip_range="lin_0.2")
+TINY = dict(n_envs=2, n_steps=32, batch_size=32, n_epochs=2, eval_every=None, eval_episodes=2)
+
+
+def _linears(module):
+    return [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+
+
+# ---------------------------------------------------------------- learning
+def test_ppo_solves_cartpole_with_zoo_settings():
+    r = train_ppo("CartPole-v1", seed=0, max_env_steps=100_000, eval_every=5000, eval_episodes=10,
+                  target_return=475, max_seconds=60, **ZOO_CARTPOLE)
+    assert r.stop_reason == "target_return", r.history[-1]
+    assert r.best_eval_return >= 475 and r.env_steps <= 30_000
+    # the returned policy is the evaluated one: re-running the same fixed-seed episodes gives the same mean
+    envs = [gym.make("CartPole-v1") for _ in range(10)]
+    rets, _, _ = run_episodes(envs, [10_000 + i for i in range(10)], lambda o: r.policy.act(o))
+    assert rets.mean() == pytest.approx(r.best_eval_return)
+
+
+def test_reinforce_improves_on_cartpole():
+    r = train_reinforce("CartPole-v1", seed=0, max_env_steps=30_000, eval_every=10_000)
+    # the initial deterministic policy (near-uniform logits, argmax) keeps pushing one way: ~9 steps
+    assert r.history[0]["train_return"] < 40
+    assert r.best_eval_return >= 100
+    assert r.env_steps >= 30_000 and r.stop_reason == "max_env_steps"
+
+
+# ---------------------------------------------------------------- GAE
+def test_gae_hand_case_with_truncation_and_termination():
+    rewards = np.ones((3, 2))
+    values = np.array([[0.5, 0.5], [0.6, 0.6], [0.7, 0.7]])
+    dones = np.array([[0, 0], [1, 1], [0, 0]])
+    # column 0: truncated at t=1 (final obs worth 2.0); column 1: terminated at t=1 (worth nothing)
+    term = np.array([[0, 0], [2.0, 0], [0, 0]])
+    adv, ret = compute_gae(rewards, values, dones, np.array([0.8, 0.8]), 0.9, 0.5, term)
+    d0, d2 = 1 + 0.9 * 0.6 - 0.5, 1 + 0.9 * 0.8 - 0.7
+    d1_trunc, d1_term = 1 + 0.9 * 2.0 - 0.6, 1 - 0.6
+    expected = np.array([[d0 + 0.45 * d1_trunc, d0 + 0.45 * d1_term], [d1_trunc, d1_term], [d2, d2]])
+    np.testing.assert_allclose(adv, expected)
+    np.testing.assert_allclose(ret, expected + values)
+
+
+def test_gae_matches_stable_baselines3():
+    sb3_buffers = pytest.importorskip("stable_baselines3.common.buffers")
+    rng = np.random.default_rng(0)
+    T, N, gamma, lam = 16, 3, 0.97, 0.9
+    rewards, values = rng.normal(size=(T, N)), rng.normal(size=(T, N))
+    dones = (rng.random((T, N)) < 0.2).astype(float)
+    truncated = dones * (rng.random((T, N)) < 0.5)
+    term_values = truncated * rng.normal(size=(T, N))
+    last_values, last_dones = rng.normal(size=N), (rng.random(N) < 0.3).astype(float)
+    dones[-1] = last_dones
+    adv, ret = compute_gae(rewards, values, dones, last_values, gamma, lam, term_values * (dones > 0))
+    buf = sb3_buffers.RolloutBuffer(T, gym.spaces.Box(-1, 1, (1,)), gym.spaces.Discrete(2), gamma=gamma,
+                                    gae_lambda=lam, n_envs=N)
+    buf.rewards[:] = rewards + gamma * term_values * (dones > 0)  # SB3 folds the bootstrap into the reward
+    buf.values[:] = values
+    buf.episode_starts[1:] = dones[:-1]
+    buf.compute_returns_and_advantage(torch.as_tensor(last_values), last_dones)
+    np.testing.assert_allclose(adv, buf.advantages, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ret, buf.returns, rtol=1e-5, atol=1e-5)
+
+
+class _Counter(gym.Env):
+    """obs = steps since reset, reward 1; terminates at step `end` when `terminate`, else a TimeLimit cuts it."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, end=3, terminate=False):
+        self.end, self.terminate = end, terminate
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([self.t], np.float32), 1.0, self.terminate and self.t >= self.end, False, {}
+
+
+@pytest.mark.parametrize("terminate", [False, True])
+def test_rollout_bootstraps_truncation_only(monkeypatch, terminate):
+    seen = {}
+    real = ppo_mod.compute_gae
+
+    def spy(rewards, values, dones, last_values, gamma, lam, term):
+        seen.update(values=values.copy(), dones=dones.copy(), term=term.copy())
+        return real(rewards, values, dones, last_values, gamma, lam, term)
+
+    monkeypatch.setattr(ppo_mod, "compute_gae", spy)
+    make = (lambda: _Counter(3, terminate=True)) if terminate else \
+        (lambda: gym.wrappers.TimeLimit(_Counter(), max_episode_steps=3))
+    r = train_ppo(make, seed=0, max_env_steps=7, n_envs=1, n_steps=7, batch_size=7, n_epochs=1,
+                  learning_rate=1e-12, eval_episodes=1)
+    np.testing.assert_array_equal(seen["dones"][:, 0], [0, 0, 1, 0, 0, 1, 0])
+    # SAME_STEP autoreset: the step after an episode end starts from the reset observation
+    v = seen["values"][:, 0]
+    assert v[3] == pytest.approx(v[0]) and v[6] == pytest.approx(v[0]) and v[1] != pytest.approx(v[0])
+    term = seen["term"][:, 0]
+    if terminate:
+        assert np.all(term == 0)
+    else:
+        with torch.no_grad():
+            v_final = r.critic(torch.tensor([[3.0]]))[0, 0].item()  # lr 1e-12: the critic barely moved
+        np.testing.assert_allclose(term, [0, 0, v_final, 0, 0, v_final, 0], rtol=1e-5, atol=1e-6)
+
+
+def test_discounted_returns_with_bootstrap():
+    np.testing.assert_allclose(discounted_returns(np.array([1.0, 2.0]), 0.5, bootstrap=4.0),
+                               [1 + 0.5 * (2 + 0.5 * 4), 2 + 0.5 * 4])
+
+
+# ---------------------------------------------------------------- actor-critic layout
+def _cartpole_spaces():
+    env = gym.make("CartPole-v1")
+    return env.observation_space, env.action_space
+
+
+def test_linear_actor_gets_mlp_critic_by_default():
+    ac = ActorCritic("t", _cartpole_spaces(), "linear", 0, (64, 64), "tanh", None, 0.0, True)
+    assert [m.out_features for m in _linears(ac.actor.net)] == [2]
+    assert [m.out_features for m in _linears(ac.critic)] == [64, 64, 1]
+    ac = ActorCritic("t", _cartpole_spaces(), "mlp", 0, (32,), "tanh", None, 0.0, True)
+    assert [m.out_features for m in _linears(ac.critic)] == [32, 1]
+    ac = ActorCritic("t", _cartpole_spaces(), "linear", 0, (64, 64), "tanh", (16,), 0.0, True)
+    assert [m.out_features for m in _linears(ac.critic)] == [16, 1]
+
+
+def test_orthogonal_init_gains():
+    ac = ActorCritic("t", _cartpole_spaces(), "mlp", 0, (64, 64), "tanh", None, 0.0, True)
+    head, c_head = _linears(ac.actor.net)[-1], _linears(ac.critic)[-1]
+    # an orthogonal (2 x 64) matrix with gain g has rows of norm g
+    np.testing.assert_allclose(head.weight.norm(dim=1).detach(), [0.01, 0.01], rtol=1e-4)
+    assert c_head.weight.norm().item() == pytest.approx(1.0, rel=1e-4)
+    assert all(torch.all(m.bias == 0) for m in _linears(ac.actor.net) + _linears(ac.critic))
+
+
+def test_gaussian_head_samples_log_probs_and_clipping():
+    env = gym.make("Pendulum-v1")
+    ac = ActorCritic("t", (env.observation_space, env.action_space), "mlp", 0, (8,), "tanh", None, 1.0, True)
+    obs = torch.randn(500, 3)
+    with torch.no_grad():
+        out = ac.pi(obs)
+    stored, env_action, logp = ac.sample(out, np.random.default_rng(0))
+    assert np.all(np.abs(env_action) <= 2.0) and np.any(np.abs(stored) > 2.0)  # clipped for the env only
+    ref = torch.distributions.Normal(out, torch.exp(ac.log_std)).log_prob(torch.as_tensor(stored)).sum(1).detach()
+    np.testing.assert_allclose(logp, ref.numpy(), rtol=1e-4, atol=1e-4)
+    lp, ent = ac.evaluate(obs, torch.as_tensor(stored))
+    np.testing.assert_allclose(lp.detach().numpy(), ref.numpy(), rtol=1e-4, atol=1e-4)
+    assert ent[0].item() == pytest.approx(0.5 + 0.5 * math.log(2 * math.pi) + 1.0)
+
+
+def test_pendulum_run_with_normalization_returns_a_usable_policy():
+    r = train_ppo("Pendulum-v1", seed=0, max_env_steps=256, n_envs=2, n_steps=64, batch_size=64, n_epochs=1,
+                  normalize_obs=True, normalize_reward=True, eval_episodes=1)
+    assert r.policy.obs_norm and r.obs_rms.count == 2 + 256  # reset observations + one per step
+    np.testing.assert_allclose(r.policy.get_obs_stats().mean, r.obs_rms.mean)
+    a = r.policy.act(np.zeros(3, np.float32))
+    assert a.shape == (1,) and -2 <= a[0] <= 2
+    assert r.log_std.shape == (1,) and "std" in r.history[-1]
+
+
+# ---------------------------------------------------------------- schedules and validation
+def test_schedules():
+    f = parse_schedule("lin_1e-3", "learning_rate", "x")
+    assert f(1.0) == pytest.approx(1e-3) and f(0.25) == pytest.approx(2.5e-4)
+    assert parse_schedule("0.2", "clip_range", "x")(0.1) == pytest.approx(0.2)
+    assert parse_schedule(3e-4, "learning_rate", "x")(0.0) == pytest.approx(3e-4)
+    assert parse_schedule(lambda p: 0.1 * p, "clip_range", "x")(0.5) == pytest.approx(0.05)
+    r = train_ppo("CartPole-v1", seed=0, max_env_steps=256, learning_rate="lin_1e-3", clip_range="lin_0.2", **TINY)
+    lrs = [row["learning_rate"] for row in r.history]
+    np.testing.assert_allclose(lrs, [1e-3 * (1 - row["env_steps"] / 256) for row in r.history])
+    assert lrs[0] > lrs[-1] == 0.0 and r.history[0]["clip_range"] == pytest.approx(0.2 * (1 - 64 / 256))
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(n_steps=0), "n_steps"), (dict(batch_size=0), "batch_size"), (dict(n_epochs=1.5), "n_epochs"),
+    (dict(gamma=1.5), "gamma"), (dict(gae_lambda=-0.1), "gae_lambda"), (dict(clip_range=-0.2), "clip_range"),
+    (dict(learning_rate="lin_abc"), "learning_rate"), (dict(learning_rate=0), "learning_rate"),
+    (dict(max_grad_norm=0), "max_grad_norm"), (dict(vf_coef=-1), "vf_coef"), (dict(n_envs=0), "n_envs"),
+    (dict(policy="cnn"), "policy"), (dict(hidden_sizes=(0,)), "hidden_sizes"), (dict(activation="sigmoid"),
+    "activation"), (dict(eval_episodes=0), "eval_episodes"), (dict(max_env_steps=0), "max_env_steps"),
+    (dict(target_kl=0.0), "target_kl"), (dict(normalize_obs="yes"), "normalize_obs"),
+    (dict(max_seconds=-1), "max_seconds"),
+])
+def test_invalid_hyperparameters_name_the_parameter(kwargs, name):
+    with pytest.raises(ParameterError, match=f"'{name}' parameter of train_ppo"):
+        train_ppo("CartPole-v1", **kwargs)
+
+
+def test_reinforce_validates_too():
+    with pytest.raises(ParameterError, match="'n_episodes' parameter of train_reinforce"):
+        train_reinforce("CartPole-v1", n_episodes=0)
+
+
+# ---------------------------------------------------------------- stopping and reproducibility
+def test_same_seed_same_history_and_caller_rng_untouched():
+    state = torch.get_rng_state()
+
+    def strip(h):
+        return [{k: v for k, v in row.items() if k not in ("wall_s", "eval_s")} for row in h]
+
+    a = train_ppo("CartPole-v1", seed=3, max_env_steps=512, **{**TINY, "eval_every": 128})
+    b = train_ppo("CartPole-v1", seed=3, max_env_steps=512, **{**TINY, "eval_every": 128})
+    c = train_ppo("CartPole-v1", seed=4, max_env_steps=512, **{**TINY, "eval_every": 128})
+    assert strip(a.history) == strip(b.history) != strip(c.history)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert [row["eval_return"] is not None for row in a.history] == [False, True] * 4
+    ra = train_reinforce("CartPole-v1", seed=1, max_env_steps=500, eval_episodes=2)
+    rb = train_reinforce("CartPole-v1", seed=1, max_env_steps=500, eval_episodes=2)
+    assert strip(ra.history) == strip(rb.history)
+
+
+def test_max_seconds_and_callback_stop_with_a_final_evaluation():
+    r = train_ppo("CartPole-v1", seed=0, max_env_steps=10**7, max_seconds=0.3, **TINY)
+    assert r.stop_reason == "max_seconds" and r.history[-1]["eval_return"] is not None
+    r = train_ppo("CartPole-v1", seed=0, max_env_steps=10**7, callback=lambda row: row["iteration"] >= 3, **TINY)
+    assert r.stop_reason == "callback" and len(r.history) == 3 and r.history[-1]["eval_return"] is not None
+    assert r.eval_env_steps > 0 and r.env_steps == 3 * 64  # evaluation steps are counted apart
