@@ -19,6 +19,7 @@ ratios are printed beside them and stored in the JSON.
 Usage: python benchmarks/bench_cbo.py [--quick] [--seeds K] [--steps T]
 The last stdout line is one JSON object.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,16 +34,16 @@ import warnings
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import evograd  # noqa: E402
-from evograd.functions import rastrigin  # noqa: E402
+import evograd
+from evograd.functions import rastrigin
 
 warnings.filterwarnings("ignore", module="cbx")
 
 D, TOL = 20, 0.25
-SETTING = dict(sigma=10.1, alpha=30.0, dt=0.01)
+SETTING = {"sigma": 10.1, "alpha": 30.0, "dt": 0.01}
 
 
 def initial(seed: int, n: int) -> np.ndarray:
@@ -57,7 +58,12 @@ def run_evograd(seed: int, n: int, steps: int) -> dict:
         X = opt.ask()
         opt.tell(rastrigin(X))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return dict(wall_s=wall, cpu_s=cpu, ok=bool(np.abs(opt.best.x).max() < TOL), ok_consensus=bool(np.abs(opt.consensus).max() < TOL))
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "ok": bool(np.abs(opt.best.x).max() < TOL),
+        "ok_consensus": bool(np.abs(opt.consensus).max() < TOL),
+    }
 
 
 def run_cbx_single(seed: int, n: int, steps: int) -> dict:
@@ -67,12 +73,19 @@ def run_cbx_single(seed: int, n: int, steps: int) -> dict:
     x0 = initial(seed, n)[None]
     np.random.seed(seed)  # cbx uses the global RNG in places
     t0, c0 = time.perf_counter(), time.process_time()
-    dyn = CBO(Rastrigin(), x=x0, verbosity=0, seed=seed, f_dim="3D", noise="anisotropic", max_it=steps, **SETTING)
+    dyn = CBO(
+        Rastrigin(), x=x0, verbosity=0, seed=seed, f_dim="3D", noise="anisotropic", max_it=steps, **SETTING
+    )
     dyn.optimize()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     cons = np.asarray(dyn.consensus).reshape(-1)
     best = np.asarray(dyn.best_particle).reshape(-1)
-    return dict(wall_s=wall, cpu_s=cpu, ok=bool(np.abs(cons).max() < TOL), ok_best=bool(np.abs(best).max() < TOL))
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "ok": bool(np.abs(cons).max() < TOL),
+        "ok_best": bool(np.abs(best).max() < TOL),
+    }
 
 
 def run_cbx_batched(seeds: list[int], n: int, steps: int) -> dict:
@@ -81,12 +94,14 @@ def run_cbx_batched(seeds: list[int], n: int, steps: int) -> dict:
 
     x0 = np.stack([initial(s, n) for s in seeds])
     t0, c0 = time.perf_counter(), time.process_time()
-    dyn = CBO(Rastrigin(), x=x0, verbosity=0, seed=0, f_dim="3D", noise="anisotropic", max_it=steps, **SETTING)
+    dyn = CBO(
+        Rastrigin(), x=x0, verbosity=0, seed=0, f_dim="3D", noise="anisotropic", max_it=steps, **SETTING
+    )
     dyn.optimize()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     err = np.abs(np.asarray(dyn.consensus).reshape(len(seeds), -1)).max(axis=1)
     m = len(seeds)
-    return dict(wall_s_per_run=wall / m, cpu_s_per_run=cpu / m, successes=int(np.sum(err < TOL)))
+    return {"wall_s_per_run": wall / m, "cpu_s_per_run": cpu / m, "successes": int(np.sum(err < TOL))}
 
 
 def floor_cpu(n: int, steps: int) -> dict:
@@ -101,7 +116,7 @@ def floor_cpu(n: int, steps: int) -> dict:
         rastrigin(X)
         rng.standard_normal((n, D))
     c2 = time.process_time()
-    return dict(fitness=c1 - c0, fitness_and_noise=c2 - c1)
+    return {"fitness": c1 - c0, "fitness_and_noise": c2 - c1}
 
 
 def protocol_overhead_cpu(n: int, steps: int) -> float:
@@ -127,6 +142,74 @@ def median(runs: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
+def compare(n: int, seeds: list[int], steps: int) -> tuple[dict, list[tuple]]:
+    ev, cs = [], []
+    for s in seeds:  # alternate the libraries seed by seed
+        cs.append(run_cbx_single(s, n, steps))
+        ev.append(run_evograd(s, n, steps))
+    cb = run_cbx_batched(list(range(10)), n, steps)  # M=10 runs in one dynamic, as the peers ran it
+    fl = floor_cpu(n, steps)
+    m, k_ev, k_cs = len(seeds), sum(r["ok"] for r in ev), sum(r["ok"] for r in cs)
+    res = {
+        "evograd_successes": k_ev,
+        "evograd_consensus_successes": sum(r["ok_consensus"] for r in ev),
+        "cbx_single_successes": k_cs,
+        "cbx_single_best_particle_successes": sum(r["ok_best"] for r in cs),
+        "cbx_batched_successes_of_10": cb["successes"],
+        "fitness_only_cpu_s_per_run": round(fl["fitness"], 4),
+        "fitness_and_noise_cpu_s_per_run": round(fl["fitness_and_noise"], 4),
+        "protocol_overhead_cpu_s_per_run": round(protocol_overhead_cpu(n, steps), 4),
+    }
+    for clock in ("cpu", "wall"):
+        t_ev, t_cs, t_cb = median(ev, f"{clock}_s"), median(cs, f"{clock}_s"), cb[f"{clock}_s_per_run"]
+        res[clock] = {
+            "evograd_s_per_run": round(t_ev, 4),
+            "cbx_single_s_per_run": round(t_cs, 4),
+            "cbx_batched_s_per_run": round(t_cb, 4),
+            "speedup_vs_single": round(t_cs / t_ev, 2),
+            "speedup_vs_batched": round(t_cb / t_ev, 2),
+        }
+    c, w = res["cpu"], res["wall"]  # verdicts on CPU time: the machine is shared
+    res["max_speedup_vs_single"] = round(c["cbx_single_s_per_run"] / fl["fitness_and_noise"], 2)
+    res["max_speedup_vs_batched"] = round(c["cbx_batched_s_per_run"] / fl["fitness_and_noise"], 2)
+    res["pass_single_5x"] = c["speedup_vs_single"] >= 5.0
+    res["pass_batched_3x"] = c["speedup_vs_batched"] >= 3.0
+    res["pass_success"] = k_ev / m >= max(k_cs / m, cb["successes"] / 10) - 1 / m
+    print(
+        f"N={n}: CPU s per run: fitness alone {fl['fitness']:.3f}, fitness + Gaussian draws "
+        f"{fl['fitness_and_noise']:.3f} (so no implementation beats {res['max_speedup_vs_single']}x single, "
+        f"{res['max_speedup_vs_batched']}x batched); base-class ask/tell overhead "
+        f"{res['protocol_overhead_cpu_s_per_run']:.3f}",
+        flush=True,
+    )
+    ev_s = f"{c['evograd_s_per_run']:.3f}"
+    vs_single = f"{c['cbx_single_s_per_run']:.3f}: {c['speedup_vs_single']}x (wall {w['speedup_vs_single']}x)"
+    vs_batched = (
+        f"{c['cbx_batched_s_per_run']:.3f}: {c['speedup_vs_batched']}x (wall {w['speedup_vs_batched']}x)"
+    )
+    rows = [
+        (
+            f"N={n} successes",
+            f"{k_ev}/{m}",
+            f"{k_cs}/{m} single, {cb['successes']}/10 batched",
+            res["pass_success"],
+        ),
+        (
+            f"N={n} s/run, single",
+            ev_s,
+            vs_single + ", need 5x",
+            res["pass_single_5x"],
+        ),
+        (
+            f"N={n} s/run, batched",
+            ev_s,
+            vs_batched + ", need 3x",
+            res["pass_batched_3x"],
+        ),
+    ]
+    return res, rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="5 seeds instead of 10")
@@ -134,71 +217,33 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5000)
     args = ap.parse_args()
     seeds = list(range(args.seeds if args.seeds else (5 if args.quick else 10)))
-    steps = args.steps
     from importlib import metadata
 
     rows, out = [], {}
     for n in (200, 40):
-        ev, cs = [], []
-        for s in seeds:  # alternate the libraries seed by seed
-            cs.append(run_cbx_single(s, n, steps))
-            ev.append(run_evograd(s, n, steps))
-        cb = run_cbx_batched(list(range(10)), n, steps)  # M=10 runs in one dynamic, as the peers ran it
-        fl = floor_cpu(n, steps)
-        k_ev, k_cs = sum(r["ok"] for r in ev), sum(r["ok"] for r in cs)
-        res = dict(
-            evograd_successes=k_ev,
-            evograd_consensus_successes=sum(r["ok_consensus"] for r in ev),
-            cbx_single_successes=k_cs,
-            cbx_single_best_particle_successes=sum(r["ok_best"] for r in cs),
-            cbx_batched_successes=cb["successes"],
-            fitness_only_cpu_s_per_run=round(fl["fitness"], 4),
-            fitness_and_noise_cpu_s_per_run=round(fl["fitness_and_noise"], 4),
-            protocol_overhead_cpu_s_per_run=round(protocol_overhead_cpu(n, steps), 4),
-        )
-        for clock in ("cpu", "wall"):
-            t_ev, t_cs, t_cb = median(ev, f"{clock}_s"), median(cs, f"{clock}_s"), cb[f"{clock}_s_per_run"]
-            res[clock] = dict(
-                evograd_s_per_run=round(t_ev, 4),
-                cbx_single_s_per_run=round(t_cs, 4),
-                cbx_batched_s_per_run=round(t_cb, 4),
-                speedup_vs_single=round(t_cs / t_ev, 2),
-                speedup_vs_batched=round(t_cb / t_ev, 2),
-            )
-        m, r = len(seeds), res["cpu"]  # the verdict uses CPU time: the machine is shared, wall time is also reported
-        res["max_speedup_vs_single"] = round(r["cbx_single_s_per_run"] / fl["fitness_and_noise"], 2)
-        res["max_speedup_vs_batched"] = round(r["cbx_batched_s_per_run"] / fl["fitness_and_noise"], 2)
-        res["pass_single_5x"] = r["speedup_vs_single"] >= 5.0
-        res["pass_batched_3x"] = r["speedup_vs_batched"] >= 3.0
-        res["pass_success"] = k_ev / m >= max(k_cs / m, cb["successes"] / 10) - 1 / m
-        out[f"N={n}"] = res
-        w = res["wall"]
-        rows += [
-            (f"N={n} successes", f"{k_ev}/{m}", f"{k_cs}/{m} single, {cb['successes']}/10 batched", res["pass_success"]),
-            (f"N={n} s/run, single", f"{r['evograd_s_per_run']:.3f}",
-             f"{r['cbx_single_s_per_run']:.3f}: {r['speedup_vs_single']}x (wall {w['speedup_vs_single']}x), need 5x",
-             res["pass_single_5x"]),
-            (f"N={n} s/run, batched", f"{r['evograd_s_per_run']:.3f}",
-             f"{r['cbx_batched_s_per_run']:.3f}: {r['speedup_vs_batched']}x (wall {w['speedup_vs_batched']}x), need 3x",
-             res["pass_batched_3x"]),
-        ]
-        print(
-            f"N={n}: CPU s per run: fitness alone {fl['fitness']:.3f}, fitness + Gaussian draws {fl['fitness_and_noise']:.3f}"
-            f" (bounds any speedup: {res['max_speedup_vs_single']}x single, {res['max_speedup_vs_batched']}x batched);"
-            f" base-class ask/tell overhead {res['protocol_overhead_cpu_s_per_run']:.3f}",
-            flush=True,
-        )
-
+        out[f"N={n}"], r = compare(n, seeds, args.steps)
+        rows += r
     print(f"\n{'check (CPU s per run)':<24}{'evograd':>9}  {'CBXpy ' + metadata.version('cbx'):<52}result")
     for name, a, b, ok in rows:
         print(f"{name:<24}{a:>9}  {b:<52}{'PASS' if ok else 'FAIL'}")
-    print(json.dumps(dict(
-        bench="bench_cbo", function="rastrigin", d=D, steps=steps, seeds=len(seeds), tol_inf_norm=TOL,
-        setting=dict(SETTING, noise="anisotropic", alpha_schedule="exponential 1.05 to 1e5"),
-        results=out, all_pass=all(row[3] for row in rows),
-        versions={k: metadata.version(k) for k in ("cbx", "numpy")},
-        machine=dict(python=platform.python_version(), cpus=os.cpu_count(), loadavg_1m=round(os.getloadavg()[0], 2)),
-    )))
+    result = {
+        "bench": "bench_cbo",
+        "function": "rastrigin",
+        "d": D,
+        "steps": args.steps,
+        "seeds": len(seeds),
+        "tol_inf_norm": TOL,
+        "setting": dict(SETTING, noise="anisotropic", alpha_schedule="exponential 1.05 to 1e5"),
+        "results": out,
+        "all_pass": all(row[3] for row in rows),
+        "versions": {k: metadata.version(k) for k in ("cbx", "numpy")},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "loadavg_1m": round(os.getloadavg()[0], 2),
+        },
+    }
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

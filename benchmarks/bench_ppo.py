@@ -77,17 +77,19 @@ def sb3_cartpole(seed, max_steps=100_000):
                 m = float(self.last_mean_reward)
                 st["evals"].append((int(self.num_timesteps), m))
                 if m >= THRESH and st["hit"] is None:
-                    st["hit"] = (int(self.num_timesteps), time.perf_counter() - st["t0"])
+                    st["hit"] = (int(self.num_timesteps), time.perf_counter() - st["t0"],
+                                 time.process_time() - st["c0"])
             return cont
 
     cb = Timed(eval_env, n_eval_episodes=10, eval_freq=5000 // 8, deterministic=True, verbose=0,
                callback_on_new_best=StopTrainingOnRewardThreshold(reward_threshold=THRESH, verbose=0))
-    st["t0"] = time.perf_counter()
+    st["t0"], st["c0"] = time.perf_counter(), time.process_time()
     model.learn(total_timesteps=max_steps, callback=cb)
     wall = time.perf_counter() - st["t0"]
     hit = st["hit"]
     return dict(solved=hit is not None, steps_to_475=hit[0] if hit else None, wall_to_475=hit[1] if hit else None,
-                total_steps=int(model.num_timesteps), total_wall=wall, evals=st["evals"])
+                cpu_to_475=hit[2] if hit else None, total_steps=int(model.num_timesteps), total_wall=wall,
+                evals=st["evals"])
 
 
 def evograd_cartpole(seed, max_steps=100_000):
@@ -96,7 +98,8 @@ def evograd_cartpole(seed, max_steps=100_000):
     evals = [(row["env_steps"], row["eval_return"]) for row in r.history if row["eval_return"] is not None]
     hit = next((row for row in r.history if row["eval_return"] is not None and row["eval_return"] >= THRESH), None)
     return dict(solved=hit is not None, steps_to_475=hit["env_steps"] if hit else None,
-                wall_to_475=hit["wall_s"] if hit else None, total_steps=r.env_steps, total_wall=r.wall_s,
+                wall_to_475=hit["wall_s"] if hit else None, cpu_to_475=hit["cpu_s"] if hit else None,
+                total_steps=r.env_steps, total_wall=r.wall_s,
                 eval_s=r.eval_s, evals=evals)
 
 
@@ -143,14 +146,16 @@ def run_cartpole(seeds):
             r = fn(s)
             rows[lib].append(r)
             print(f"cartpole seed={s} {lib:8s} solved={r['solved']} steps={r['steps_to_475']} "
-                  f"wall={fmt(r['wall_to_475'])} evals={[(n, round(v, 1)) for n, v in r['evals']]}", flush=True)
+                  f"wall={fmt(r['wall_to_475'])} cpu={fmt(r['cpu_to_475'])} evals={[(n, round(v, 1)) for n, v in r['evals']]}", flush=True)
     summ = {}
     for lib, rs in rows.items():
         ok = [r for r in rs if r["solved"]]
         summ[lib] = dict(solved=len(ok), runs=len(rs), median_steps_to_475=med([r["steps_to_475"] for r in ok]),
                          median_wall_to_475=med([r["wall_to_475"] for r in ok]),
+                         median_cpu_to_475=med([r["cpu_to_475"] for r in ok]),
                          steps=[r["steps_to_475"] for r in rs],
                          walls=[None if r["wall_to_475"] is None else round(r["wall_to_475"], 2) for r in rs],
+                         cpus=[None if r["cpu_to_475"] is None else round(r["cpu_to_475"], 2) for r in rs],
                          # k-th evaluation (about k * 5000 steps); solved runs keep their last value
                          eval_at_k=[med([_kth(r["evals"], k) for r in rs]) for k in range(4)])
     e, b = summ["evograd"], summ["sb3"]
@@ -158,15 +163,19 @@ def run_cartpole(seeds):
              if e["median_wall_to_475"] and b["median_wall_to_475"] else None)
     need = max(1, int(np.ceil(0.8 * len(seeds))))
     summ["wall_ratio"] = ratio
+    summ["cpu_ratio"] = (e["median_cpu_to_475"] / b["median_cpu_to_475"]
+                         if e["median_cpu_to_475"] and b["median_cpu_to_475"] else None)
     summ["pass_solved"] = e["solved"] >= need
     summ["pass_speed"] = ratio is not None and ratio <= 0.5
     print("\nCartPole-v1 (zoo settings), evograd vs SB3 2.9.2")
     print(f"{'':10s}{'solved':>8s}{'steps to 475 (med)':>20s}{'wall s to 475 (med)':>21s}"
-          f"{'eval@~5k/10k/15k/20k (med)':>30s}")
+          f"{'cpu s to 475 (med)':>20s}{'eval@~5k/10k/15k/20k (med)':>30s}")
     for lib in ("evograd", "sb3"):
         s = summ[lib]
         print(f"{lib:10s}{s['solved']:>5d}/{s['runs']:<2d}{fmt(s['median_steps_to_475'], 0):>20s}"
-              f"{fmt(s['median_wall_to_475']):>21s}{'/'.join(fmt(v, 0) for v in s['eval_at_k']):>30s}")
+              f"{fmt(s['median_wall_to_475']):>21s}{fmt(s['median_cpu_to_475']):>20s}"
+              f"{'/'.join(fmt(v, 0) for v in s['eval_at_k']):>30s}")
+    print(f"cpu-time ratio evograd/SB3 = {fmt(summ['cpu_ratio'], 3)} (process time, less sensitive to load)")
     print(f"wall ratio evograd/SB3 = {fmt(ratio, 3)} (target <= 0.5): {'PASS' if summ['pass_speed'] else 'FAIL'}; "
           f"solved {e['solved']}/{len(seeds)} (target >= {need}): {'PASS' if summ['pass_solved'] else 'FAIL'}")
     return summ

@@ -226,7 +226,8 @@ def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, ga
         stats = {"pg": [], "vf": [], "ent": [], "kl": [], "clipfrac": []}
         stop = False
         for epoch in range(n_epochs):
-            last_epoch = epoch == n_epochs - 1
+            # diagnostics come from the last epoch's minibatches (every epoch's when target_kl may end early)
+            track = epoch == n_epochs - 1 or target_kl is not None
             perm = None if whole else torch.from_numpy(rng.permutation(T * N))
             for start in range(0, T * N, batch_size):
                 if whole:
@@ -236,8 +237,7 @@ def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, ga
                     obs_b, act_b, logp_b, a, ret_b = b_obs[idx], b_act[idx], b_logp[idx], b_adv[idx], b_ret[idx]
                     if normalize_advantage and len(idx) > 1:
                         a = (a - a.mean()) / (a.std() + 1e-8)
-                need_entropy = ent_coef != 0.0 or last_epoch
-                logp, entropy = ac.evaluate(obs_b, act_b, entropy=need_entropy)
+                logp, entropy = ac.evaluate(obs_b, act_b, entropy=ent_coef != 0.0 or track)
                 values = ac.v(obs_b)[:, 0]
                 log_ratio = logp - logp_b
                 ratio = torch.exp(log_ratio)
@@ -246,15 +246,14 @@ def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, ga
                 loss = pg_loss + vf_coef * vf_loss
                 if ent_coef != 0.0:
                     loss = loss - ent_coef * entropy.mean()
-                if last_epoch or target_kl is not None:  # diagnostics: last epoch only (SB3: approx_kl too)
+                if track:
                     with torch.no_grad():
                         approx_kl = ((ratio - 1.0) - log_ratio).mean()
-                        if last_epoch:
-                            stats["kl"].append(approx_kl)
-                            stats["clipfrac"].append(((ratio - 1.0).abs() > clip).float().mean())
-                            stats["pg"].append(pg_loss.detach())
-                            stats["vf"].append(vf_loss.detach())
-                            stats["ent"].append(entropy.mean())
+                        stats["kl"].append(approx_kl)
+                        stats["clipfrac"].append(((ratio - 1.0).abs() > clip).float().mean())
+                        stats["pg"].append(pg_loss.detach())
+                        stats["vf"].append(vf_loss.detach())
+                        stats["ent"].append(entropy.mean())
                     if target_kl is not None and float(approx_kl) > 1.5 * target_kl:
                         stop = True  # SB3: skip this step and end the update early
                         break
@@ -277,7 +276,7 @@ def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, ga
             "train_ep_len": float(np.mean([n for _, n in finished])) if finished else None,
         }
         if not ac.discrete:
-            row["std"] = float(torch.exp(ac.log_std).mean())
+            row["std"] = float(torch.exp(ac.log_std.detach()).mean())
         loop.end_iteration(row, ac, vn.obs_rms)
     return loop.finish(ac, vn.obs_rms, n_updates=opt.generation)
 

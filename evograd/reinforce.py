@@ -127,7 +127,7 @@ def train_reinforce(
                        "entropy": entropy.mean().item(), "train_episodes": n_episodes,
                        "train_return": float(rets.mean()), "train_ep_len": float(lens.mean())}
                 if not ac.discrete:
-                    row["std"] = float(torch.exp(ac.log_std).mean())
+                    row["std"] = float(torch.exp(ac.log_std.detach()).mean())
                 loop.end_iteration(row, ac)
             return loop.finish(ac, None, n_updates=opt.generation)
         finally:

@@ -333,7 +333,7 @@ class RunLoop:
             torch.set_num_threads(old)
 
     def start(self) -> None:
-        self.t0 = time.perf_counter()
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
         self.setup_s = self.t0 - self.t_setup
 
     def add_steps(self, n: int) -> None:
@@ -368,28 +368,24 @@ class RunLoop:
         if due or self.stop_reason is not None:
             while self.next_eval is not None and self.next_eval <= self.env_steps:
                 self.next_eval += self.eval_every
-            self._set_obs_stats(ac.actor, obs_rms)
-            mean, std = self.evaluate(ac.actor)
-            row["eval_return"], row["eval_std"] = mean, std
-            if mean > self.best_return:
-                self.best_return, self.best_steps = mean, self.env_steps
-                self.best_policy = copy.deepcopy(ac.actor)
-            if self.target is not None and mean >= self.target:
-                self.stop_reason = "target_return"
-        row.update(wall_s=self._wall(), eval_s=self.eval_s, eval_env_steps=self.eval_env_steps)
+            self._evaluate_into(row, ac, obs_rms)
+        row.update(wall_s=self._wall(), cpu_s=time.process_time() - self.c0, eval_s=self.eval_s,
+                   eval_env_steps=self.eval_env_steps)
         self.history.append(row)
         if self.callback is not None and self.callback(row) is True and self.stop_reason is None:
             self.stop_reason = "callback"
-            self._final_eval(ac, obs_rms)
+            if row["eval_return"] is None:
+                self._evaluate_into(row, ac, obs_rms)
 
-    def _final_eval(self, ac, obs_rms) -> None:
-        row = self.history[-1]
-        if row["eval_return"] is None:
-            self._set_obs_stats(ac.actor, obs_rms)
-            row["eval_return"], row["eval_std"] = self.evaluate(ac.actor)
-            if row["eval_return"] > self.best_return:
-                self.best_return, self.best_steps = row["eval_return"], self.env_steps
-                self.best_policy = copy.deepcopy(ac.actor)
+    def _evaluate_into(self, row: dict, ac, obs_rms: RunningMeanStd | None) -> None:
+        self._set_obs_stats(ac.actor, obs_rms)
+        mean, std = self.evaluate(ac.actor)
+        row["eval_return"], row["eval_std"] = mean, std
+        if mean > self.best_return:
+            self.best_return, self.best_steps = mean, self.env_steps
+            self.best_policy = copy.deepcopy(ac.actor)
+        if self.target is not None and mean >= self.target and self.stop_reason is None:
+            self.stop_reason = "target_return"
 
     def finish(self, ac, obs_rms: RunningMeanStd | None, n_updates: int, **extra) -> RLResult:
         self._set_obs_stats(ac.actor, obs_rms)

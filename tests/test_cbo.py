@@ -1,4 +1,5 @@
 """CBO: the CBXpy d=20 reference, each named feature against its absence, state, errors."""
+
 import warnings
 
 import numpy as np
@@ -9,7 +10,7 @@ from evograd import ParameterError, functions
 from evograd.optim.base import NonFiniteWarning
 from evograd.optim.cbo import CBO
 
-REF = dict(sigma=10.1, alpha=30, dt=0.01)  # CBXpy docs' Rastrigin-20 setting (with N=40, U(-3,3) start)
+REF = {"sigma": 10.1, "alpha": 30, "dt": 0.01}  # CBXpy docs' Rastrigin-20 setting (with N=40, U(-3,3) start)
 
 
 def run(opt, f, steps):
@@ -185,7 +186,7 @@ def test_asked_arrays_are_not_overwritten():
     np.testing.assert_array_equal(X, X0)
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(batch_size=6, batch_mode="full", alpha_schedule="ess")])
+@pytest.mark.parametrize("kw", [{}, {"batch_size": 6, "batch_mode": "full", "alpha_schedule": "ess"}])
 def test_state_round_trip(kw):
     x0 = np.random.default_rng(0).normal(size=(20, 6))
     a = run(CBO(x0=x0, seed=1, **kw), functions.rastrigin, 13)
@@ -212,23 +213,23 @@ def test_defaults_pass_acceptance(seed):
 @pytest.mark.parametrize(
     "name,kw",
     [
-        ("sigma", dict(sigma=-1.0)),
-        ("sigma0", dict(sigma0=0.0)),
-        ("drift", dict(drift=-0.5)),
-        ("dt", dict(dt=0.0)),
-        ("alpha", dict(alpha=0.0)),
-        ("alpha", dict(alpha=2e5)),
-        ("alpha_max", dict(alpha_max=0.0)),
-        ("alpha_factor", dict(alpha_factor=0.9)),
-        ("alpha_schedule", dict(alpha_schedule="linear")),
-        ("eta", dict(eta=0.0)),
-        ("eta", dict(eta=1.5)),
-        ("noise", dict(noise="gaussian")),
-        ("n_particles", dict(n_particles=0)),
-        ("n_particles", dict(x0=np.zeros((5, 2)), n_particles=6)),
-        ("batch_size", dict(batch_size=0)),
-        ("batch_size", dict(batch_size=41)),
-        ("batch_mode", dict(batch_mode="mixed")),
+        ("sigma", {"sigma": -1.0}),
+        ("sigma0", {"sigma0": 0.0}),
+        ("drift", {"drift": -0.5}),
+        ("dt", {"dt": 0.0}),
+        ("alpha", {"alpha": 0.0}),
+        ("alpha", {"alpha": 2e5}),
+        ("alpha_max", {"alpha_max": 0.0}),
+        ("alpha_factor", {"alpha_factor": 0.9}),
+        ("alpha_schedule", {"alpha_schedule": "linear"}),
+        ("eta", {"eta": 0.0}),
+        ("eta", {"eta": 1.5}),
+        ("noise", {"noise": "gaussian"}),
+        ("n_particles", {"n_particles": 0}),
+        ("n_particles", {"x0": np.zeros((5, 2)), "n_particles": 6}),
+        ("batch_size", {"batch_size": 0}),
+        ("batch_size", {"batch_size": 41}),
+        ("batch_mode", {"batch_mode": "mixed"}),
     ],
 )
 def test_invalid_parameters_name_themselves(name, kw):

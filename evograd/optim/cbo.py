@@ -8,6 +8,7 @@ so CBO behaves like a global, gradient-free, stochastic relaxation of gradient d
 One generation is one Euler-Maruyama step: `ask` returns the particles whose values the consensus
 needs (the current random batch, all particles by default), `tell` moves them.
 """
+
 from __future__ import annotations
 
 import math
@@ -111,7 +112,9 @@ class CBO(Optimizer):
         self.dt = check_float(dt, "dt", owner, low=0.0, low_inclusive=False)
         self.alpha_max = check_float(alpha_max, "alpha_max", owner, low=0.0, low_inclusive=False)
         self.alpha0 = check_float(alpha, "alpha", owner, low=0.0, high=self.alpha_max, low_inclusive=False)
-        self.alpha_schedule = check_choice(alpha_schedule, "alpha_schedule", owner, ("exponential", "ess", "constant"))
+        self.alpha_schedule = check_choice(
+            alpha_schedule, "alpha_schedule", owner, ("exponential", "ess", "constant")
+        )
         self.alpha_factor = check_float(alpha_factor, "alpha_factor", owner, low=1.0)
         self.eta = check_float(eta, "eta", owner, low=0.0, high=1.0, low_inclusive=False)
         self.noise = check_choice(noise, "noise", owner, ("anisotropic", "isotropic"))
@@ -129,7 +132,9 @@ class CBO(Optimizer):
             self.n_particles = 40 if n_particles is None else n_particles
             self._x = self.x0 + self.sigma0 * self.rng.standard_normal((self.n_particles, self.dim))
         n = self.n_particles
-        self.batch_size = n if batch_size is None else check_int(batch_size, "batch_size", owner, low=1, high=n)
+        self.batch_size = (
+            n if batch_size is None else check_int(batch_size, "batch_size", owner, low=1, high=n)
+        )
         self.alpha = self.alpha0
         self._sqrt_dt_sigma = self.sigma * math.sqrt(self.dt)
         self._drift_dt = self.drift * self.dt
@@ -240,9 +245,13 @@ class CBO(Optimizer):
     def _load_state(self, state: dict[str, Any]) -> None:
         x = np.array(state["x"], dtype=np.float64)
         if x.shape != self._x.shape:
-            raise ParameterError(f"CBO state holds particles of shape {x.shape}, this optimizer has {self._x.shape}.")
+            raise ParameterError(
+                f"CBO state holds particles of shape {x.shape}, this optimizer has {self._x.shape}."
+            )
         self._x = x
         self.alpha = float(state["alpha"])
         self._unused = np.array(state["unused"], dtype=np.int64)
         self._batch = None if state["batch"] is None else np.array(state["batch"], dtype=np.int64)
-        self._consensus = None if state["consensus"] is None else np.array(state["consensus"], dtype=np.float64)
+        self._consensus = (
+            None if state["consensus"] is None else np.array(state["consensus"], dtype=np.float64)
+        )

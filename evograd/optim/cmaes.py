@@ -84,8 +84,9 @@ class CMAES(Optimizer):
         With restarts it is checked after every `tell`.
     restarts_done, regime, runs :
         Number of restarts so far, the current run's regime ("default", "large", "small") and one
-        record per finished run (regime, popsize, sigma0, evaluations, iterations, best f, stop
-        conditions, plus `"bipop_budget"` when a small BIPOP run used up its evaluation budget).
+        record per finished run (regime, popsize, sigma0, evaluations, iterations, best f in the
+        internal minimized sign, stop conditions, plus `"bipop_budget"` when a small BIPOP run used up
+        its evaluation budget).
     engine : cma.CMAEvolutionStrategy
         The current pycma object (for inspection; do not ask/tell it directly).
     """
