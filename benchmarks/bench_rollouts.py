@@ -97,6 +97,29 @@ def run_halfcheetah_worker(P: np.ndarray, generations: int, run_seed: int = 0, g
     return {"env_steps": steps, "wall_s": dt, "steps_per_s": steps / dt}
 
 
+def naive_linear_loop(env_id: str, P: np.ndarray, seconds: float, max_episode_steps: int, gen0: int = 0) -> float:
+    """The obvious per-member loop (one env, W @ o + b, clip) on the same population: the same physics
+    work as the worker, since MuJoCo's step cost depends on the actions (contacts)."""
+    from evograd.rollouts import episode_seed
+
+    env = gym.make(env_id, max_episode_steps=max_episode_steps)
+    low, high = env.action_space.low, env.action_space.high
+    act_dim, obs_dim = env.action_space.shape[0], env.observation_space.shape[0]
+    steps, g, t0 = 0, gen0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for i, p in enumerate(P):
+            W, b = p[:act_dim * obs_dim].reshape(act_dim, obs_dim), p[act_dim * obs_dim:]
+            obs, _ = env.reset(seed=episode_seed(0, g, i, 0))
+            done = False
+            while not done:
+                obs, _, te, tr, _ = env.step(np.clip(W @ obs + b, low, high).astype(np.float32))
+                steps, done = steps + 1, te or tr
+        g += 1
+    dt = time.perf_counter() - t0
+    env.close()
+    return steps / dt
+
+
 def _med(xs):
     return statistics.median(xs)
 
@@ -138,7 +161,7 @@ def bench_halfcheetah(reps: int, seconds: float) -> dict:
         try:
             worker = RolloutWorker("HalfCheetah-v5", {"policy": "linear"}, max_episode_steps=200)
             P = 0.1 * np.random.default_rng(0).standard_normal((64, worker.dim))
-            raw, ours = [], []
+            raw, ours, naive = [], [], []
             for rep in range(reps):
                 raw.append(raw_single("HalfCheetah-v5", seconds))
                 t0, steps, g = time.perf_counter(), 0, 0
@@ -146,14 +169,18 @@ def bench_halfcheetah(reps: int, seconds: float) -> dict:
                     steps += run_halfcheetah_worker(P, 1, gen0=1000 * rep + g, worker=worker)["env_steps"]
                     g += 1
                 ours.append(steps / (time.perf_counter() - t0))
-                print(f"rep {rep}: HalfCheetah raw {raw[-1]:,.0f} steps/s, worker {ours[-1]:,.0f}", flush=True)
+                naive.append(naive_linear_loop("HalfCheetah-v5", P, seconds, 200, gen0=1000 * rep))
+                print(f"rep {rep}: HalfCheetah raw {raw[-1]:,.0f} steps/s, worker {ours[-1]:,.0f}, "
+                      f"naive loop {naive[-1]:,.0f}", flush=True)
             worker.close()
         finally:
             os.chdir(cwd)
     return {"raw_single_env_steps_per_s": round(_med(raw)), "worker_steps_per_s": round(_med(ours)),
             "ratio_vs_raw": round(_med(ours) / _med(raw), 3),
             "ratio_per_rep": [round(o / r, 3) for o, r in zip(ours, raw)],
-            "note": "popsize 64, episodes truncated at 200 steps, one process"}
+            "naive_same_policy_loop_steps_per_s": round(_med(naive)),
+            "ratio_vs_naive_loop": round(_med(ours) / _med(naive), 3),
+            "note": "popsize 64, episodes truncated at 200 steps, one process, default 8 slots"}
 
 
 def main():

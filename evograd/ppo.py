@@ -151,9 +151,9 @@ def train_ppo(
     normalize_reward = check_bool(normalize_reward, "normalize_reward", o)
     lr_fn = parse_schedule(learning_rate, "learning_rate", o)
     clip_fn = parse_schedule(clip_range, "clip_range", o)
-    if n_envs * n_steps < 2 and normalize_advantage:
-        raise ParameterError(f"The 'n_steps' parameter of {o} must give n_envs * n_steps > 1 when "
-                             f"normalize_advantage=True. Got n_steps={n_steps} with n_envs={n_envs} instead.")
+    if batch_size < 2 and normalize_advantage:  # SB3's rule: one advantage cannot be standardized
+        raise ParameterError(f"The 'batch_size' parameter of {o} must be an int >= 2 when normalize_advantage "
+                             f"is True. Got {batch_size} instead.")
     loop = RunLoop(o, env, seed, max_env_steps, eval_every, eval_episodes, eval_seed, max_seconds,
                    target_return, env_kwargs, torch_threads, callback)
     with loop.threads():

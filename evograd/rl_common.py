@@ -11,7 +11,7 @@ import copy
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -284,7 +284,6 @@ class RLResult:
     log_std: np.ndarray | None = None
     critic: nn.Module | None = None
     obs_rms: RunningMeanStd | None = None
-    extra: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return (f"RLResult(best_eval_return={self.best_eval_return:.4g} at {self.best_env_steps} steps, "
@@ -387,7 +386,7 @@ class RunLoop:
         if self.target is not None and mean >= self.target and self.stop_reason is None:
             self.stop_reason = "target_return"
 
-    def finish(self, ac, obs_rms: RunningMeanStd | None, n_updates: int, **extra) -> RLResult:
+    def finish(self, ac, obs_rms: RunningMeanStd | None, n_updates: int) -> RLResult:
         self._set_obs_stats(ac.actor, obs_rms)
         last = copy.deepcopy(ac.actor)
         return RLResult(
@@ -397,7 +396,7 @@ class RunLoop:
             eval_s=self.eval_s, setup_s=self.setup_s, stop_reason=self.stop_reason or "max_env_steps",
             n_updates=n_updates,
             log_std=None if ac.discrete else ac.log_std.detach().numpy().copy(),
-            critic=copy.deepcopy(ac.critic), obs_rms=None if obs_rms is None else obs_rms.copy(), extra=extra)
+            critic=copy.deepcopy(ac.critic), obs_rms=None if obs_rms is None else obs_rms.copy())
 
     def close(self) -> None:
         for e in self.eval_envs:

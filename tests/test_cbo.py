@@ -51,6 +51,17 @@ def test_noise_shape(noise):
     assert np.all(np.abs(opt.particles[:, 1:] - P0[:, 1:]).max(axis=0) > 1e-3)
 
 
+@pytest.mark.parametrize("noise", ["anisotropic", "isotropic"])
+def test_noise_scale_is_sigma_sqrt_dt(noise):
+    P0 = np.random.default_rng(2).normal(size=(4000, 3))
+    opt = CBO(x0=P0, noise=noise, sigma=2.0, dt=0.04, drift=0.0, seed=0)
+    opt.tell(functions.sphere(opt.ask()))
+    D = P0 - opt.consensus
+    scale = np.abs(D) if noise == "anisotropic" else np.linalg.norm(D, axis=1, keepdims=True)
+    xi = (opt.particles - P0) / scale
+    assert xi.std() == pytest.approx(2.0 * 0.2, rel=0.03) and abs(xi.mean()) < 0.02
+
+
 def test_update_is_the_euler_maruyama_step():
     P0 = np.random.default_rng(1).normal(size=(8, 3))
     opt = CBO(x0=P0, sigma=0.0, drift=2.0, dt=0.1, alpha=0.5, alpha_schedule="constant", seed=0)

@@ -201,7 +201,8 @@ def test_schedules():
     (dict(policy="cnn"), "policy"), (dict(hidden_sizes=(0,)), "hidden_sizes"), (dict(activation="sigmoid"),
     "activation"), (dict(eval_episodes=0), "eval_episodes"), (dict(max_env_steps=0), "max_env_steps"),
     (dict(target_kl=0.0), "target_kl"), (dict(normalize_obs="yes"), "normalize_obs"),
-    (dict(max_seconds=-1), "max_seconds"),
+    (dict(max_seconds=-1), "max_seconds"), (dict(batch_size=1), "batch_size"), (dict(ortho_init=1), "ortho_init"),
+    (dict(critic_hidden_sizes=[64, -1]), "critic_hidden_sizes"), (dict(eval_every=0), "eval_every"),
 ])
 def test_invalid_hyperparameters_name_the_parameter(kwargs, name):
     with pytest.raises(ParameterError, match=f"'{name}' parameter of train_ppo"):

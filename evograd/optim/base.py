@@ -10,6 +10,7 @@ them. `best.value` is always a raw value as the user passed it in.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -120,8 +121,9 @@ class Optimizer:
             )
         g = self._check_grads(grads, n)
         f = -raw if self.maximize else raw.copy()
-        bad = ~np.isfinite(f)
-        if bad.any():
+        # one reduction decides the common all-finite case; the elementwise mask only when needed
+        bad = None if math.isfinite(f.sum()) else ~np.isfinite(f)
+        if bad is not None and bad.any():
             self.nonfinite += int(bad.sum())
             warnings.warn(
                 f"{owner}: {int(bad.sum())} of {n} values are NaN or inf (generation {self.generation}); "
@@ -233,7 +235,7 @@ class Optimizer:
 
     def _update_best(self, f: np.ndarray, raw: np.ndarray) -> None:
         i = int(np.argmin(f))
-        if np.isfinite(f[i]) and f[i] < self._best_f:
+        if math.isfinite(f[i]) and f[i] < self._best_f:
             self._best_f = float(f[i])
             self._best_value = float(raw[i])
             self._best_x = self._pending.take([i])[0].copy()
