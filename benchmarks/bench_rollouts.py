@@ -27,10 +27,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import gymnasium as gym  # noqa: E402
-import torch  # noqa: E402
+import gymnasium as gym
+import torch
 
-from evograd.rollouts import RolloutWorker  # noqa: E402
+from evograd.rollouts import RolloutWorker
 
 torch.set_num_threads(1)
 

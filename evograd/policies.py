@@ -8,10 +8,12 @@ evaluated so that every member of a population sees the same normalization.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,7 +53,7 @@ class RunningMeanStd:
             return
         self._merge(float(len(batch)), batch.mean(axis=0), batch.var(axis=0))
 
-    def merge(self, other: "RunningMeanStd | dict | tuple") -> None:
+    def merge(self, other: RunningMeanStd | dict | tuple) -> None:
         """Fold in another worker's statistics: a RunningMeanStd, its `state()` dict, or (count, mean, var)."""
         if isinstance(other, RunningMeanStd):
             count, mean, var = other.count, other.mean, other.var
@@ -77,14 +79,14 @@ class RunningMeanStd:
         self.var = m2 / n
         self.count = n
 
-    def copy(self) -> "RunningMeanStd":
+    def copy(self) -> RunningMeanStd:
         return RunningMeanStd.from_state(self.state())
 
     def state(self) -> dict[str, Any]:
         return {"count": float(self.count), "mean": self.mean.copy(), "var": self.var.copy()}
 
     @classmethod
-    def from_state(cls, d: dict[str, Any]) -> "RunningMeanStd":
+    def from_state(cls, d: dict[str, Any]) -> RunningMeanStd:
         mean = np.asarray(d["mean"], dtype=np.float64)
         rms = cls(mean.shape)
         rms.count = float(d["count"])
@@ -237,7 +239,7 @@ class Policy(nn.Module):
 def _mlp(obs_dim: int, act_dim: int, hidden_sizes: Sequence[int], activation: str, bias: bool) -> nn.Sequential:
     layers: list[nn.Module] = []
     sizes = [obs_dim, *hidden_sizes]
-    for a, b in zip(sizes[:-1], sizes[1:]):
+    for a, b in itertools.pairwise(sizes):
         lin = nn.Linear(a, b, bias=bias)
         nn.init.orthogonal_(lin.weight, gain=np.sqrt(2))  # CleanRL/PPO initialisation
         if bias:
@@ -251,7 +253,7 @@ def _mlp(obs_dim: int, act_dim: int, hidden_sizes: Sequence[int], activation: st
     return nn.Sequential(*layers)
 
 
-def make_policy(policy: "str | nn.Module" = "linear", observation_space=None, action_space=None,
+def make_policy(policy: str | nn.Module = "linear", observation_space=None, action_space=None,
                 hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh", obs_norm: bool = False,
                 box_head: str = "clip", bias: bool = True) -> Policy:
     """Build a Policy for the given spaces.

@@ -7,9 +7,9 @@ loop over population members per env step (except the unavoidable per-env `step`
 vectorized). Results are identical however the population is split across workers, because
 
 * every episode's reset seed depends only on (run seed, generation, candidate, episode), and
-* each member's actions are computed with an operation order that does not depend on the batch:
-  linear policies as an explicit sum over observation dimensions in numpy (BLAS and numpy's pairwise
-  reductions change their rounding with the batch shape), other modules per member with torch.vmap.
+* each member's actions are computed with an operation order that does not depend on the batch
+  (BLAS and numpy's pairwise reductions change their rounding with the batch shape): linear policies
+  as a sequential sum in numpy (no torch per step), other modules per member under torch.vmap.
 
 Observation statistics (ARS V2) are returned as per-(member, episode) sums, so a parent that gathers
 slices in candidate order gets the same statistics for any split (`concat_results`).
@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from .policies import Policy, RunningMeanStd, make_policy, num_params, space_to_data
-from .vector_cartpole import MAX_EPISODE_STEPS, VectorCartPole, int_to_words, seedseq_state
+from .vector_cartpole import MAX_EPISODE_STEPS, CartPoleSlots, int_to_words, is_native_cartpole, seedseq_state
 
 
 class RolloutError(RuntimeError):
@@ -65,9 +65,13 @@ class RolloutResult:
     obs_count: np.ndarray        # (k,) observations seen per member (those an action was computed for)
     obs_sum: np.ndarray          # (k, obs_dim) float64 sums of those observations
     obs_sumsq: np.ndarray        # (k, obs_dim) sums of squares
-    slot_utilization: float      # live slot-steps / (slots x batched steps)
+    slot_steps: int              # slots x batched steps: the slot-steps computed, live or idle
     batched_steps: int
     wall_s: float
+
+    @property
+    def slot_utilization(self) -> float:
+        return self.env_steps / max(self.slot_steps, 1)
 
     @property
     def obs_stats(self) -> RunningMeanStd:
@@ -85,12 +89,11 @@ def obs_stats_from_sums(count: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> Ru
 
 def concat_results(results: Sequence[RolloutResult]) -> RolloutResult:
     """Join slices given in candidate order; the observation statistics then equal an unsplit run's."""
-    cat = lambda name: np.concatenate([getattr(r, name) for r in results])  # noqa: E731
-    steps = sum(r.batched_steps for r in results)
-    util = sum(r.slot_utilization * r.batched_steps for r in results) / max(steps, 1)
-    return RolloutResult(cat("returns"), cat("episode_returns"), cat("lengths"), cat("failed"),
-                         sum(r.env_steps for r in results), cat("obs_count"), cat("obs_sum"), cat("obs_sumsq"),
-                         util, steps, max(r.wall_s for r in results))
+    cat = lambda name: np.concatenate([getattr(r, name) for r in results])
+    total = lambda name: sum(getattr(r, name) for r in results)
+    return RolloutResult(cat("returns"), cat("episode_returns"), cat("lengths"), cat("failed"), total("env_steps"),
+                         cat("obs_count"), cat("obs_sum"), cat("obs_sumsq"), total("slot_steps"),
+                         total("batched_steps"), total("wall_s"))
 
 
 # ---------------------------------------------------------------- batched policy kernels (obs as (O, n))
@@ -137,7 +140,7 @@ class _TorchKernel:
         self.shapes = [(name, p.shape, p.dtype) for name, p in self.net.named_parameters()]
         self.P = {name: torch.zeros((n, *shape), dtype=dt) for name, shape, dt in self.shapes}
         self.dtype = self.shapes[0][2] if self.shapes else torch.float32
-        call = lambda params, x: torch.func.functional_call(self.net, params, (x[None],))[0]  # noqa: E731
+        call = lambda params, x: torch.func.functional_call(self.net, params, (x[None],))[0]
         self._batched = torch.func.vmap(call)
 
     def assign(self, slots: np.ndarray, P: np.ndarray) -> None:
@@ -157,30 +160,6 @@ class _TorchKernel:
 class _SlotError(Exception):
     def __init__(self, slot: int, exc: BaseException):
         self.slot, self.exc, self.tb = slot, exc, traceback.format_exc()
-
-
-class _CartPoleBackend:
-    """Our numpy CartPole: per-slot seeded resets that Gymnasium's vector CartPole cannot do."""
-
-    reward_is_one = True
-
-    def __init__(self, max_episode_steps: int):
-        self.max_episode_steps = max_episode_steps
-        self.vec: VectorCartPole | None = None
-
-    def prepare(self, n: int) -> None:
-        if self.vec is None or self.vec.n != n:
-            self.vec = VectorCartPole(n, self.max_episode_steps)
-
-    def reset(self, slots, seeds) -> None:
-        self.vec.reset(slots, seeds)
-
-    def obs(self) -> np.ndarray:
-        return self.vec.obs().astype(np.float64)
-
-    def step(self, actions, live):
-        term, trunc = self.vec.step(actions)
-        return None, term | trunc, None  # finite by construction: actions are 0/1, state stays bounded
 
 
 class _GymBackend:
@@ -204,10 +183,8 @@ class _GymBackend:
             if self.share_model and self.envs:
                 env.unwrapped.model = self.envs[0].unwrapped.model
             self.envs.append(env)
-        self.n = n
         self._obs = np.zeros((n, self.obs_dim))  # row per slot: each env writes one contiguous row
-        self._rew = np.zeros(n)
-        self._done = np.zeros(n, dtype=bool)
+        self._rew, self._done = np.zeros(n), np.zeros(n, dtype=bool)
 
     def reset(self, slots, seeds) -> np.ndarray:
         obs = self._obs
@@ -244,20 +221,8 @@ class _GymBackend:
 def _is_gymnasium_mujoco(env_spec, env) -> bool:
     import gymnasium as gym
 
-    if not isinstance(env_spec, str):
-        return False
-    entry = gym.spec(env_spec).entry_point
-    return (isinstance(entry, str) and entry.startswith("gymnasium.envs.mujoco")
-            and hasattr(env.unwrapped, "model") and hasattr(env.unwrapped, "data"))
-
-
-def _is_native_cartpole(env_spec) -> bool:
-    if not isinstance(env_spec, str) or env_spec not in MAX_EPISODE_STEPS:
-        return False
-    import gymnasium as gym
-
-    spec = gym.spec(env_spec)
-    return spec.entry_point == "gymnasium.envs.classic_control.cartpole:CartPoleEnv" and not spec.kwargs
+    entry = gym.spec(env_spec).entry_point if isinstance(env_spec, str) else None
+    return isinstance(entry, str) and entry.startswith("gymnasium.envs.mujoco") and hasattr(env.unwrapped, "model")
 
 
 class RolloutWorker:
@@ -277,8 +242,8 @@ class RolloutWorker:
             raise TypeError("RolloutWorker takes an env id or a zero-argument constructor, not an env instance")
         if not (isinstance(env_spec, str) or callable(env_spec)):
             raise TypeError(f"env_spec must be a Gymnasium id or a zero-argument constructor; got {env_spec!r}")
-        if int(episodes) < 1:
-            raise ValueError(f"episodes must be >= 1; got {episodes}")
+        if int(episodes) < 1 or (n_slots is not None and int(n_slots) < 1):
+            raise ValueError(f"episodes and n_slots must be >= 1; got {episodes} and {n_slots}")
         if backend not in ("auto", "cartpole", "gym"):
             raise ValueError(f"backend must be 'auto', 'cartpole' or 'gym'; got {backend!r}")
         self.env_spec, self.episodes, self.n_slots = env_spec, int(episodes), n_slots
@@ -297,12 +262,12 @@ class RolloutWorker:
         self.observation_space, self.action_space = probe.observation_space, probe.action_space
         self.policy = self._build_policy(dict(policy_spec or {}))
         self.dim = num_params(self.policy)
-        native = _is_native_cartpole(env_spec)
+        native = is_native_cartpole(env_spec)
         if backend == "cartpole" and not native:
             raise ValueError(f"backend='cartpole' needs 'CartPole-v0' or 'CartPole-v1'; got {env_spec!r}")
         if backend != "gym" and native:
             probe.close()
-            self.backend = _CartPoleBackend(max_episode_steps or MAX_EPISODE_STEPS[env_spec])
+            self.backend = CartPoleSlots(max_episode_steps or MAX_EPISODE_STEPS[env_spec])
             self._default_slots = 1024
         else:
             start = int(getattr(self.action_space, "start", 0)) if self.policy.discrete else 0
@@ -321,7 +286,6 @@ class RolloutWorker:
             given = spec.pop(key, None)
             if given is not None and space_to_data(given) != space_to_data(space):
                 raise ValueError(f"policy_spec {key} {given!r} does not match {self.env_id}'s {space!r}")
-        spec.pop("policy_kind", None)
         return make_policy(observation_space=self.observation_space, action_space=self.action_space, **spec)
 
     def close(self) -> None:
@@ -331,7 +295,7 @@ class RolloutWorker:
     def _actions(self, logits: np.ndarray) -> np.ndarray:
         pol = self.policy
         if pol.discrete:
-            return (logits[1] > logits[0]).astype(np.int64) if pol.act_dim == 2 else np.argmax(logits, axis=0)
+            return np.argmax(logits, axis=0)
         low, high = self._low, self._high
         a = low + (np.tanh(logits) + 1.0) * 0.5 * (high - low) if pol.box_head == "tanh" else np.clip(logits, low, high)
         return a.T.reshape((-1, *pol.action_space.shape)).astype(pol.action_space.dtype)
@@ -339,10 +303,7 @@ class RolloutWorker:
     def evaluate(self, params, candidate_ids, run_seed: int, generation: int, obs_norm_state=None,
                  collect_obs_stats: bool = True) -> RolloutResult:
         t0 = time.perf_counter()
-        P = np.asarray(params, dtype=np.float64)
-        if P.ndim == 1:
-            P = P[None]
-        ids = np.asarray(candidate_ids, dtype=np.int64).reshape(-1)
+        P, ids = np.atleast_2d(np.asarray(params, dtype=np.float64)), np.asarray(candidate_ids, np.int64).reshape(-1)
         if P.ndim != 2 or P.shape[1] != self.dim:
             raise ValueError(f"params have shape {np.shape(params)}; this policy on {self.env_id} needs "
                              f"(k, {self.dim}) (num_params = {self.dim})")
@@ -355,7 +316,7 @@ class RolloutWorker:
         mean = std = None
         if self.policy.obs_norm and obs_norm_state is not None:
             rms = obs_norm_state if isinstance(obs_norm_state, RunningMeanStd) else RunningMeanStd.from_state(
-                obs_norm_state)
+                obs_norm_state)  # frozen for this generation; no stats means identity, as in ARS
             mean, std = rms.mean.reshape(O, 1), rms.std.reshape(O, 1)
 
         ep_ret = np.full((k, E), np.nan)
@@ -407,35 +368,35 @@ class RolloutWorker:
             state["live"] -= len(slots)
 
         start(np.arange(n))
-        while state["live"]:
-            obs = backend.obs()
-            if collect_obs_stats:
-                s1 += obs
-                np.multiply(obs, obs, out=sq)
-                s2 += sq
-            x = obs if mean is None else (obs - mean) / std
-            try:
-                rew, done, bad = backend.step(kernel(x), live)
-            except _SlotError as err:
-                raise self._error(err, slot_m, slot_e, ids, run_seed, generation) from err.exc
-            state["t"] += 1
-            if rew is not None:
-                slot_ret += rew
-            if bad is not None:
-                done |= bad
-            done &= live
-            if done.any():
-                d = np.flatnonzero(done)
-                finish(d, np.zeros(len(d), dtype=bool) if bad is None else bad[d])
-                start(d)
+        with np.errstate(over="ignore", invalid="ignore"):  # idle slots may hold a failed episode's NaN/inf
+            while state["live"]:
+                obs = backend.obs()
+                if collect_obs_stats:
+                    s1 += obs
+                    np.multiply(obs, obs, out=sq)
+                    s2 += sq
+                x = obs if mean is None else (obs - mean) / std
+                try:
+                    rew, done, bad = backend.step(kernel(x), live)
+                except _SlotError as err:
+                    raise self._error(err, slot_m, slot_e, ids, run_seed, generation) from err.exc
+                state["t"] += 1
+                if rew is not None:
+                    slot_ret += rew
+                if bad is not None:
+                    done |= bad
+                done &= live
+                if done.any():
+                    d = np.flatnonzero(done)
+                    finish(d, np.zeros(len(d), dtype=bool) if bad is None else bad[d])
+                    start(d)
         if not collect_obs_stats:
             o_cnt[:] = 0
         assert not (~failed[:, None] & (lengths == 0)).any(), "internal: an episode was never run"
         returns = np.where(failed, np.nan, ep_ret.mean(axis=1))
         env_steps = int(lengths.sum())
         return RolloutResult(returns, ep_ret, lengths, failed, env_steps, o_cnt.sum(axis=1), o_s1.sum(axis=1),
-                             o_s2.sum(axis=1), env_steps / max(state["t"] * n, 1), state["t"],
-                             time.perf_counter() - t0)
+                             o_s2.sum(axis=1), state["t"] * n, state["t"], time.perf_counter() - t0)
 
     def _error(self, err: _SlotError, slot_m, slot_e, ids, run_seed, generation) -> RolloutError:
         m, e = int(slot_m[err.slot]), int(slot_e[err.slot])
@@ -452,7 +413,8 @@ _WORKERS: dict = {}
 def cached_worker(env_spec, policy_spec: dict | None = None, episodes: int = 1,
                   max_episode_steps: int | None = None, n_slots: int | None = None) -> RolloutWorker:
     """One RolloutWorker per process and configuration, so pool workers keep their envs between calls."""
-    name = env_spec if isinstance(env_spec, str) else f"{env_spec.__module__}.{env_spec.__qualname__}"
+    name = env_spec if isinstance(env_spec, str) else (
+        f"{getattr(env_spec, '__module__', '')}.{getattr(env_spec, '__qualname__', repr(env_spec))}")
     key = (name, repr(sorted((policy_spec or {}).items())), episodes, max_episode_steps, n_slots)
     if key not in _WORKERS:
         _WORKERS[key] = RolloutWorker(env_spec, policy_spec, episodes, max_episode_steps, n_slots)

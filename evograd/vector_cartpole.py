@@ -208,3 +208,38 @@ class VectorCartPole:
         self.clock += 1
         truncated = self.deadline <= self.clock
         return terminated, truncated
+
+
+def is_native_cartpole(env_spec) -> bool:
+    """True for the registered, unmodified CartPole-v0/v1 (a user-registered variant keeps Gymnasium's env)."""
+    if not isinstance(env_spec, str) or env_spec not in MAX_EPISODE_STEPS:
+        return False
+    import gymnasium as gym
+
+    spec = gym.spec(env_spec)
+    return spec.entry_point == "gymnasium.envs.classic_control.cartpole:CartPoleEnv" and not spec.kwargs
+
+
+class CartPoleSlots:
+    """The rollout engine's backend interface over VectorCartPole (observations as (4, n) float64)."""
+
+    reward_is_one = True  # the return of an episode is its length
+
+    def __init__(self, max_episode_steps: int):
+        self.max_episode_steps = max_episode_steps
+        self.vec: VectorCartPole | None = None
+
+    def prepare(self, n: int) -> None:
+        if self.vec is None or self.vec.n != n:
+            self.vec = VectorCartPole(n, self.max_episode_steps)
+
+    def reset(self, slots, seeds) -> None:
+        self.vec.reset(slots, seeds)
+
+    def obs(self) -> np.ndarray:
+        return self.vec.obs().astype(np.float64)
+
+    def step(self, actions, live):
+        """(reward, done, bad): reward None (1 per step); never bad, as actions are 0/1 and the state bounded."""
+        term, trunc = self.vec.step(actions)
+        return None, term | trunc, None

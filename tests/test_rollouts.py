@@ -1,3 +1,5 @@
+from typing import ClassVar
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -254,7 +256,7 @@ def test_policy_space_mismatch_and_bad_env_spec():
 
 # ------------------------------------------------------------------ Box envs
 class RecordActions(gym.Wrapper):
-    seen: list = []
+    seen: ClassVar[list] = []
 
     def step(self, action):
         RecordActions.seen.append(np.array(action, copy=True))
