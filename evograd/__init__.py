@@ -2,6 +2,8 @@
 from . import functions, serialization
 from .evaluator import EvaluationError, FunctionEvaluator
 from .minimize import MinimizeResult, minimize
+from .gym_problem import GymProblem
+from .train import TrainResult, train
 from .candidates import Candidates, DenseCandidates, SeededCandidates
 from .optim import Best, NonFiniteWarning, Optimizer
 from .registry import available, hyperparameters, make, register
@@ -15,7 +17,10 @@ __all__ = [
     "Candidates",
     "EvaluationError",
     "FunctionEvaluator",
+    "GymProblem",
     "MinimizeResult",
+    "TrainResult",
+    "train",
     "minimize",
     "DenseCandidates",
     "NonFiniteWarning",

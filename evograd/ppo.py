@@ -19,6 +19,7 @@ import torch
 from torch.nn import functional as F
 
 from .registry import make as make_optimizer
+from .mlp_backprop import ppo_loss_and_grads
 from .rl_common import ActorCritic, RLResult, RunLoop, clip_grad_norm, make_vec_env, parse_schedule
 from .validation import ParameterError, check_bool, check_float, check_int
 
@@ -171,10 +172,26 @@ def train_ppo(
             loop.close()
 
 
+def _autograd_loss_and_grads(ac, obs, actions, old_logp, adv, returns, clip, vf_coef, ent_coef):
+    """The same loss as `mlp_backprop.ppo_loss_and_grads`, through autograd (any torch module)."""
+    logp, entropy = ac.evaluate(obs, actions)
+    values = ac.v(obs)[:, 0]
+    log_ratio = logp - old_logp
+    ratio = torch.exp(log_ratio)
+    pg_loss = -torch.min(adv * ratio, adv * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)).mean()
+    vf_loss = F.mse_loss(returns, values)
+    ent = entropy.mean()
+    loss = pg_loss + vf_coef * vf_loss - ent_coef * ent
+    ac.flat_grad(zero=True)
+    loss.backward()
+    return loss.detach(), pg_loss, vf_loss, ent, log_ratio.detach(), ratio.detach()
+
+
 def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, gae_lambda, clip_fn, lr_fn,
            ent_coef, vf_coef, max_grad_norm, normalize_advantage, target_kl, vn) -> RLResult:
     rng = np.random.default_rng(loop.seed)
     T, N = n_steps, n_envs
+    manual = ac.pi_layers is not None and ac.v_layers is not None and ac.dtype == torch.float32
     raw_obs, _ = venv.reset(seed=loop.seed)
     obs = vn.obs(raw_obs, update=True)
     ep_ret, ep_len = np.zeros(N), np.zeros(N, dtype=np.int64)
@@ -237,15 +254,13 @@ def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, ga
                     obs_b, act_b, logp_b, a, ret_b = b_obs[idx], b_act[idx], b_logp[idx], b_adv[idx], b_ret[idx]
                     if normalize_advantage and len(idx) > 1:
                         a = (a - a.mean()) / (a.std() + 1e-8)
-                logp, entropy = ac.evaluate(obs_b, act_b, entropy=ent_coef != 0.0 or track)
-                values = ac.v(obs_b)[:, 0]
-                log_ratio = logp - logp_b
-                ratio = torch.exp(log_ratio)
-                pg_loss = -torch.min(a * ratio, a * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)).mean()
-                vf_loss = F.mse_loss(ret_b, values)
-                loss = pg_loss + vf_coef * vf_loss
-                if ent_coef != 0.0:
-                    loss = loss - ent_coef * entropy.mean()
+                opt.ask()
+                if manual:
+                    loss, pg_loss, vf_loss, ent, log_ratio, ratio = ppo_loss_and_grads(
+                        ac, ac.pi_layers, ac.v_layers, obs_b, act_b, logp_b, a, ret_b, clip, vf_coef, ent_coef)
+                else:
+                    loss, pg_loss, vf_loss, ent, log_ratio, ratio = _autograd_loss_and_grads(
+                        ac, obs_b, act_b, logp_b, a, ret_b, clip, vf_coef, ent_coef)
                 if track:
                     with torch.no_grad():
                         approx_kl = ((ratio - 1.0) - log_ratio).mean()
@@ -253,14 +268,11 @@ def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, ga
                         stats["clipfrac"].append(((ratio - 1.0).abs() > clip).float().mean())
                         stats["pg"].append(pg_loss.detach())
                         stats["vf"].append(vf_loss.detach())
-                        stats["ent"].append(entropy.mean())
+                        stats["ent"].append(ent.detach())
                     if target_kl is not None and float(approx_kl) > 1.5 * target_kl:
                         stop = True  # SB3: skip this step and end the update early
                         break
-                opt.ask()
-                ac.zero_flat_grad()
-                loss.backward()
-                clip_grad_norm(ac.flat[0].grad, max_grad_norm)
+                clip_grad_norm(ac.flat_grad(), max_grad_norm)
                 opt.tell(loss.item())
             if stop:
                 break

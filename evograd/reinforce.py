@@ -119,9 +119,9 @@ def train_reinforce(
                 vf_loss = F.mse_loss(values, returns)
                 loss = pg_loss - ent_coef * entropy.mean() + vf_coef * vf_loss
                 opt.ask()
-                ac.zero_flat_grad()
+                ac.flat_grad(zero=True)
                 loss.backward()
-                clip_grad_norm(ac.flat[0].grad, max_grad_norm)
+                clip_grad_norm(ac.flat_grad(), max_grad_norm)
                 opt.tell(loss.item())
                 row = {"learning_rate": lr, "policy_loss": pg_loss.item(), "value_loss": vf_loss.item(),
                        "entropy": entropy.mean().item(), "train_episodes": n_episodes,

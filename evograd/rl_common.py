@@ -17,8 +17,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
+from .mlp_backprop import forward, plain_layers
 from .policies import Policy, RunningMeanStd, make_policy
 from .validation import ParameterError, check_bool, check_float, check_int
 
@@ -127,8 +127,11 @@ class ActorCritic(nn.Module):
             self.critic = _mlp([self.actor.obs_dim, *critic_hidden_sizes, 1], activation, 1.0, ortho_init)
         self.obs_dim, self.act_dim, self.discrete = self.actor.obs_dim, self.actor.act_dim, self.actor.discrete
         self.dtype = next(self.actor.parameters(), torch.empty(())).dtype
-        self.pi = fast_forward(self.actor.net)  # actor output (logits or Gaussian mean) on normalized obs
-        self.v = fast_forward(self.critic)
+        # plain Linear/activation stacks get the hand-written passes of `mlp_backprop` (no module dispatch,
+        # no autograd bookkeeping); anything else runs as the module it is
+        self.pi_layers, self.v_layers = plain_layers(self.actor.net), plain_layers(self.critic)
+        self.pi = self.actor.net if self.pi_layers is None else (lambda x: forward(self.pi_layers, x)[-1])
+        self.v = self.critic if self.v_layers is None else (lambda x: forward(self.v_layers, x)[-1])
         if not self.discrete:
             self.log_std = nn.Parameter(torch.full((self.act_dim,), log_std_init, dtype=self.dtype))
             self._low = np.asarray(act_space.low, np.float32).reshape(-1, self.act_dim)
@@ -143,7 +146,7 @@ class ActorCritic(nn.Module):
 
         The optimizer is then bound to a single tensor: Adam and grad-norm clipping are elementwise or
         global, so the arithmetic is unchanged, but each step costs a handful of tensor ops instead of a
-        dozen per layer. Backward accumulates into the buffer in place; zero it with `zero_flat_grad()`.
+        dozen per layer. Backward accumulates into the buffer in place; zero it with `flat_grad(zero=True)`.
         """
         params = list(self.parameters())
         flat = torch.cat([p.detach().reshape(-1) for p in params])
@@ -158,9 +161,12 @@ class ActorCritic(nn.Module):
         self.flat[0].grad = self._flat_grad
         return self.flat[0]
 
-    def zero_flat_grad(self) -> None:
-        self._flat_grad.zero_()
-        self.flat[0].grad = self._flat_grad  # the protocol's tell() leaves .grad set to None
+    def flat_grad(self, zero: bool = False) -> torch.Tensor:
+        """The flat gradient buffer, re-attached to the flat vector (the protocol's tell() sets .grad to None)."""
+        if zero:
+            self._flat_grad.zero_()
+        self.flat[0].grad = self._flat_grad
+        return self._flat_grad
 
     def sample(self, out: torch.Tensor, rng: np.random.Generator):
         """Stochastic actions from the actor output: (stored action, env action, log prob), all numpy.
@@ -191,28 +197,6 @@ class ActorCritic(nn.Module):
         z = (actions - out) * torch.exp(-self.log_std)
         logp = (-0.5 * z**2 - self.log_std - 0.5 * LOG_2PI).sum(dim=1)
         return logp, (0.5 + 0.5 * LOG_2PI + self.log_std).sum().expand(len(out)) if entropy else None
-
-
-_FAST_ACTS = {nn.Tanh: torch.tanh, nn.ReLU: torch.relu, nn.Identity: lambda x: x}
-
-
-def fast_forward(net: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The same forward pass as `net(x)` without nn.Module's per-call dispatch (a few microseconds per
-    layer, which adds up over thousands of small-batch PPO steps). Only for plain Linear/activation stacks;
-    anything else (custom modules, hooks) keeps its own forward."""
-    mods = list(net) if isinstance(net, nn.Sequential) else [net]
-    if not all(isinstance(m, nn.Linear) or type(m) in _FAST_ACTS for m in mods) or net._forward_hooks \
-            or net._forward_pre_hooks:
-        return net
-    steps = [(lambda x, m=m: F.linear(x, m.weight, m.bias)) if isinstance(m, nn.Linear) else _FAST_ACTS[type(m)]
-             for m in mods]
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        for step in steps:
-            x = step(x)
-        return x
-
-    return forward
 
 
 def clip_grad_norm(grad: torch.Tensor, max_norm: float) -> None:

@@ -170,6 +170,37 @@ def test_gaussian_head_samples_log_probs_and_clipping():
     assert ent[0].item() == pytest.approx(0.5 + 0.5 * math.log(2 * math.pi) + 1.0)
 
 
+@pytest.mark.parametrize("env_id, policy, activation", [
+    ("CartPole-v1", "mlp", "tanh"), ("CartPole-v1", "linear", "relu"), ("Pendulum-v1", "mlp", "tanh"),
+    ("Pendulum-v1", "linear", "tanh"),
+])
+def test_hand_written_gradients_equal_autograd(env_id, policy, activation):
+    env = gym.make(env_id)
+    ac = ActorCritic("t", (env.observation_space, env.action_space), policy, 0, (16, 8), activation, None,
+                     -0.5, True)
+    ac.flatten_parameters()
+    assert ac.pi_layers is not None and ac.v_layers is not None
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # move the 0.01-gain head so that ratios land on both sides of the clip range
+        ac.flat[0].add_(0.3 * torch.randn(ac.flat[0].shape, generator=gen))
+    n = 64
+    obs = torch.randn(n, ac.obs_dim, generator=gen)
+    actions = torch.randint(0, 2, (n,), generator=gen) if ac.discrete else torch.randn(n, 1, generator=gen)
+    with torch.no_grad():
+        logp0, _ = ac.evaluate(obs, actions)
+    old_logp = logp0 + 0.3 * torch.randn(n, generator=gen)
+    adv, ret = torch.randn(n, generator=gen), torch.randn(n, generator=gen)
+    args = (obs, actions, old_logp, adv, ret, 0.2, 0.5, 0.01)
+    ppo_mod._autograd_loss_and_grads(ac, *args)
+    g_auto = ac.flat_grad().clone()
+    ac.flat_grad().fill_(float("nan"))  # every entry must be written by the hand-written pass
+    out = ppo_mod.ppo_loss_and_grads(ac, ac.pi_layers, ac.v_layers, *args)
+    ratio = out[5]
+    assert ((ratio - 1).abs() > 0.2).any() and ((ratio - 1).abs() < 0.2).any()
+    torch.testing.assert_close(ac.flat_grad(), g_auto, rtol=1e-4, atol=1e-6)
+    assert out[0].item() == pytest.approx(ppo_mod._autograd_loss_and_grads(ac, *args)[0].item(), rel=1e-6)
+
+
 def test_pendulum_run_with_normalization_returns_a_usable_policy():
     r = train_ppo("Pendulum-v1", seed=0, max_env_steps=256, n_envs=2, n_steps=64, batch_size=64, n_epochs=1,
                   normalize_obs=True, normalize_reward=True, eval_episodes=1)

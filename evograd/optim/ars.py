@@ -85,14 +85,18 @@ class ARS(Optimizer):
             scale_by_std = self.version != "brs"
         self.scale_by_std = check_bool(scale_by_std, "scale_by_std", owner)
         super().__init__(x0, seed=seed, maximize=maximize)
-        self.center = self.x0.copy()
+        self._center = self.x0.copy()
+
+    @property
+    def center(self) -> np.ndarray:
+        return self._center.copy()
 
     @property
     def popsize(self) -> int:
         return 2 * self.n_directions
 
     def _ask(self) -> SeededCandidates:
-        return mirrored_candidates(self.rng, self.center, self.sigma, self.n_directions)
+        return mirrored_candidates(self.rng, self._center, self.sigma, self.n_directions)
 
     def _tell(self, f: np.ndarray, grads: np.ndarray | None) -> None:
         cand: SeededCandidates = self._pending
@@ -111,10 +115,10 @@ class ARS(Optimizer):
             weights = weights / (b * sigma_r) if sigma_r > 0 else np.zeros_like(weights)
         else:
             weights /= b
-        self.center = self.center + self.step_size * (cand.noise().T @ weights)
+        self._center = self._center + self.step_size * (cand.noise().T @ weights)
 
     def _state(self) -> dict[str, Any]:
-        return {"center": self.center.copy()}
+        return {"center": self._center.copy()}
 
     def _load_state(self, state: dict[str, Any]) -> None:
-        self.center = np.array(state["center"], dtype=np.float64)
+        self._center = np.array(state["center"], dtype=np.float64)

@@ -79,6 +79,15 @@ class Optimizer:
         return int(self.x0.shape[-1])
 
     @property
+    def center(self) -> np.ndarray:
+        """The optimizer's current point estimate, the one to deploy and re-evaluate: the distribution
+        mean for ES and CMA-ES, the consensus for CBO, the elite for GA, the parameters for SGD/Adam.
+        Before any tell it is x0 (the mean of an initial population)."""
+        if self._best_x is not None:
+            return self._best_x.copy()
+        return self.x0.copy() if self.x0.ndim == 1 else self.x0.mean(axis=0)
+
+    @property
     def best(self) -> Best:
         x = None if self._best_x is None else self._best_x.copy()
         return Best(x, self._best_value)

@@ -145,6 +145,11 @@ class CBO(Optimizer):
 
     # ------------------------------------------------------------------ views
     @property
+    def center(self) -> np.ndarray:
+        """The last consensus point (before the first step: the mean of the particles)."""
+        return self._x.mean(axis=0) if self._consensus is None else self._consensus.copy()
+
+    @property
     def popsize(self) -> int:
         return self.batch_size
 

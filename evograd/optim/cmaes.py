@@ -125,6 +125,11 @@ class CMAES(Optimizer):
 
     # ------------------------------------------------------------------ protocol
     @property
+    def center(self) -> np.ndarray:
+        """The current run's distribution mean (pycma's xfavorite)."""
+        return np.array(self._es.mean, dtype=np.float64)
+
+    @property
     def popsize(self) -> int:
         return int(self._es.popsize)
 

@@ -92,6 +92,11 @@ class GA(Optimizer):
         self._ranked: np.ndarray | None = None
 
     @property
+    def center(self) -> np.ndarray:
+        """The elite: the best member of the last evaluated generation (x0 before the first tell)."""
+        return super().center if self._ranked is None else self._ranked[0].copy()
+
+    @property
     def popsize(self) -> int:
         return self._popsize
 

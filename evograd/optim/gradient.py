@@ -56,6 +56,12 @@ class _TorchGradient(Optimizer):
         return torch.cat([p.detach().reshape(-1) for p in self._params]).to(torch.float64)
 
     @property
+    def center(self) -> np.ndarray:
+        """The current parameters."""
+        self._require_params()
+        return self._flat().numpy().copy()
+
+    @property
     def popsize(self) -> int:
         return 1
 

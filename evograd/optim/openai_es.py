@@ -111,14 +111,18 @@ class OpenAIES(Optimizer):
         super().__init__(x0, seed=seed, maximize=maximize)
         # The inner optimizer always minimizes: the base class already turned values into a minimized f.
         self.inner = make(self.optimizer, x0=self.x0, lr=self.lr, **self.optimizer_kwargs)
-        self.center = self.x0.copy()
+        self._center = self.x0.copy()
+
+    @property
+    def center(self) -> np.ndarray:
+        return self._center.copy()
 
     @property
     def popsize(self) -> int:
         return self._popsize
 
     def _ask(self) -> SeededCandidates:
-        return mirrored_candidates(self.rng, self.center, self.sigma, self._popsize // 2)
+        return mirrored_candidates(self.rng, self._center, self.sigma, self._popsize // 2)
 
     def _tell(self, f: np.ndarray, grads: np.ndarray | None) -> None:
         cand: SeededCandidates = self._pending
@@ -127,14 +131,14 @@ class OpenAIES(Optimizer):
         w = pair_weights(cand, u) * (-1.0 / (len(f) * self.sigma))
         g = cand.noise().T @ w  # a matrix-vector product: no (n, dim) temporary
         if self.weight_decay:
-            g += self.weight_decay * self.center
+            g += self.weight_decay * self._center
         self.inner.ask()
         self.inner.tell([0.0], grads=g[None, :])
-        self.center = self.inner._flat().numpy()
+        self._center = self.inner._flat().numpy()
 
     def _state(self) -> dict[str, Any]:
         return {"inner": self.inner.state_dict()}
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.inner.load_state_dict(state["inner"])
-        self.center = self.inner._flat().numpy()
+        self._center = self.inner._flat().numpy()

@@ -102,6 +102,10 @@ class SNES(Optimizer):
         return s
 
     @property
+    def center(self) -> np.ndarray:
+        return self.mu.copy()
+
+    @property
     def popsize(self) -> int:
         return self._popsize
 

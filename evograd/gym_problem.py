@@ -1,0 +1,209 @@
+"""A Gymnasium task as a fitness function for a population: `GymProblem.evaluate(X) -> returns`.
+
+The problem owns the run's bookkeeping (generation counter, env-step accounting, merged observation
+statistics) and hands the rollouts to `evograd.rollouts`: in this process for n_jobs=1, otherwise to
+joblib workers that keep their envs alive between generations (a cached worker per process). Only
+parameters, returns and observation sums cross process boundaries. A population is split into
+contiguous slices in candidate order and every episode is seeded from (seed, generation, candidate,
+episode), so returns and observation statistics are identical for any n_jobs.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .policies import Policy, RunningMeanStd, make_policy, num_params, save_policy, set_flat_params
+from .rollouts import RolloutResult, concat_results, evaluate_slice
+from .validation import ParameterError, check_int
+
+_EVAL_SALT = 0x5EED_E7A1  # evaluation episodes use their own fixed seeds, never the training ones
+
+
+class GymProblem:
+    """Mean episode return of a policy, for every row of a population (maximized).
+
+    Parameters
+    ----------
+    env : str or callable
+        A Gymnasium env id ("LunarLander-v3", "evograd/LQR-v0") or a zero-argument constructor.
+    policy : "linear", "mlp" or torch.nn.Module, default "linear"
+    episodes : int, default 1
+        Episodes per candidate; the fitness is their mean return.
+    seed : int, default 0
+        Seeds every training episode (with generation, candidate and episode) and the MLP initialisation.
+    n_jobs : int, default 1
+        joblib worker processes (-1: all cores).
+    max_episode_steps : int or None
+        Overrides the env's time limit.
+    obs_norm : bool, default False
+        ARS-V2 observation normalization: statistics merged from all workers after each generation,
+        frozen while a generation runs and while evaluating, saved with the policy.
+    hidden_sizes, activation, box_head, bias : forwarded to `make_policy`.
+    """
+
+    maximize = True
+
+    def __init__(self, env: str | Callable, policy: Any = "linear", episodes: int = 1, seed: int = 0,
+                 n_jobs: int = 1, max_episode_steps: int | None = None, obs_norm: bool = False,
+                 hidden_sizes=(64, 64), activation: str = "tanh", box_head: str = "clip", bias: bool = True):
+        import gymnasium as gym
+
+        owner = "GymProblem"
+        self.episodes = check_int(episodes, "episodes", owner, low=1)
+        self.seed = check_int(seed, "seed", owner, low=0)
+        if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
+            raise ParameterError(f"The 'n_jobs' parameter of {owner} must be an int >= 1 or -1. Got {n_jobs!r} instead.")
+        self.n_jobs = n_jobs
+        self.max_episode_steps = None if max_episode_steps is None else check_int(
+            max_episode_steps, "max_episode_steps", owner, low=1)
+        if isinstance(env, gym.Env):
+            raise ParameterError("GymProblem takes an env id or a zero-argument constructor, not an env instance "
+                                 "(each worker builds its own envs).")
+        if not (isinstance(env, str) or callable(env)):
+            raise ParameterError(f"The 'env' parameter of {owner} must be a Gymnasium id or a zero-argument "
+                                 f"constructor. Got {env!r} instead.")
+        self.env = env
+        self.env_id = env if isinstance(env, str) else getattr(env, "__name__", repr(env))
+        try:
+            probe = gym.make(env) if isinstance(env, str) else env()
+        except gym.error.Error as exc:  # unknown id, with Gymnasium's own "Did you mean" suggestion
+            raise ParameterError(f"GymProblem: cannot make env {env!r}: {exc}") from None
+        self.observation_space, self.action_space = probe.observation_space, probe.action_space
+        probe.close()
+        self.policy_spec = {"policy": policy, "hidden_sizes": list(hidden_sizes), "activation": activation,
+                            "obs_norm": bool(obs_norm), "box_head": box_head, "bias": bool(bias)}
+        with torch.random.fork_rng():  # seeded MLP init without touching the caller's torch state
+            torch.manual_seed(self.seed)
+            self._template = make_policy(observation_space=self.observation_space,
+                                         action_space=self.action_space, **self.policy_spec)
+        self.dim = num_params(self._template)
+        self.obs_norm = bool(obs_norm)
+        self.obs_rms = RunningMeanStd((self._template.obs_dim,))
+        self.generation = 0
+        self.env_steps = 0        # live steps of training episodes (everything used for learning)
+        self.eval_env_steps = 0   # live steps of evaluation episodes, counted apart
+        self.failed_evaluations = 0
+        self._parallel = None
+
+    # ------------------------------------------------------------------ public API
+    def initial_params(self) -> np.ndarray:
+        """The policy's initial flat parameters (zeros for linear policies, seeded orthogonal init for MLPs)."""
+        from .policies import get_flat_params
+
+        return get_flat_params(self._template)
+
+    def evaluate(self, X: np.ndarray) -> np.ndarray:
+        """Mean training-episode returns of the rows of X, shape (n,); NaN marks a failed evaluation
+        (non-finite observation/reward or parameters), which optimizers rank worst."""
+        P = self._check_params(X)
+        res = self._run(P, np.arange(len(P)), self.seed, self.generation, self.episodes,
+                        collect=self.obs_norm)
+        self.generation += 1
+        self.env_steps += res.env_steps
+        self.failed_evaluations += int(res.failed.sum())
+        if self.obs_norm:
+            self.obs_rms.merge(res.obs_stats)
+        self.last_result = res
+        return res.returns
+
+    def evaluate_policy(self, x: np.ndarray, episodes: int = 10) -> np.ndarray:
+        """Returns of `episodes` evaluation episodes of one parameter vector (deterministic policy, fixed
+        evaluation seeds, frozen statistics); their steps count in `eval_env_steps`, not `env_steps`."""
+        P = self._check_params(np.atleast_2d(x))
+        if len(P) != 1:
+            raise ParameterError(f"evaluate_policy takes one parameter vector; got {len(P)}")
+        episodes = check_int(episodes, "episodes", "evaluate_policy", low=1)
+        # one "member" per episode so the episodes spread over the workers; seeds fixed for the whole run
+        res = self._run(np.repeat(P, episodes, axis=0), np.arange(episodes), self.seed ^ _EVAL_SALT, 0, 1,
+                        collect=False)
+        self.eval_env_steps += res.env_steps
+        return res.returns
+
+    def policy(self, x: np.ndarray) -> Policy:
+        """A Policy module carrying parameters x and the current observation statistics."""
+        pol = make_policy(observation_space=self.observation_space, action_space=self.action_space,
+                          **{**self.policy_spec, "policy": self._policy_arg()})
+        set_flat_params(pol, self._check_params(np.atleast_2d(x))[0])
+        if self.obs_norm:
+            pol.set_obs_stats(self.obs_rms)
+        return pol
+
+    def save_policy(self, path, x: np.ndarray, metadata: dict | None = None) -> None:
+        meta = {"env": self.env_id, "seed": self.seed, **(metadata or {})}
+        save_policy(path, self.policy(x), meta)
+
+    def state(self) -> dict[str, Any]:
+        """Counters and observation statistics as plain data (for checkpoints)."""
+        return {"generation": self.generation, "env_steps": self.env_steps, "eval_env_steps": self.eval_env_steps,
+                "failed_evaluations": self.failed_evaluations, "obs_rms": self.obs_rms.state()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.generation = int(state["generation"])
+        self.env_steps = int(state["env_steps"])
+        self.eval_env_steps = int(state["eval_env_steps"])
+        self.failed_evaluations = int(state["failed_evaluations"])
+        self.obs_rms = RunningMeanStd.from_state(state["obs_rms"])
+
+    def close(self) -> None:
+        self._parallel = None
+
+    def __repr__(self) -> str:
+        return (f"GymProblem({self.env_id!r}, policy={self.policy_spec['policy']!r}, dim={self.dim}, "
+                f"episodes={self.episodes}, n_jobs={self.n_jobs}, env_steps={self.env_steps})")
+
+    # ------------------------------------------------------------------ internals
+    def _policy_arg(self):
+        p = self.policy_spec["policy"]
+        if isinstance(p, torch.nn.Module):
+            import copy
+
+            return copy.deepcopy(p)
+        return p
+
+    def _check_params(self, X) -> np.ndarray:
+        P = np.asarray(X, dtype=np.float64)
+        if P.ndim == 1:
+            P = P[None, :]
+        if P.ndim != 2 or P.shape[1] != self.dim:
+            raise ParameterError(
+                f"parameter vectors for this {self.policy_spec['policy']!r} policy on {self.env_id} must have "
+                f"length {self.dim} (problem.dim); got an array of shape {np.shape(X)}")
+        return P
+
+    def _run(self, P, ids, run_seed, generation, episodes, collect) -> RolloutResult:
+        frozen = self.obs_rms.state() if self.obs_norm else None
+        args = (self.env, self.policy_spec)
+        kw = {"episodes": episodes, "max_episode_steps": self.max_episode_steps, "obs_norm_state": frozen,
+              "collect_obs_stats": collect}
+        n_workers = self._n_workers(len(P))
+        if n_workers == 1:
+            return evaluate_slice(*args, P, ids, run_seed, generation, **kw)
+        from joblib import delayed
+
+        bounds = np.linspace(0, len(P), n_workers + 1).astype(int)
+        parts = self._pool()(
+            delayed(evaluate_slice)(*args, P[a:b], ids[a:b], run_seed, generation, **kw)
+            for a, b in zip(bounds[:-1], bounds[1:]) if b > a)
+        return concat_results(parts)
+
+    def _n_workers(self, n: int) -> int:
+        if self.n_jobs == 1 or n <= 1:
+            return 1
+        from joblib import cpu_count
+
+        return min(n, cpu_count() if self.n_jobs == -1 else self.n_jobs)
+
+    def _pool(self):
+        if self._parallel is None:
+            from joblib import Parallel
+
+            # loky reuses its worker processes between calls, and each keeps its cached RolloutWorker
+            self._parallel = Parallel(n_jobs=self.n_jobs, backend="loky")
+        return self._parallel
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_parallel"] = None
+        return state

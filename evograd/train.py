@@ -1,0 +1,180 @@
+"""`train`: any population optimizer on a GymProblem, with env-step budgets and scheduled evaluation.
+
+Accounting is the same for every method: the budget counts training env steps (every step of every
+episode the optimizer learns from); evaluation episodes run on a schedule in training env steps, with a
+deterministic policy and fixed evaluation seeds, and are counted apart. The policy reported as "best" is
+the optimizer's center (distribution mean, consensus or elite) that scored highest in such an
+evaluation over several episodes, never a lucky single training episode.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .gym_problem import GymProblem
+from .optim.base import Optimizer
+from .validation import ParameterError, check_float, check_int
+
+
+@dataclass
+class TrainResult:
+    """best_x / best_eval_return: the best evaluated center; history: one row per generation."""
+
+    best_x: np.ndarray
+    best_eval_return: float
+    final_eval_return: float
+    env_steps: int
+    eval_env_steps: int
+    generations: int
+    wall_s: float
+    stop_reason: str
+    history: list[dict[str, float]] = field(default_factory=list)
+    problem: Any = None
+    optimizer: Any = None
+
+    def policy(self):
+        """The best policy as a torch module (with its observation statistics)."""
+        return self.problem.policy(self.best_x)
+
+    def __repr__(self) -> str:
+        return (f"TrainResult(best_eval_return={self.best_eval_return:.4g}, final_eval_return="
+                f"{self.final_eval_return:.4g}, env_steps={self.env_steps}, generations={self.generations}, "
+                f"stop_reason={self.stop_reason!r}, wall_s={self.wall_s:.1f})")
+
+
+def train(
+    problem: GymProblem,
+    optimizer: Optimizer,
+    *,
+    max_env_steps: int | None = None,
+    max_generations: int | None = None,
+    max_seconds: float | None = None,
+    eval_every: int | None = None,
+    eval_episodes: int = 10,
+    target_return: float | None = None,
+    progress: bool = False,
+    callback: Callable[[dict], Any] | None = None,
+) -> TrainResult:
+    """Train a policy with a population optimizer until a budget ends.
+
+    eval_every: training env steps between evaluations of the optimizer's center (default: 1/20 of
+    max_env_steps, else every 10 generations' worth of steps). The center is also evaluated before the
+    first generation and at the end. target_return stops once an evaluation reaches it.
+    callback(row) runs after each generation and may return True to stop.
+    """
+    if not isinstance(optimizer, Optimizer):
+        raise ParameterError(f"The 'optimizer' argument must be an evograd optimizer. Got {type(optimizer).__name__}.")
+    if optimizer.needs_grad:
+        raise ParameterError(f"train() drives population optimizers; {optimizer.name!r} needs gradients "
+                             "(use evograd.train_ppo for gradient RL).")
+    if optimizer.dim != problem.dim:
+        raise ParameterError(f"the optimizer searches dim {optimizer.dim} but the problem's policy has "
+                             f"{problem.dim} parameters (use x0=problem.initial_params())")
+    if max_env_steps is None and max_generations is None and max_seconds is None:
+        raise ParameterError("train() needs a budget: max_env_steps, max_generations or max_seconds.")
+    if max_env_steps is not None:
+        max_env_steps = check_int(max_env_steps, "max_env_steps", "train", low=1)
+    if max_generations is not None:
+        max_generations = check_int(max_generations, "max_generations", "train", low=1)
+    if max_seconds is not None:
+        max_seconds = check_float(max_seconds, "max_seconds", "train", low=0.0, low_inclusive=False)
+    if eval_every is not None:
+        eval_every = check_int(eval_every, "eval_every", "train", low=1)
+    eval_episodes = check_int(eval_episodes, "eval_episodes", "train", low=1)
+    optimizer.set_sense(problem.maximize)  # returns are maximized: nobody flips signs by hand
+
+    start = time.perf_counter()
+    steps0, gens0 = problem.env_steps, optimizer.generation
+    history: list[dict[str, float]] = []
+    best = {"x": optimizer.center, "ret": -np.inf}
+
+    def evaluate_center() -> tuple[float, float]:
+        x = optimizer.center
+        rets = problem.evaluate_policy(x, eval_episodes)
+        mean = float(np.mean(rets)) if np.all(np.isfinite(rets)) else float("nan")
+        if np.isfinite(mean) and mean > best["ret"]:
+            best["x"], best["ret"] = x, mean
+        return mean, float(np.std(rets))
+
+    bar = _progress(progress, max_env_steps, max_generations)
+    first_eval = evaluate_center()
+    interval = eval_every  # None until the first generation shows what a generation costs
+    next_eval = None if interval is None else problem.env_steps + interval
+    stop_reason = "max_generations"
+    last_eval = first_eval
+    try:
+        while True:
+            if max_env_steps is not None and problem.env_steps - steps0 >= max_env_steps:
+                stop_reason = "max_env_steps"
+                break
+            if max_generations is not None and optimizer.generation - gens0 >= max_generations:
+                stop_reason = "max_generations"
+                break
+            if max_seconds is not None and time.perf_counter() - start >= max_seconds:
+                stop_reason = "max_seconds"
+                break
+            X = optimizer.ask()
+            steps_before = problem.env_steps
+            returns = problem.evaluate(X)
+            optimizer.tell(returns)
+            if interval is None:  # default schedule, fixed once the cost of a generation is known
+                gen_steps = problem.env_steps - steps_before
+                interval = max(max_env_steps // 20 if max_env_steps is not None else 10 * gen_steps, 1)
+                next_eval = steps0 + interval
+            ok = returns[np.isfinite(returns)]
+            row = {
+                "generation": optimizer.generation - gens0,
+                "env_steps": problem.env_steps - steps0,
+                "eval_env_steps": problem.eval_env_steps,
+                "wall_s": time.perf_counter() - start,
+                "return_mean": float(ok.mean()) if ok.size else float("nan"),
+                "return_max": float(ok.max()) if ok.size else float("nan"),
+                "return_min": float(ok.min()) if ok.size else float("nan"),
+                "failed": int(len(returns) - ok.size),
+                "eval_return": float("nan"),
+                "eval_return_std": float("nan"),
+            }
+            if problem.env_steps >= next_eval:
+                last_eval = evaluate_center()
+                row["eval_return"], row["eval_return_std"] = last_eval
+                while next_eval <= problem.env_steps:
+                    next_eval += interval
+            row["best_eval_return"] = best["ret"]
+            row["wall_s"] = time.perf_counter() - start
+            history.append(row)
+            if bar is not None:
+                bar.update(row["env_steps"] - bar.n if max_env_steps is not None else 1)
+                bar.set_postfix(ret=f"{row['return_mean']:.1f}", best_eval=f"{best['ret']:.1f}")
+            if callback is not None and callback(row):
+                stop_reason = "callback"
+                break
+            if target_return is not None and np.isfinite(row["eval_return"]) and row["eval_return"] >= target_return:
+                stop_reason = "target_return"
+                break
+        if not history or np.isnan(history[-1]["eval_return"]):
+            last_eval = evaluate_center()
+            if history:
+                history[-1]["eval_return"], history[-1]["eval_return_std"] = last_eval
+                history[-1]["best_eval_return"] = best["ret"]
+    finally:
+        if bar is not None:
+            bar.close()
+    return TrainResult(
+        best_x=best["x"], best_eval_return=best["ret"], final_eval_return=last_eval[0],
+        env_steps=problem.env_steps - steps0, eval_env_steps=problem.eval_env_steps,
+        generations=optimizer.generation - gens0, wall_s=time.perf_counter() - start,
+        stop_reason=stop_reason, history=history, problem=problem, optimizer=optimizer,
+    )
+
+
+def _progress(enabled: bool, max_env_steps, max_generations):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    if max_env_steps is not None:
+        return tqdm(total=max_env_steps, unit="step", desc="train")
+    return tqdm(total=max_generations, unit="gen", desc="train")

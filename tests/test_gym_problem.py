@@ -1,0 +1,131 @@
+"""GymProblem and train: the population side of the Gymnasium layer."""
+import functools
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import evograd as eg
+from evograd.policies import load_policy
+from evograd.rollouts import RolloutError
+
+
+@pytest.mark.parametrize("env,policy,obs_norm", [("CartPole-v1", "linear", False),
+                                                 ("LunarLander-v3", "linear", True),
+                                                 ("Pendulum-v1", "mlp", True)])
+def test_identical_returns_and_statistics_for_1_and_2_workers(env, policy, obs_norm):
+    X = np.random.default_rng(0).normal(size=(9, eg.GymProblem(env, policy=policy).dim)) * 0.5
+    runs = []
+    for n_jobs in (1, 2):
+        p = eg.GymProblem(env, policy=policy, episodes=2, seed=3, n_jobs=n_jobs, obs_norm=obs_norm,
+                          max_episode_steps=120)
+        runs.append((p.evaluate(X), p.evaluate(X), p.env_steps, p.obs_rms.mean.copy(), p.obs_rms.var.copy()))
+    (a1, a2, sa, ma, va), (b1, b2, sb, mb, vb) = runs
+    assert np.array_equal(a1, b1) and np.array_equal(a2, b2) and sa == sb
+    assert np.array_equal(ma, mb) and np.array_equal(va, vb)
+    if obs_norm:
+        assert not np.array_equal(a1, a2) or policy == "mlp"  # second generation: new seeds, normalized obs
+
+
+@pytest.mark.parametrize("name", ["openai_es", "cmaes", "ga", "cbo", "snes", "ars"])
+def test_population_methods_solve_cartpole_with_a_linear_policy(name):
+    problem = eg.GymProblem("CartPole-v1", policy="linear", seed=0)
+    kwargs = {"sigma0": 0.2, "lr": 0.05, "popsize": 20} if name == "openai_es" else {}
+    opt = eg.make(name, x0=problem.initial_params(), seed=0, **kwargs)
+    res = eg.train(problem, opt, max_env_steps=150_000, target_return=475, eval_episodes=10)
+    assert res.best_eval_return >= 475, res
+    assert res.stop_reason == "target_return"
+    # evaluation episodes are counted apart from the training budget
+    assert res.eval_env_steps > 0 and res.env_steps == problem.env_steps
+
+
+def test_cmaes_gets_within_5_percent_of_the_optimal_lqr_cost():
+    make_env = functools.partial(gym.make, "evograd/LQR-v0", state_dim=2, action_dim=1, horizon=40)
+    lqr = make_env().unwrapped
+    problem = eg.GymProblem(make_env, policy="linear", bias=False, episodes=20, seed=0)
+    opt = eg.make("cmaes", x0=problem.initial_params(), sigma0=0.5, seed=0)
+    res = eg.train(problem, opt, max_generations=80, eval_episodes=20)
+    gain = -res.best_x.reshape(1, 2)  # the linear policy u = W x is the feedback u = -K x with K = -W
+    gap = lqr.expected_cost(gain) / lqr.optimal_cost() - 1
+    assert 0 <= gap < 0.05, gap
+
+
+def test_train_history_schedule_and_best_by_reevaluation(tmp_path):
+    problem = eg.GymProblem("CartPole-v1", policy="linear", seed=1)
+    opt = eg.make("snes", x0=problem.initial_params(), seed=1)
+    res = eg.train(problem, opt, max_env_steps=20_000, eval_every=5_000, eval_episodes=5)
+    rows = res.history
+    assert {"generation", "env_steps", "wall_s", "return_mean", "return_max", "eval_return"} <= set(rows[0])
+    evaluated = [r for r in rows if np.isfinite(r["eval_return"])]
+    assert len(evaluated) >= 3 and np.isfinite(rows[-1]["eval_return"])
+    assert res.env_steps >= 20_000 and rows[-1]["env_steps"] == res.env_steps
+    # the reported best is the best *evaluation* over several episodes, not the luckiest training episode
+    assert res.best_eval_return == max([r["eval_return"] for r in evaluated] + [res.best_eval_return])
+    again = problem.evaluate_policy(res.best_x, 5)
+    assert np.mean(again) == res.best_eval_return  # fixed evaluation seeds: re-running gives the same figure
+    problem.save_policy(tmp_path / "best.pt", res.best_x, {"method": "snes"})
+    policy, meta = load_policy(tmp_path / "best.pt")
+    assert meta["method"] == "snes" and meta["env"] == "CartPole-v1"
+    obs = np.array([0.01, -0.2, 0.03, 0.1], dtype=np.float32)
+    assert policy.act(obs) == res.policy().act(obs)
+
+
+def test_optimizer_and_problem_must_agree():
+    problem = eg.GymProblem("CartPole-v1")
+    with pytest.raises(eg.ParameterError, match="initial_params"):
+        eg.train(problem, eg.make("snes", x0=np.zeros(3)), max_generations=1)
+    with pytest.raises(eg.ParameterError, match="train_ppo"):
+        eg.train(problem, eg.make("adam", x0=np.zeros(problem.dim)), max_generations=1)
+    with pytest.raises(eg.ParameterError, match="budget"):
+        eg.train(problem, eg.make("snes", x0=problem.initial_params()))
+
+
+def test_bad_input_is_named():
+    with pytest.raises(eg.ParameterError, match="Did you mean"):
+        eg.GymProblem("CartPol-v1")
+    with pytest.raises(eg.ParameterError, match="length 10"):
+        eg.GymProblem("CartPole-v1").evaluate(np.zeros((2, 5)))
+    with pytest.raises(eg.ParameterError, match="custom policy module"):
+        eg.GymProblem("CartPole-v1", policy=torch.nn.Linear(3, 2))
+    with pytest.raises(eg.ParameterError, match="'episodes'"):
+        eg.GymProblem("CartPole-v1", episodes=0)
+    with pytest.raises(eg.ParameterError, match="not an env instance"):
+        eg.GymProblem(gym.make("CartPole-v1"))
+
+
+class _Exploding(gym.Env):
+    """Raises after a few steps for candidates whose first weight is large."""
+
+    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    action_space = gym.spaces.Box(-1, 1, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        if action[0] > 0.5 and self.t > 3:
+            raise RuntimeError("simulator exploded")
+        obs = np.full(2, np.nan if action[0] < -0.5 else 0.1, np.float32)
+        return obs, 1.0, False, self.t >= 10, {}
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_env_errors_name_the_candidate_and_nan_episodes_fail(n_jobs):
+    problem = eg.GymProblem(_Exploding, policy="linear", n_jobs=n_jobs)
+    X = np.zeros((4, problem.dim))
+    X[2, -1] = 1.0  # bias -> action 1.0 -> raises
+    with pytest.raises(RolloutError, match="candidate 2") as info:
+        problem.evaluate(X)
+    assert "simulator exploded" in str(info.value) and "Traceback" in str(info.value)
+    X[2, -1], X[1, -1] = 0.0, -1.0  # action -1 -> NaN observation -> failed, ranked worst
+    returns = problem.evaluate(X)
+    assert np.isnan(returns[1]) and np.all(np.isfinite(returns[[0, 2, 3]]))
+    assert problem.failed_evaluations == 1
+    opt = eg.make("ga", x0=X, seed=0)
+    opt.ask()
+    with pytest.warns(eg.NonFiniteWarning):
+        opt.tell(returns)
