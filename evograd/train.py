@@ -57,6 +57,8 @@ def train(
     target_return: float | None = None,
     progress: bool = False,
     callback: Callable[[dict], Any] | None = None,
+    checkpoint: Callable[[dict], Any] | None = None,
+    resume: dict | None = None,
 ) -> TrainResult:
     """Train a policy with a population optimizer until a budget ends.
 
@@ -64,6 +66,10 @@ def train(
     max_env_steps, else every 10 generations' worth of steps). The center is also evaluated before the
     first generation and at the end. target_return stops once an evaluation reaches it.
     callback(row) runs after each generation and may return True to stop.
+    checkpoint(state) receives, after every generation, plain data from which `train(..., resume=state)`
+    continues the run exactly: the same later generations, evaluations and result as without the stop
+    (the optimizer's random state, the problem's counters and observation statistics, the evaluation
+    schedule and the history are all in it).
     """
     if not isinstance(optimizer, Optimizer):
         raise ParameterError(f"The 'optimizer' argument must be an evograd optimizer. Got {type(optimizer).__name__}.")
@@ -86,86 +92,111 @@ def train(
     eval_episodes = check_int(eval_episodes, "eval_episodes", "train", low=1)
     optimizer.set_sense(problem.maximize)  # returns are maximized: nobody flips signs by hand
 
-    start = time.perf_counter()
-    steps0, gens0 = problem.env_steps, optimizer.generation
-    history: list[dict[str, float]] = []
-    best = {"x": optimizer.center, "ret": -np.inf}
+    clock0 = time.perf_counter()
+    if resume is None:
+        # everything a checkpoint needs to continue exactly where the run stopped
+        loop = {"steps0": problem.env_steps, "gens0": optimizer.generation, "elapsed": 0.0, "history": [],
+                "best_x": optimizer.center, "best_ret": -np.inf, "interval": eval_every, "next_eval": None,
+                "last_eval": (float("nan"), float("nan"))}
+    else:
+        loop = dict(resume["loop"])
+        loop["history"] = [dict(r) for r in loop["history"]]
+        optimizer.load_state_dict(resume["optimizer"])
+        problem.load_state(resume["problem"])
+
+    def wall() -> float:
+        return loop["elapsed"] + time.perf_counter() - clock0
 
     def evaluate_center() -> tuple[float, float]:
         x = optimizer.center
         rets = problem.evaluate_policy(x, eval_episodes)
         mean = float(np.mean(rets)) if np.all(np.isfinite(rets)) else float("nan")
-        if np.isfinite(mean) and mean > best["ret"]:
-            best["x"], best["ret"] = x, mean
-        return mean, float(np.std(rets))
+        if np.isfinite(mean) and mean > loop["best_ret"]:
+            loop["best_x"], loop["best_ret"] = x, mean
+        loop["last_eval"] = (mean, float(np.std(rets)))
+        return loop["last_eval"]
 
+    def row_for(gen_returns: np.ndarray | None) -> dict[str, float]:
+        ok = np.zeros(0) if gen_returns is None else gen_returns[np.isfinite(gen_returns)]
+        nan = float("nan")
+        return {
+            "generation": optimizer.generation - loop["gens0"],
+            "env_steps": problem.env_steps - loop["steps0"],
+            "eval_env_steps": problem.eval_env_steps,
+            "wall_s": wall(),
+            "return_mean": float(ok.mean()) if ok.size else nan,
+            "return_max": float(ok.max()) if ok.size else nan,
+            "return_min": float(ok.min()) if ok.size else nan,
+            "failed": 0 if gen_returns is None else int(len(gen_returns) - ok.size),
+            "eval_return": nan,
+            "eval_return_std": nan,
+        }
+
+    def snapshot() -> dict[str, Any]:
+        state = dict(loop, elapsed=wall())
+        return {"version": 1, "loop": state, "optimizer": optimizer.state_dict(), "problem": problem.state()}
+
+    history = loop["history"]
+    if not history:  # generation 0: the starting point, evaluated like every later center
+        row = row_for(None)
+        row["eval_return"], row["eval_return_std"] = evaluate_center()
+        row["best_eval_return"] = loop["best_ret"]
+        history.append(row)
     bar = _progress(progress, max_env_steps, max_generations)
-    first_eval = evaluate_center()
-    interval = eval_every  # None until the first generation shows what a generation costs
-    next_eval = None if interval is None else problem.env_steps + interval
     stop_reason = "max_generations"
-    last_eval = first_eval
     try:
         while True:
-            if max_env_steps is not None and problem.env_steps - steps0 >= max_env_steps:
+            used_steps = problem.env_steps - loop["steps0"]
+            if max_env_steps is not None and used_steps >= max_env_steps:
                 stop_reason = "max_env_steps"
                 break
-            if max_generations is not None and optimizer.generation - gens0 >= max_generations:
+            if max_generations is not None and optimizer.generation - loop["gens0"] >= max_generations:
                 stop_reason = "max_generations"
                 break
-            if max_seconds is not None and time.perf_counter() - start >= max_seconds:
+            if max_seconds is not None and wall() >= max_seconds:
                 stop_reason = "max_seconds"
                 break
             X = optimizer.ask()
             steps_before = problem.env_steps
             returns = problem.evaluate(X)
             optimizer.tell(returns)
-            if interval is None:  # default schedule, fixed once the cost of a generation is known
+            if loop["interval"] is None:  # default schedule, fixed once the cost of a generation is known
                 gen_steps = problem.env_steps - steps_before
-                interval = max(max_env_steps // 20 if max_env_steps is not None else 10 * gen_steps, 1)
-                next_eval = steps0 + interval
-            ok = returns[np.isfinite(returns)]
-            row = {
-                "generation": optimizer.generation - gens0,
-                "env_steps": problem.env_steps - steps0,
-                "eval_env_steps": problem.eval_env_steps,
-                "wall_s": time.perf_counter() - start,
-                "return_mean": float(ok.mean()) if ok.size else float("nan"),
-                "return_max": float(ok.max()) if ok.size else float("nan"),
-                "return_min": float(ok.min()) if ok.size else float("nan"),
-                "failed": int(len(returns) - ok.size),
-                "eval_return": float("nan"),
-                "eval_return_std": float("nan"),
-            }
-            if problem.env_steps >= next_eval:
-                last_eval = evaluate_center()
-                row["eval_return"], row["eval_return_std"] = last_eval
-                while next_eval <= problem.env_steps:
-                    next_eval += interval
-            row["best_eval_return"] = best["ret"]
-            row["wall_s"] = time.perf_counter() - start
+                loop["interval"] = max(max_env_steps // 20 if max_env_steps is not None else 10 * gen_steps, 1)
+            if loop["next_eval"] is None:
+                loop["next_eval"] = loop["steps0"] + loop["interval"]
+            row = row_for(returns)
+            done = max_env_steps is not None and problem.env_steps - loop["steps0"] >= max_env_steps
+            if problem.env_steps >= loop["next_eval"] or done:
+                row["eval_return"], row["eval_return_std"] = evaluate_center()
+                while loop["next_eval"] <= problem.env_steps:
+                    loop["next_eval"] += loop["interval"]
+            row["best_eval_return"] = loop["best_ret"]
+            row["wall_s"] = wall()
             history.append(row)
             if bar is not None:
                 bar.update(row["env_steps"] - bar.n if max_env_steps is not None else 1)
-                bar.set_postfix(ret=f"{row['return_mean']:.1f}", best_eval=f"{best['ret']:.1f}")
+                bar.set_postfix(ret=f"{row['return_mean']:.1f}", best_eval=f"{loop['best_ret']:.1f}")
+            if checkpoint is not None:
+                checkpoint(snapshot())
             if callback is not None and callback(row):
                 stop_reason = "callback"
                 break
             if target_return is not None and np.isfinite(row["eval_return"]) and row["eval_return"] >= target_return:
                 stop_reason = "target_return"
                 break
-        if not history or np.isnan(history[-1]["eval_return"]):
-            last_eval = evaluate_center()
-            if history:
-                history[-1]["eval_return"], history[-1]["eval_return_std"] = last_eval
-                history[-1]["best_eval_return"] = best["ret"]
+        if np.isnan(history[-1]["eval_return"]):  # the end is always evaluated
+            history[-1]["eval_return"], history[-1]["eval_return_std"] = evaluate_center()
+            history[-1]["best_eval_return"] = loop["best_ret"]
+            if checkpoint is not None:
+                checkpoint(snapshot())
     finally:
         if bar is not None:
             bar.close()
     return TrainResult(
-        best_x=best["x"], best_eval_return=best["ret"], final_eval_return=last_eval[0],
-        env_steps=problem.env_steps - steps0, eval_env_steps=problem.eval_env_steps,
-        generations=optimizer.generation - gens0, wall_s=time.perf_counter() - start,
+        best_x=loop["best_x"], best_eval_return=loop["best_ret"], final_eval_return=loop["last_eval"][0],
+        env_steps=problem.env_steps - loop["steps0"], eval_env_steps=problem.eval_env_steps,
+        generations=optimizer.generation - loop["gens0"], wall_s=wall(),
         stop_reason=stop_reason, history=history, problem=problem, optimizer=optimizer,
     )
 
