@@ -129,3 +129,29 @@ def test_env_errors_name_the_candidate_and_nan_episodes_fail(n_jobs):
     opt.ask()
     with pytest.warns(eg.NonFiniteWarning):
         opt.tell(returns)
+
+
+@pytest.mark.parametrize("name", ["snes", "cmaes", "ga"])
+def test_resume_from_a_checkpoint_ends_with_the_same_result(name):
+    from evograd import serialization
+
+    def fresh():
+        p = eg.GymProblem("LunarLander-v3", policy="linear", seed=0, obs_norm=True, max_episode_steps=200)
+        return p, eg.make(name, x0=p.initial_params(), seed=0)
+
+    saved = {}
+
+    def keep_generation_2(state):
+        if state["loop"]["history"][-1]["generation"] == 2:  # through bytes, as a checkpoint file would
+            saved["state"] = serialization.loads(serialization.dumps(state), ("cma",))
+
+    kw = dict(max_env_steps=15_000, eval_every=3_000, eval_episodes=2)
+    if name == "ga":
+        kw["max_env_steps"] = 40_000
+    full = eg.train(*fresh(), checkpoint=keep_generation_2, **kw)
+    resumed = eg.train(*fresh(), resume=saved["state"], **kw)
+    assert np.array_equal(full.best_x, resumed.best_x)
+    assert full.best_eval_return == resumed.best_eval_return and full.env_steps == resumed.env_steps
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]  # noqa: E731
+    assert np.array_equal(np.array([list(r.values()) for r in strip(full.history)], dtype=float),
+                          np.array([list(r.values()) for r in strip(resumed.history)], dtype=float), equal_nan=True)
