@@ -1,0 +1,300 @@
+"""One (method, seed) job of an experiment config, written to its own run directory.
+
+A job leaves everything needed to trust and reproduce it under `<out>/<label>/seed<k>/`: progress.csv
+(one row per generation or update), checkpoint.state (atomic; a population run resumed from it ends
+exactly as an uninterrupted run), best.pt (the best *evaluated* policy) and result.json. Any exception is
+caught and recorded in result.json with its traceback, so a failing job never loses the others' results.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import math
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import serialization
+
+CHECKPOINT = "checkpoint.state"
+RESULT = "result.json"
+PROGRESS = "progress.csv"
+STATUS = "status.json"
+ENV_COLUMNS = ["method", "seed", "generation", "env_steps", "eval_env_steps", "wall_s", "return_mean", "return_max",
+               "eval_return", "eval_return_std"]
+FUNCTION_COLUMNS = ["method", "seed", "generation", "evals", "wall_s", "best_value", "gen_mean"]
+
+
+def job_dir(out: str | os.PathLike, label: str, seed: int) -> Path:
+    return Path(out) / label / f"seed{seed}"
+
+
+def method_block(config: dict, label: str) -> dict:
+    methods = config.get("methods") or {}
+    if label in methods:
+        return dict(methods[label])
+    if config.get("optimizer") and (label == config["optimizer"].get("name") or label == "optimizer"):
+        return dict(config["optimizer"])
+    raise KeyError(f"no method {label!r} in the config (methods: {', '.join(methods) or 'none'})")
+
+
+def env_spec(config: dict):
+    """A Gymnasium id, or a picklable zero-argument constructor (kwargs bound, or "module:attribute")."""
+    env = config["task"]["env"]
+    env_id, kwargs = env["id"], dict(env.get("kwargs") or {})
+    module, _, attr = env_id.partition(":")
+    if attr and attr.replace(".", "_").isidentifier():  # "module:attribute"; "module:Env-v0" is Gymnasium's own
+        from .config import resolve_attr
+
+        ctor = resolve_attr(env_id)
+        return functools.partial(ctor, **kwargs) if kwargs else ctor
+    if kwargs:
+        import gymnasium as gym
+
+        return functools.partial(gym.make, env_id, **kwargs)
+    return env_id
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _csv_text(rows: list[dict], columns: list[str], method: str, seed: int) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(columns)
+    for r in rows:
+        full = {"method": method, "seed": seed, **r}
+        w.writerow(["" if _missing(full.get(c)) else full.get(c) for c in columns])
+    return buf.getvalue()
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _first_reaching(history: list[dict], key: str, threshold: float | None, at: str, maximize: bool = True):
+    if threshold is None:
+        return None
+    for r in history:
+        v = r.get(key)
+        if v is not None and not (isinstance(v, float) and math.isnan(v)):
+            if (v >= threshold) if maximize else (v <= threshold):
+                return r.get(at)
+    return None
+
+
+def _num(v):
+    if v is None:
+        return None
+    v = float(v)
+    return None if math.isnan(v) or math.isinf(v) else v
+
+
+class _Throttle:
+    """Call at most every `seconds` (checkpoint writes on fast tasks would otherwise dominate)."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.last = seconds, -math.inf
+
+    def due(self) -> bool:
+        now = time.perf_counter()
+        if now - self.last >= self.seconds:
+            self.last = now
+            return True
+        return False
+
+
+def run_job(config: dict, label: str, seed: int, out: str | os.PathLike, resume: bool = False,
+            progress: bool = False, checkpoint_seconds: float = 2.0) -> dict:
+    """Run one job and return its result dict (also written to result.json). Never raises for job errors."""
+    import torch
+
+    torch.set_num_threads(1)
+    d = job_dir(out, label, seed)
+    d.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    try:
+        block = method_block(config, label)
+        if "function" in config["task"]:
+            result = _run_function_job(config, label, block, seed, d, progress)
+        elif block["name"] in ("ppo", "reinforce"):
+            result = _run_rl_job(config, label, block, seed, d, resume, progress)
+        else:
+            result = _run_population_job(config, label, block, seed, d, resume, progress, checkpoint_seconds)
+        result.update(status="ok", error=None)
+    except Exception as exc:  # recorded, never propagated: one failing job must not lose the others
+        result = {"method": label, "seed": seed, "status": "failed",
+                  "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
+                  "wall_s": time.perf_counter() - start}
+    _atomic_write_text(d / RESULT, json.dumps(result, indent=2, default=_json_default))
+    return result
+
+
+def _json_default(o):
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, np.generic):
+        return o.item()
+    return str(o)
+
+
+def _policy_block(config: dict, block: dict) -> dict:
+    return {**config.get("policy", {}), **(block.get("policy") or {})}
+
+
+def _hyper(block: dict) -> dict:
+    return {k: v for k, v in block.items() if k not in ("name", "episodes", "policy")}
+
+
+def _status(d: Path, **fields) -> None:
+    _atomic_write_text(d / STATUS, json.dumps({k: _num(v) if isinstance(v, float) else v for k, v in fields.items()}))
+
+
+def _run_population_job(config, label, block, seed, d: Path, resume, progress, checkpoint_seconds) -> dict:
+    from .gym_problem import GymProblem
+    from .registry import make
+    from .train import train
+
+    pol = _policy_block(config, block)
+    env = config["task"]["env"]
+    problem = GymProblem(env_spec(config), policy=pol.get("type", "linear"), episodes=block.get("episodes", 1),
+                         seed=seed, n_jobs=1, max_episode_steps=env.get("max_episode_steps"),
+                         obs_norm=pol.get("obs_norm", False), hidden_sizes=pol.get("hidden_sizes", (64, 64)),
+                         activation=pol.get("activation", "tanh"), box_head=pol.get("box_head", "clip"),
+                         bias=pol.get("bias", True))
+    optimizer = make(block["name"], x0=problem.initial_params(), seed=seed, **_hyper(block))
+    budget, ev = config["budget"], config.get("evaluation", {})
+    state = None
+    if resume and (d / CHECKPOINT).exists():
+        state = serialization.load_state(d / CHECKPOINT)
+    throttle = _Throttle(checkpoint_seconds)
+    saved_best = {"ret": -math.inf}
+    budget_steps = budget.get("env_steps")
+
+    def checkpoint(st: dict) -> None:
+        hist = st["loop"]["history"]
+        final = bool(budget_steps) and hist[-1]["env_steps"] >= budget_steps
+        if not (throttle.due() or final):
+            return
+        _write_progress(d, hist, ENV_COLUMNS, label, seed)
+        if st["loop"]["best_ret"] > saved_best["ret"]:
+            problem.save_policy(d / "best.pt", st["loop"]["best_x"],
+                                {"method": label, "optimizer": block["name"], "seed": seed,
+                                 "eval_return": st["loop"]["best_ret"]})
+            saved_best["ret"] = st["loop"]["best_ret"]
+        serialization.save_state(d / CHECKPOINT, st)
+        _status(d, env_steps=hist[-1]["env_steps"], budget=budget_steps, wall_s=hist[-1]["wall_s"],
+                best_eval_return=st["loop"]["best_ret"])
+
+    res = train(problem, optimizer, max_env_steps=budget_steps, max_seconds=budget.get("seconds"),
+                eval_every=ev.get("every"), eval_episodes=ev.get("episodes", 10), checkpoint=checkpoint,
+                resume=state, progress=progress)
+    _write_progress(d, res.history, ENV_COLUMNS, label, seed)
+    problem.save_policy(d / "best.pt", res.best_x, {"method": label, "optimizer": block["name"], "seed": seed,
+                                                     "eval_return": res.best_eval_return})
+    thr = config.get("threshold")
+    extra = {"generations": res.generations, "eval_env_steps": res.eval_env_steps, "stop_reason": res.stop_reason,
+             "failed_evaluations": problem.failed_evaluations}
+    gap = _lqr_gap(config, pol, problem, res.best_x)
+    if gap is not None:
+        extra["gap_to_optimal"] = gap
+    return {"method": label, "seed": seed, "best_eval_return": _num(res.best_eval_return),
+            "final_eval_return": _num(res.final_eval_return), "env_steps": res.env_steps, "wall_s": res.wall_s,
+            "steps_to_threshold": _first_reaching(res.history, "eval_return", thr, "env_steps"),
+            "seconds_to_threshold": _first_reaching(res.history, "eval_return", thr, "wall_s"), "extra": extra}
+
+
+def _lqr_gap(config, pol, problem, x) -> float | None:
+    """Relative gap of a bias-free linear policy's exact expected cost to the Riccati optimum."""
+    env_id = config["task"]["env"]["id"]
+    if not str(env_id).startswith("evograd/LQR") or pol.get("type", "linear") != "linear" or pol.get("bias", True):
+        return None
+    import gymnasium as gym
+
+    lqr = gym.make(env_id, **(config["task"]["env"].get("kwargs") or {})).unwrapped
+    if pol.get("obs_norm"):
+        return None  # the normalized policy is affine in the state, not the pure gain the formula takes
+    gain = -np.asarray(x).reshape(lqr.action_space.shape[0], lqr.observation_space.shape[0])
+    return float(lqr.expected_cost(gain) / lqr.optimal_cost() - 1.0)
+
+
+def _write_progress(d: Path, rows, columns, label, seed) -> None:
+    _atomic_write_text(d / PROGRESS, _csv_text(rows, columns, label, seed))
+
+
+def _run_rl_job(config, label, block, seed, d: Path, resume, progress) -> dict:
+    from . import ppo as ppo_mod
+    from . import reinforce as reinforce_mod
+
+    fn = ppo_mod.train_ppo if block["name"] == "ppo" else reinforce_mod.train_reinforce
+    pol = _policy_block(config, block)
+    budget, ev, env = config["budget"], config.get("evaluation", {}), config["task"]["env"]
+    kwargs = dict(_hyper(block))
+    kwargs.setdefault("policy", pol.get("type", "mlp"))
+    if pol.get("type") == "mlp" and "hidden_sizes" in pol:
+        kwargs.setdefault("hidden_sizes", pol["hidden_sizes"])
+    if "activation" in pol:
+        kwargs.setdefault("activation", pol["activation"])
+    extra_env = {}
+    if env.get("kwargs"):
+        extra_env["env_kwargs"] = env["kwargs"]
+    res = fn(env_spec(config) if not env.get("kwargs") else env["id"], seed=seed,
+             max_env_steps=budget.get("env_steps"), max_seconds=budget.get("seconds"),
+             eval_every=ev.get("every"), eval_episodes=ev.get("episodes", 10), progress=progress,
+             **extra_env, **kwargs)
+    history = res.history
+    _write_progress(d, history, ENV_COLUMNS, label, seed)
+    from .policies import save_policy
+
+    save_policy(d / "best.pt", res.policy, {"method": label, "algorithm": block["name"], "seed": seed,
+                                            "env": env["id"], "eval_return": _num(res.best_eval_return)})
+    thr = config.get("threshold")
+    return {"method": label, "seed": seed, "best_eval_return": _num(res.best_eval_return),
+            "final_eval_return": _num(res.final_eval_return), "env_steps": res.env_steps, "wall_s": res.wall_s,
+            "steps_to_threshold": _first_reaching(history, "eval_return", thr, "env_steps"),
+            "seconds_to_threshold": _first_reaching(history, "eval_return", thr, "wall_s"),
+            "extra": {"eval_env_steps": getattr(res, "eval_env_steps", None)}}
+
+
+def _run_function_job(config, label, block, seed, d: Path, progress) -> dict:
+    from .config import resolve_attr
+    from .minimize import minimize
+    from .registry import make
+
+    task = config["task"]["function"]
+    fn = resolve_attr(task["fn"])
+    dim = int(task["dim"])
+    x0 = np.broadcast_to(np.asarray(task.get("x0", 0.0), dtype=np.float64), (dim,)).copy()
+    optimizer = make(block["name"], x0=x0, seed=seed, **_hyper(block))
+    budget = config["budget"]
+    rows: list[dict] = []
+    throttle = _Throttle(1.0)
+
+    def record(opt, row):
+        rows.append({"generation": row["generation"], "evals": row["evals"], "wall_s": row["wall_s"],
+                     "best_value": row["best_value"], "gen_mean": row["gen_mean"]})
+        if throttle.due():
+            _write_progress(d, rows, FUNCTION_COLUMNS, label, seed)
+            _status(d, evals=row["evals"], budget=budget.get("evals"), wall_s=row["wall_s"],
+                    best_value=row["best_value"])
+
+    res = minimize(fn, optimizer, max_evals=budget.get("evals"), max_seconds=budget.get("seconds"),
+                   vectorized=bool(task.get("vectorized", False)), callback=record, progress=progress)
+    _write_progress(d, rows, FUNCTION_COLUMNS, label, seed)
+    thr = config.get("threshold")
+    return {"method": label, "seed": seed, "best_value": _num(res.value), "x": res.x, "evals": res.evals,
+            "wall_s": res.wall_s, "evals_to_threshold": _first_reaching(rows, "best_value", thr, "evals", False),
+            "seconds_to_threshold": _first_reaching(rows, "best_value", thr, "wall_s", False),
+            "extra": {"nonfinite": res.nonfinite, "stop_reason": res.stop_reason}}
