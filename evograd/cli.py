@@ -1,11 +1,175 @@
-"""The `evograd` command."""
+"""The `evograd` command: run, compare, eval, list, functions."""
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from pathlib import Path
+
+DEFAULT_RUNS = "runs"
 
 
-def _cmd_functions(args: argparse.Namespace) -> int:
+def _load(args) -> dict:
+    from .config import load_config
+
+    return load_config(args.config, args.set or [])
+
+
+def _meta() -> dict:
+    return {"argv": sys.argv}
+
+
+def _summarize(config: dict, out: Path, quiet: bool) -> str:
+    from . import report
+
+    kind = "function" if "function" in config["task"] else "env"
+    made = report.report(out, config.get("threshold"), task_kind=kind)
+    return Path(made["summary_md"]).read_text()
+
+
+# ---------------------------------------------------------------------------------------------- compare
+def _cmd_compare(args) -> int:
+    from .compare import run_compare
+
+    if args.resume and not args.config:
+        config = json.loads((Path(args.resume) / "config.json").read_text())
+        out = Path(args.resume)
+    else:
+        if not args.config:
+            raise ValueError("compare needs a config file (or --resume RUN_DIR)")
+        config = _load(args)
+        out = Path(args.resume or args.out or Path(DEFAULT_RUNS) / config["name"])
+        if not args.resume and out.exists() and any(out.glob("*/seed*/result.json")):
+            raise ValueError(f"{out} already holds results: pass --resume {out} to continue it, or another --out")
+    from .config import dump_resolved
+
+    out.mkdir(parents=True, exist_ok=True)
+    dump_resolved(config, out / "config.resolved.yaml", _meta())
+    results = run_compare(config, out, resume=bool(args.resume), jobs=args.jobs, quiet=args.quiet)
+    table = _summarize(config, out, args.quiet)
+    print(table)
+    print(f"\nRun directory: {out}  (summary.md, summary.csv, curves_*.png, <method>/seed<k>/)")
+    return 0 if all(r.get("status") == "ok" for r in results) else 1
+
+
+# ---------------------------------------------------------------------------------------------- run
+def _cmd_run(args) -> int:
+    from .experiment import job_dir, run_job
+
+    if args.resume and not args.config:
+        config = json.loads((Path(args.resume) / "config.json").read_text())
+    else:
+        if not args.config:
+            raise ValueError("run needs a config file (or --resume RUN_DIR)")
+        config = _load(args)
+    label = args.method or _default_label(config)
+    if label not in (config.get("methods") or {}):
+        block = config.get("optimizer")
+        if block is None or (args.method and args.method != block.get("name")):
+            raise ValueError(f"method {label!r} is not in the config's methods "
+                             f"({', '.join(config.get('methods') or {}) or 'none'}) and no optimizer block names it")
+        config = {**config, "methods": {label: dict(block)}}
+    config = {**config, "methods": {label: config["methods"][label]}}
+    seeds = [args.seed] if args.seed is not None else list(config["seeds"])[:1]
+    config["seeds"] = seeds
+    out = Path(args.resume or args.out or Path(DEFAULT_RUNS) / config["name"])
+    out.mkdir(parents=True, exist_ok=True)
+    from .config import dump_resolved
+
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    dump_resolved(config, out / "config.resolved.yaml", _meta())
+    status = 0
+    for seed in seeds:
+        if not args.quiet:
+            print(f"{config['name']}: {label}, seed {seed} -> {job_dir(out, label, seed)}")
+        res = run_job(config, label, seed, out, resume=bool(args.resume), progress=not args.quiet)
+        if res["status"] != "ok":
+            print(f"evograd: job failed: {res['error']}\n{res.get('traceback', '')}", file=sys.stderr)
+            status = 1
+        else:
+            keys = ("best_eval_return", "final_eval_return", "env_steps", "best_value", "evals", "wall_s",
+                    "steps_to_threshold", "seconds_to_threshold", "evals_to_threshold")
+            print(json.dumps({k: res[k] for k in keys if k in res}))
+    if status == 0 and not args.quiet:
+        print(_summarize(config, out, args.quiet))
+    return status
+
+
+def _default_label(config: dict) -> str:
+    if config.get("optimizer"):
+        return config["optimizer"]["name"]
+    return next(iter(config["methods"]))
+
+
+# ---------------------------------------------------------------------------------------------- eval
+def _cmd_eval(args) -> int:
+    import gymnasium as gym
+    import numpy as np
+
+    from .policies import load_policy
+
+    policy, meta = load_policy(args.checkpoint)
+    env_id = args.env or meta.get("env")
+    if not env_id:
+        raise ValueError(f"{args.checkpoint} does not record its env; pass --env ID")
+    kwargs = dict(meta.get("env_kwargs") or {})
+    if meta.get("max_episode_steps"):
+        kwargs["max_episode_steps"] = meta["max_episode_steps"]
+    env = gym.make(env_id, render_mode="rgb_array" if args.video else None, **kwargs)
+    returns, frames = [], []
+    for ep in range(args.episodes):
+        obs, _ = env.reset(seed=args.seed + ep)
+        total, done = 0.0, False
+        while not done:
+            if args.video and ep == 0:
+                frames.append(env.render())
+            obs, r, term, trunc, _ = env.step(policy.act(obs))
+            total += float(r)
+            done = term or trunc
+        returns.append(total)
+    env.close()
+    r = np.array(returns)
+    print(json.dumps({"checkpoint": str(args.checkpoint), "env": env_id, "episodes": args.episodes,
+                      "mean": float(r.mean()), "std": float(r.std()), "min": float(r.min()), "max": float(r.max()),
+                      "returns": [round(x, 3) for x in returns]}))
+    if args.video:
+        from .video import write_video
+
+        write_video(frames, args.video, fps=args.fps)
+        print(f"wrote {args.video} ({len(frames)} frames of episode 0)")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- list
+def _cmd_list(args) -> int:
+    import gymnasium as gym
+
+    from . import functions as F
+    from .registry import available, get, hyperparameters
+
+    print("optimizers (evograd.make(name, ...) / config `name:`):")
+    for name in available():
+        params = [p for p in hyperparameters(get(name)) if p not in ("x0", "seed", "maximize")]
+        print(f"  {name:10s} {', '.join(params)}")
+    print("  ppo        evograd.train_ppo (SB3 hyperparameter names)")
+    print("  reinforce  evograd.train_reinforce")
+    print("envs (evograd's own):")
+    for env_id in sorted(i for i in gym.registry if i.startswith("evograd/")):
+        print(f"  {env_id}")
+    print("  ...and every Gymnasium id (CartPole-v1, LunarLander-v3, HalfCheetah-v5, ...)")
+    print("benchmark functions (evograd functions):\n  " + ", ".join(F.FUNCTIONS))
+    cfg_dir = Path(args.configs)
+    if cfg_dir.is_dir():
+        print(f"configs ({cfg_dir}/):")
+        for path in sorted(cfg_dir.glob("*.yaml")):
+            first = next((ln.lstrip("# ").strip() for ln in path.read_text().splitlines() if ln.startswith("#")), "")
+            print(f"  {path.name:28s} {first}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- functions
+def _cmd_functions(args) -> int:
     from .function_comparison import compare, format_table
 
     results = compare(
@@ -18,22 +182,44 @@ def _cmd_functions(args: argparse.Namespace) -> int:
     return 1 if any(r.error for r in results) else 0
 
 
-def _cmd_list(args: argparse.Namespace) -> int:
-    from . import functions as F
-    from .registry import available, get, hyperparameters
-
-    print("optimizers:")
-    for name in available():
-        params = [p for p in hyperparameters(get(name)) if p not in ("x0", "seed", "maximize")]
-        print(f"  {name:10s} {', '.join(params)}")
-    print("benchmark functions:\n  " + ", ".join(F.FUNCTIONS))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evograd", description="Evolutionary and gradient optimization, one protocol.")
+    parser = argparse.ArgumentParser(
+        prog="evograd", description="Evolution strategies, CMA-ES, GA, CBO and PPO on the same policies, one protocol.")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("functions", help="compare every optimizer on the benchmark functions (the default job)")
+
+    def common(p, config_optional=True):
+        p.add_argument("config", nargs="?" if config_optional else None, help="YAML experiment config")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override any config key, e.g. --set optimizer.sigma=0.05 (repeatable)")
+        p.add_argument("--out", help=f"run directory (default: {DEFAULT_RUNS}/<config name>)")
+        p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoints")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("compare", help="run every method x seed of a config in parallel; table + plots")
+    common(p)
+    p.add_argument("--jobs", type=int, help="parallel jobs (default: the config's `jobs`)")
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("run", help="train one method (the config's `optimizer`, or --method) for one seed")
+    common(p)
+    p.add_argument("--method", help="a label from the config's methods")
+    p.add_argument("--seed", type=int, help="seed (default: the config's first seed)")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("eval", help="evaluate a saved policy (best.pt): returns, optional video")
+    p.add_argument("checkpoint", help="a best.pt written by run/compare")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=12345, help="first episode's reset seed")
+    p.add_argument("--env", help="env id (default: the one recorded in the checkpoint)")
+    p.add_argument("--video", metavar="PATH", help="write episode 0 as a .gif (or .mp4 with the [video] extra)")
+    p.add_argument("--fps", type=int, default=30)
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("list", help="optimizers, envs and configs")
+    p.add_argument("--configs", default="configs", help="folder of configs to list")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("functions", help="every optimizer on the benchmark functions (quick sanity table)")
     p.add_argument("--optimizers", nargs="+", default=None, help="names (default: all registered)")
     p.add_argument("--functions", nargs="+", default=None, help="sphere rosenbrock rastrigin ackley (default: all)")
     p.add_argument("--dim", type=int, default=10)
@@ -42,16 +228,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-jobs", type=int, default=2, help="parallel runs (joblib workers)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_functions)
-    p = sub.add_parser("list", help="list optimizers and their hyperparameters")
-    p.set_defaults(func=_cmd_list)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sys.path.insert(0, os.getcwd())  # "module:attribute" references in configs resolve from here
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError, OSError, KeyError) as exc:
         print(f"evograd: error: {exc}", file=sys.stderr)
         return 2
 

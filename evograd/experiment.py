@@ -181,6 +181,7 @@ def _run_population_job(config, label, block, seed, d: Path, resume, progress, c
         state = serialization.load_state(d / CHECKPOINT)
     throttle = _Throttle(checkpoint_seconds)
     saved_best = {"ret": -math.inf}
+    meta = {"method": label, "optimizer": block["name"], "seed": seed, **_env_meta(config)}
     budget_steps = budget.get("env_steps")
 
     def checkpoint(st: dict) -> None:
@@ -191,8 +192,7 @@ def _run_population_job(config, label, block, seed, d: Path, resume, progress, c
         _write_progress(d, hist, ENV_COLUMNS, label, seed)
         if st["loop"]["best_ret"] > saved_best["ret"]:
             problem.save_policy(d / "best.pt", st["loop"]["best_x"],
-                                {"method": label, "optimizer": block["name"], "seed": seed,
-                                 "eval_return": st["loop"]["best_ret"]})
+                                {**meta, "eval_return": st["loop"]["best_ret"]})
             saved_best["ret"] = st["loop"]["best_ret"]
         serialization.save_state(d / CHECKPOINT, st)
         _status(d, env_steps=hist[-1]["env_steps"], budget=budget_steps, wall_s=hist[-1]["wall_s"],
@@ -202,8 +202,7 @@ def _run_population_job(config, label, block, seed, d: Path, resume, progress, c
                 eval_every=ev.get("every"), eval_episodes=ev.get("episodes", 10), checkpoint=checkpoint,
                 resume=state, progress=progress)
     _write_progress(d, res.history, ENV_COLUMNS, label, seed)
-    problem.save_policy(d / "best.pt", res.best_x, {"method": label, "optimizer": block["name"], "seed": seed,
-                                                     "eval_return": res.best_eval_return})
+    problem.save_policy(d / "best.pt", res.best_x, {**meta, "eval_return": res.best_eval_return})
     thr = config.get("threshold")
     extra = {"generations": res.generations, "eval_env_steps": res.eval_env_steps, "stop_reason": res.stop_reason,
              "failed_evaluations": problem.failed_evaluations}
@@ -228,6 +227,13 @@ def _lqr_gap(config, pol, problem, x) -> float | None:
         return None  # the normalized policy is affine in the state, not the pure gain the formula takes
     gain = -np.asarray(x).reshape(lqr.action_space.shape[0], lqr.observation_space.shape[0])
     return float(lqr.expected_cost(gain) / lqr.optimal_cost() - 1.0)
+
+
+def _env_meta(config: dict) -> dict:
+    """What `evograd eval` needs to rebuild the env of a saved policy."""
+    env = config["task"]["env"]
+    return {"env": env["id"], "env_kwargs": dict(env.get("kwargs") or {}),
+            "max_episode_steps": env.get("max_episode_steps")}
 
 
 def _write_progress(d: Path, rows, columns, label, seed) -> None:
@@ -259,7 +265,7 @@ def _run_rl_job(config, label, block, seed, d: Path, resume, progress) -> dict:
     from .policies import save_policy
 
     save_policy(d / "best.pt", res.policy, {"method": label, "algorithm": block["name"], "seed": seed,
-                                            "env": env["id"], "eval_return": _num(res.best_eval_return)})
+                                            **_env_meta(config), "eval_return": _num(res.best_eval_return)})
     thr = config.get("threshold")
     return {"method": label, "seed": seed, "best_eval_return": _num(res.best_eval_return),
             "final_eval_return": _num(res.final_eval_return), "env_steps": res.env_steps, "wall_s": res.wall_s,

@@ -1,0 +1,207 @@
+"""evograd.report on synthetic run directories: numbers, missing-not-dropped medians, failed/killed jobs."""
+import csv
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from evograd.report import REQUIRED_COLUMNS, plot_curves, read_runs, report, summarize, write_summary
+
+ENV_HEADER = ["method", "seed", "generation", "env_steps", "eval_env_steps", "wall_s", "return_mean",
+              "return_max", "eval_return", "eval_return_std"]
+THRESHOLD = 100.0
+
+# evaluation points per (label, seed): (env_steps, wall_s, eval_return); a training row without evaluation
+# is written between consecutive evaluations, as the runner does.
+EVALS = {
+    ("cmaes", 0): [(0, 0.0, 10), (1000, 1.0, 50), (2000, 2.0, 100), (3000, 3.0, 120)],
+    ("cmaes", 1): [(0, 0.0, 10), (1010, 1.5, 110), (2010, 3.0, 105), (3010, 4.5, 108)],
+    ("cmaes", 2): [(0, 0.0, 5), (1020, 1.1, 60), (2020, 2.2, 90), (3020, 3.3, 101)],
+    ("ars", 0): [(0, 0.0, 0), (1000, 0.5, 20), (2000, 1.0, 60), (3000, 1.5, 130)],
+    ("ars", 1): [(0, 0.0, 0), (1000, 0.5, 100), (2000, 1.0, 90), (3000, 1.5, 140)],
+    ("ars", 2): [(0, 0.0, 5), (1000, 0.5, 40), (2000, 1.0, 80), (3000, 1.5, 99.5)],  # never reaches 100
+    ("ppo", 0): [(0, 0.0, 20), (1000, 4.0, 70), (2000, 8.0, 150), (3000, 12.0, 160)],
+    ("ppo", 1): [(0, 0.0, 20), (1000, 4.0, 30)],  # failed with an error after this
+    ("ppo", 2): [(0, 0.0, 20), (1000, 4.0, 105)],  # killed: no result.json, a torn last line
+}
+
+
+def _write_progress(path, label, seed, evals, torn=None):
+    rows, prev = [], None
+    for gen, (steps, wall, ret) in enumerate(evals):
+        if prev is not None:  # a training-only row halfway
+            mid_steps, mid_wall = (prev[0] + steps) // 2, (prev[1] + wall) / 2
+            rows.append([label, seed, 2 * gen - 1, mid_steps, 0, mid_wall, 1.0, 2.0, "", ""])
+        rows.append([label, seed, 2 * gen, steps, 100 * gen, wall, 1.0, 2.0, ret, 3.0])
+        prev = (steps, wall)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(ENV_HEADER)
+        w.writerows(rows)
+        if torn is not None:
+            fh.write(torn)  # no newline: the process died while writing it
+
+
+def _result(label, seed, evals, status="ok", error=None, extra=None):
+    rets = [e[2] for e in evals]
+    hit = next((e for e in evals if e[2] >= THRESHOLD), None)
+    return {"method": label, "seed": seed, "status": status, "error": error,
+            "best_eval_return": max(rets), "final_eval_return": rets[-1], "env_steps": evals[-1][0],
+            "wall_s": evals[-1][1], "steps_to_threshold": hit and hit[0],
+            "seconds_to_threshold": hit and hit[1],
+            "extra": extra or {}}
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    out = tmp_path / "run"
+    cfg = {"name": "toy", "task": {"env": {"id": "CartPole-v1"}}, "budget": {"env_steps": 3000},
+           "threshold": THRESHOLD, "seeds": 3,
+           "methods": {"ppo": {"name": "ppo"}, "cmaes": {"name": "cmaes"}, "ars": {"name": "ars"}}}
+    out.mkdir()
+    (out / "config.resolved.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    for (label, seed), evals in EVALS.items():
+        d = out / label / f"seed{seed}"
+        d.mkdir(parents=True)
+        torn = "ppo,2,3,2000,300,6.0,1.0,2.0,," if (label, seed) == ("ppo", 2) else None
+        _write_progress(d / "progress.csv", label, seed, evals, torn)
+        if (label, seed) == ("ppo", 2):
+            continue
+        if (label, seed) == ("ppo", 1):
+            res = _result(label, seed, evals, "failed", "RuntimeError: env exploded\nTraceback (most recent)")
+        else:
+            extra = {"gap_to_optimal": 0.5 * seed} if label == "cmaes" else None
+            res = _result(label, seed, evals, extra=extra)
+        (d / "result.json").write_text(json.dumps(res))
+    (out / "not_a_method").mkdir()  # ignored: holds no seed<k> directories
+    return out
+
+
+def _by_method(rows):
+    return {r["method"]: r for r in rows}
+
+
+def test_read_runs_order_status_and_torn_line(run_dir):
+    recs = read_runs(run_dir)
+    assert [(r.label, r.seed) for r in recs][:3] == [("ppo", 0), ("ppo", 1), ("ppo", 2)]  # config order
+    assert {r.label for r in recs} == {"ppo", "cmaes", "ars"}
+    killed = next(r for r in recs if (r.label, r.seed) == ("ppo", 2))
+    assert killed.status == "missing" and killed.result is None and killed.dropped_partial_line
+    assert killed.column("env_steps").tolist() == [0, 500, 1000]  # the torn 2000-step line is gone
+    assert np.isnan(killed.column("eval_return")[1])  # empty cell -> NaN
+    failed = next(r for r in recs if (r.label, r.seed) == ("ppo", 1))
+    assert failed.status == "failed" and failed.error.startswith("RuntimeError")
+
+
+def test_summary_numbers(run_dir):
+    rows = _by_method(summarize(run_dir, THRESHOLD))
+    assert list(rows) == ["ppo", "cmaes", "ars"]
+    c, a, p = rows["cmaes"], rows["ars"], rows["ppo"]
+    assert (c["seeds"], c["successes"], c["failed_jobs"]) == (3, 3, 0)
+    assert c["final_return_mean"] == pytest.approx(np.mean([120, 108, 101]))
+    assert c["final_return_std"] == pytest.approx(np.std([120, 108, 101]))
+    assert c["steps_to_threshold_median"] == 2000 and c["seconds_to_threshold_median"] == 2.0
+    assert c["gap_to_optimal_mean"] == pytest.approx(0.5)
+    assert c["best_eval_return_mean"] == pytest.approx(np.mean([120, 110, 101]))
+    # ars seed 2 never reached: missing from the median (median of 3000 and 1000), not dropped from seeds
+    assert (a["seeds"], a["successes"], a["_reached"]) == (3, 2, 2)
+    assert a["steps_to_threshold_median"] == 2000 and a["seconds_to_threshold_median"] == 1.0
+    assert a["gap_to_optimal_mean"] is None
+    # ppo: one completed, one failed, one killed that had reached the threshold before dying
+    assert (p["seeds"], p["completed"], p["failed_jobs"], p["successes"]) == (3, 1, 2, 2)
+    assert p["final_return_mean"] == 160 and p["final_return_std"] == 0
+    assert p["steps_to_threshold_median"] == 1500 and p["seconds_to_threshold_median"] == 6.0
+    assert any("env exploded" in e and "Traceback" not in e for e in p["_errors"])
+    assert any("seed 2" in e and "no result.json" in e and "1,000 env steps" in e for e in p["_errors"])
+
+
+def test_threshold_is_recomputed_and_none_reached(run_dir):
+    low = _by_method(summarize(run_dir, 50.0))
+    assert low["cmaes"]["steps_to_threshold_median"] == 1010 and low["cmaes"]["successes"] == 3
+    high = summarize(run_dir, 1e9)
+    assert all(r["successes"] == 0 and r["steps_to_threshold_median"] is None for r in high)
+    md, _ = write_summary(run_dir, high, 1e9)
+    assert "| cmaes | 3 | 0 |" in md.read_text() and "—" in md.read_text()
+
+
+def test_result_json_fills_in_when_progress_is_gone(run_dir):
+    (run_dir / "cmaes" / "seed2" / "progress.csv").unlink()
+    c = _by_method(summarize(run_dir, THRESHOLD))["cmaes"]
+    assert c["successes"] == 3 and c["_reached"] == 3
+    assert c["steps_to_threshold_median"] == 2000  # median of 2000, 1010 and seed 2's 3020 from result.json
+
+
+def test_write_summary_files(run_dir):
+    rows = summarize(run_dir, THRESHOLD)
+    md_path, csv_path = write_summary(run_dir, rows, THRESHOLD)
+    with open(csv_path, newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert list(table[0])[:len(REQUIRED_COLUMNS)] == REQUIRED_COLUMNS  # required ones first, in order
+    assert not any(k.startswith("_") for k in table[0])
+    ars = next(t for t in table if t["method"] == "ars")
+    assert float(ars["steps_to_threshold_median"]) == 2000 and int(ars["successes"]) == 2
+    for t in table:  # machine-readable: plain numbers or empty
+        for k, v in t.items():
+            if k != "method" and v != "":
+                float(v)
+    md = md_path.read_text()
+    assert "2,000 (2/3)" in md and "1,500 (2/3)" in md
+    assert "eval return ≥ 100" in md and "3,000 env steps per run" in md and "# toy: CartPole-v1" in md
+    failed = md.split("## Failed jobs")[1]
+    assert "ppo seed 1: RuntimeError: env exploded" in failed and "ppo seed 2: no result.json" in failed
+
+
+def test_curves_written_and_readable(run_dir):
+    import matplotlib.image
+
+    out = report(run_dir)
+    names = sorted(p.name for p in out["curves"])
+    assert names == ["curves_env_steps.png", "curves_wall_clock.png"]
+    for p in out["curves"]:
+        assert p.stat().st_size > 10_000
+        img = matplotlib.image.imread(p)
+        assert img.ndim == 3 and img.shape[0] > 400 and img.shape[1] > 600
+        assert img[..., :3].std() > 0.05  # something drawn, not a blank canvas
+    assert "curves_env_steps.png" in out["summary_md"].read_text()
+
+
+def test_function_task(tmp_path):
+    out = tmp_path / "fn"
+    for label, scale in (("cmaes", 1.0), ("ga", 1000.0)):
+        for seed in range(2):
+            d = out / label / f"seed{seed}"
+            d.mkdir(parents=True)
+            values = scale * 10.0 ** -np.arange(6) * (1 + seed)
+            evals = 100 * np.arange(1, 7) + 10 * seed
+            with open(d / "progress.csv", "w", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(["method", "seed", "generation", "evals", "wall_s", "best_value", "gen_mean"])
+                for g in range(6):
+                    w.writerow([label, seed, g, evals[g], 0.1 * g, values[g], 2 * values[g]])
+            (d / "result.json").write_text(json.dumps({
+                "method": label, "seed": seed, "status": "ok", "error": None, "best_value": values[-1],
+                "evals": int(evals[-1]), "wall_s": 0.5, "evals_to_threshold": None,
+                "seconds_to_threshold": None}))
+    rows = _by_method(summarize(out, 1e-3))
+    assert rows["cmaes"]["successes"] == 2 and rows["ga"]["successes"] == 0
+    assert rows["cmaes"]["evals_to_threshold_median"] == 455  # 400 (1e-3) and 510 (2e-4)
+    assert rows["cmaes"]["best_value_median"] == pytest.approx(1.5e-5)
+    assert rows["ga"]["evals_to_threshold_median"] is None
+    paths = plot_curves(out, 1e-3)
+    assert sorted(p.name for p in paths) == ["curves_evals.png", "curves_wall_clock.png"]
+    assert all(p.stat().st_size > 10_000 for p in paths)
+    md, _ = write_summary(out, list(rows.values()), 1e-3)
+    assert "best value ≤ 0.001" in md.read_text()
+
+
+def test_empty_and_unreadable(tmp_path):
+    d = tmp_path / "r" / "es" / "seed0"
+    d.mkdir(parents=True)
+    (d / "result.json").write_text('{"status": "ok", "fin')  # half-written
+    (d / "progress.csv").write_text("method,seed,gen")  # header never finished
+    out = report(tmp_path / "r", 1.0)
+    row = out["rows"][0]
+    assert (row["seeds"], row["failed_jobs"], row["successes"]) == (1, 1, 0)
+    assert "unreadable" in out["summary_md"].read_text()
+    assert all(p.exists() for p in out["curves"])
