@@ -18,6 +18,7 @@ Seeds of the two libraries alternate, so load on this shared machine hits both a
 Usage: python benchmarks/bench_ppo.py [--quick] [--only cartpole|pendulum] [--seeds 0 1 2]
 The last line of stdout is one JSON object.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from evograd.ppo import train_ppo  # noqa: E402
-from evograd.rl_common import run_episodes  # noqa: E402
+from evograd.rl_loop import run_episodes  # noqa: E402
 
 warnings.filterwarnings("ignore")
 THRESH = 475.0
@@ -87,20 +88,21 @@ def sb3_cartpole(seed, max_steps=100_000):
     model.learn(total_timesteps=max_steps, callback=cb)
     wall = time.perf_counter() - st["t0"]
     hit = st["hit"]
-    return dict(solved=hit is not None, steps_to_475=hit[0] if hit else None, wall_to_475=hit[1] if hit else None,
-                cpu_to_475=hit[2] if hit else None, total_steps=int(model.num_timesteps), total_wall=wall,
-                evals=st["evals"])
+    return dict(solved=hit is not None, steps_to_475=hit[0] if hit else None,
+                wall_to_475=hit[1] if hit else None, cpu_to_475=hit[2] if hit else None,
+                total_steps=int(model.num_timesteps), total_wall=wall, evals=st["evals"])
 
 
 def evograd_cartpole(seed, max_steps=100_000):
     r = train_ppo("CartPole-v1", policy="mlp", seed=seed, max_env_steps=max_steps, eval_every=5000,
                   eval_episodes=10, target_return=THRESH, **CARTPOLE)
-    evals = [(row["env_steps"], row["eval_return"]) for row in r.history if row["eval_return"] is not None]
-    hit = next((row for row in r.history if row["eval_return"] is not None and row["eval_return"] >= THRESH), None)
+    # row 0 evaluates the initial policy (SB3 has no such evaluation); its time counts for evograd
+    rows = [row for row in r.history[1:] if not np.isnan(row["eval_return"])]
+    evals = [(row["env_steps"], row["eval_return"]) for row in rows]
+    hit = next((row for row in rows if row["eval_return"] >= THRESH), None)
     return dict(solved=hit is not None, steps_to_475=hit["env_steps"] if hit else None,
                 wall_to_475=hit["wall_s"] if hit else None, cpu_to_475=hit["cpu_s"] if hit else None,
-                total_steps=r.env_steps, total_wall=r.wall_s,
-                eval_s=r.eval_s, evals=evals)
+                total_steps=r.env_steps, total_wall=r.wall_s, eval_s=r.eval_s, evals=evals)
 
 
 def _pendulum_eval(act, seed, episodes=10):
@@ -125,7 +127,8 @@ def sb3_pendulum(seed, max_steps):
 
 
 def evograd_pendulum(seed, max_steps):
-    r = train_ppo("Pendulum-v1", policy="mlp", seed=seed, max_env_steps=max_steps, eval_every=None, **PENDULUM)
+    r = train_ppo("Pendulum-v1", policy="mlp", seed=seed, max_env_steps=max_steps, eval_every=max_steps,
+                  **PENDULUM)  # evaluated at the start and the end only, as SB3 here
     ret = _pendulum_eval(lambda o: r.last_policy.act(o, deterministic=True), seed)
     return dict(final_return=ret, wall=r.wall_s, steps=r.env_steps, own_eval=r.history[-1]["eval_return"])
 
@@ -146,18 +149,24 @@ def run_cartpole(seeds):
             r = fn(s)
             rows[lib].append(r)
             print(f"cartpole seed={s} {lib:8s} solved={r['solved']} steps={r['steps_to_475']} "
-                  f"wall={fmt(r['wall_to_475'])} cpu={fmt(r['cpu_to_475'])} evals={[(n, round(v, 1)) for n, v in r['evals']]}", flush=True)
+                  f"wall={fmt(r['wall_to_475'])} cpu={fmt(r['cpu_to_475'])} "
+                  f"evals={[(n, round(v, 1)) for n, v in r['evals']]}",
+                  flush=True)
     summ = {}
     for lib, rs in rows.items():
         ok = [r for r in rs if r["solved"]]
-        summ[lib] = dict(solved=len(ok), runs=len(rs), median_steps_to_475=med([r["steps_to_475"] for r in ok]),
-                         median_wall_to_475=med([r["wall_to_475"] for r in ok]),
-                         median_cpu_to_475=med([r["cpu_to_475"] for r in ok]),
-                         steps=[r["steps_to_475"] for r in rs],
-                         walls=[None if r["wall_to_475"] is None else round(r["wall_to_475"], 2) for r in rs],
-                         cpus=[None if r["cpu_to_475"] is None else round(r["cpu_to_475"], 2) for r in rs],
-                         # k-th evaluation (about k * 5000 steps); solved runs keep their last value
-                         eval_at_k=[med([_kth(r["evals"], k) for r in rs]) for k in range(4)])
+        summ[lib] = dict(
+            solved=len(ok),
+            runs=len(rs),
+            median_steps_to_475=med([r["steps_to_475"] for r in ok]),
+            median_wall_to_475=med([r["wall_to_475"] for r in ok]),
+            median_cpu_to_475=med([r["cpu_to_475"] for r in ok]),
+            steps=[r["steps_to_475"] for r in rs],
+            walls=[None if r["wall_to_475"] is None else round(r["wall_to_475"], 2) for r in rs],
+            cpus=[None if r["cpu_to_475"] is None else round(r["cpu_to_475"], 2) for r in rs],
+            # k-th evaluation (about k * 5000 steps); solved runs keep their last value
+            eval_at_k=[med([_kth(r["evals"], k) for r in rs]) for k in range(4)],
+        )
     e, b = summ["evograd"], summ["sb3"]
     ratio = (e["median_wall_to_475"] / b["median_wall_to_475"]
              if e["median_wall_to_475"] and b["median_wall_to_475"] else None)
@@ -176,8 +185,11 @@ def run_cartpole(seeds):
               f"{fmt(s['median_wall_to_475']):>21s}{fmt(s['median_cpu_to_475']):>20s}"
               f"{'/'.join(fmt(v, 0) for v in s['eval_at_k']):>30s}")
     print(f"cpu-time ratio evograd/SB3 = {fmt(summ['cpu_ratio'], 3)} (process time, less sensitive to load)")
-    print(f"wall ratio evograd/SB3 = {fmt(ratio, 3)} (target <= 0.5): {'PASS' if summ['pass_speed'] else 'FAIL'}; "
-          f"solved {e['solved']}/{len(seeds)} (target >= {need}): {'PASS' if summ['pass_solved'] else 'FAIL'}")
+    print(
+        f"wall ratio evograd/SB3 = {fmt(ratio, 3)} (target <= 0.5): "
+        f"{'PASS' if summ['pass_speed'] else 'FAIL'}; "
+        f"solved {e['solved']}/{len(seeds)} (target >= {need}): {'PASS' if summ['pass_solved'] else 'FAIL'}"
+    )
     return summ
 
 

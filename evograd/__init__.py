@@ -4,6 +4,9 @@ from .evaluator import EvaluationError, FunctionEvaluator
 from .minimize import MinimizeResult, minimize
 from .gym_problem import GymProblem
 from .train import TrainResult, train
+from .ppo import train_ppo
+from .reinforce import train_reinforce
+from .rl_loop import RLResult
 from .candidates import Candidates, DenseCandidates, SeededCandidates
 from .optim import Best, NonFiniteWarning, Optimizer
 from .registry import available, hyperparameters, make, register
@@ -19,7 +22,10 @@ __all__ = [
     "FunctionEvaluator",
     "GymProblem",
     "MinimizeResult",
+    "RLResult",
     "TrainResult",
+    "train_ppo",
+    "train_reinforce",
     "train",
     "minimize",
     "DenseCandidates",

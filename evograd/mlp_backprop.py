@@ -7,6 +7,7 @@ diagonal-Gaussian head removes that overhead and writes each gradient straight i
 gradient buffer. The numbers are those of autograd on the same loss (tests compare them); any other module
 (custom policies, other activations) goes through autograd in `evograd.ppo`.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,15 +36,27 @@ def plain_layers(net: nn.Module):
     return [tuple(layer) for layer in layers]
 
 
+def _tanh_(y: torch.Tensor) -> torch.Tensor:
+    # For minibatch-sized inputs: tanh(x) = 2 sigmoid(2x) - 1 in place, the same function to within 2e-7
+    # and about 3x faster than torch.tanh's kernel on the AMD CPUs this was measured on (MKL's tanh is slow
+    # there). Small inputs (a rollout step) are dominated by per-call cost, where one call wins.
+    if y.numel() <= 4096:
+        return torch.tanh_(y)
+    y.mul_(2.0)
+    torch.sigmoid_(y)
+    return y.mul_(2.0).sub_(1.0)
+
+
+@torch.no_grad()
 def forward(layers, x: torch.Tensor) -> list[torch.Tensor]:
-    """Inputs and outputs of every layer: [x, h1, ..., out]."""
+    """Inputs and outputs of every layer: [x, h1, ..., out] (no autograd graph)."""
     hs = [x]
     for lin, act in layers:
         y = torch.addmm(lin.bias, hs[-1], lin.weight.t()) if lin.bias is not None else hs[-1] @ lin.weight.t()
         if act == "tanh":
-            y = torch.tanh(y)
+            y = _tanh_(y)
         elif act == "relu":
-            y = torch.relu(y)
+            y = torch.relu_(y)
         hs.append(y)
     return hs
 
@@ -55,7 +68,7 @@ def backward(layers, hs: list[torch.Tensor], grad_out: torch.Tensor) -> None:
         lin, act = layers[k]
         y = hs[k + 1]
         if act == "tanh":
-            dy = dy * (1.0 - y * y)
+            dy = torch.ops.aten.tanh_backward(dy, y)  # dy * (1 - y^2) in one kernel
         elif act == "relu":
             dy = dy * (y > 0)
         torch.mm(dy.t(), hs[k], out=lin.weight.grad)
@@ -67,10 +80,11 @@ def backward(layers, hs: list[torch.Tensor], grad_out: torch.Tensor) -> None:
 
 @torch.no_grad()
 def ppo_loss_and_grads(ac, pi_layers, v_layers, obs, actions, old_logp, adv, returns, clip: float,
-                       vf_coef: float, ent_coef: float):
+                       vf_coef: float, ent_coef: float, need_entropy: bool = True):
     """PPO's clipped loss (advantages already normalized) and its gradients in the parameters' `.grad`.
 
-    Returns (loss, pg_loss, vf_loss, entropy mean, log_ratio, ratio) as tensors. The surrogate's gradient
+    Returns (loss, pg_loss, vf_loss, entropy mean, log_ratio, ratio) as tensors; the entropy is only
+    computed when ent_coef != 0 or need_entropy (it is 0 otherwise). The surrogate's gradient
     follows torch's conventions exactly: min() splits ties evenly and clamp() passes gradients at its bounds,
     so an advantage contributes wherever A*r <= A*clip(r).
     """
@@ -81,7 +95,7 @@ def ppo_loss_and_grads(ac, pi_layers, v_layers, obs, actions, old_logp, adv, ret
         log_probs = torch.log_softmax(out, dim=1)
         probs = log_probs.exp()
         logp = log_probs.gather(1, actions.view(-1, 1))[:, 0]
-        entropy = -(probs * log_probs).sum(dim=1)
+        entropy = -(probs * log_probs).sum(dim=1) if need_entropy or ent_coef != 0.0 else None
     else:
         log_std = ac.log_std
         inv_std = torch.exp(-log_std)
@@ -94,8 +108,8 @@ def ppo_loss_and_grads(ac, pi_layers, v_layers, obs, actions, old_logp, adv, ret
     pg_loss = -torch.min(surr1, surr2).mean()
     diff = values - returns
     vf_loss = (diff * diff).mean()
-    ent = entropy.mean()
-    loss = pg_loss + vf_coef * vf_loss - ent_coef * ent
+    ent = entropy.mean() if entropy is not None else torch.zeros(())
+    loss = pg_loss + vf_coef * vf_loss - ent_coef * ent if ent_coef != 0.0 else pg_loss + vf_coef * vf_loss
 
     d_logp = torch.where(surr1 <= surr2, surr1, 0.0).mul_(-1.0 / n)  # d loss / d log pi(a|s)
     if ac.discrete:

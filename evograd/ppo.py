@@ -7,9 +7,14 @@ observation bootstrapped on time-limit truncation, advantages normalized per min
 unclipped value loss, grad-norm clipping, Adam with eps 1e-5, the learning-rate/clip schedules evaluated on
 the fraction of the budget left after each rollout, Box actions sampled from a state-independent Gaussian,
 clipped for the env but stored unclipped, and VecNormalize's observation/reward normalization.
-Optimization steps go through evograd's own `adam` (the ask/tell protocol bound to the torch parameters).
-The actor is an evograd `Policy`, so its result is comparable with the evolution strategies' policies.
+Optimization steps go through evograd's own `adam` (the ask/tell protocol), bound to one flat vector that
+every actor/critic parameter aliases. For plain Linear/tanh/ReLU networks the loss gradient is written out
+by hand (`evograd.mlp_backprop`, checked against autograd in the tests): the zoo's CartPole setting spends
+most of its time in 20 small-batch steps per rollout, where autograd's bookkeeping costs more than the
+arithmetic. Other modules go through autograd. The actor is an evograd `Policy`, so the result is
+comparable with the evolution strategies' policies.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -18,9 +23,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .registry import make as make_optimizer
 from .mlp_backprop import ppo_loss_and_grads
-from .rl_common import ActorCritic, RLResult, RunLoop, clip_grad_norm, make_vec_env, parse_schedule
+from .registry import make as make_optimizer
+from .rl_common import ActorCritic, clip_grad_norm, make_vec_env, parse_schedule
+from .rl_loop import RLResult, RunLoop
 from .validation import ParameterError, check_bool, check_float, check_int
 
 _OWNER = "train_ppo"
@@ -79,47 +85,28 @@ class _VecNormalize:
         return out
 
 
-def train_ppo(
-    env: "str | Callable[[], Any]",
-    policy: Any = "mlp",
-    seed: int = 0,
-    max_env_steps: int = 100_000,
-    n_envs: int = 1,
-    n_steps: int = 2048,
-    batch_size: int = 64,
-    n_epochs: int = 10,
-    gamma: float = 0.99,
-    gae_lambda: float = 0.95,
-    clip_range: "float | str | Callable[[float], float]" = 0.2,
-    ent_coef: float = 0.0,
-    vf_coef: float = 0.5,
-    max_grad_norm: float = 0.5,
-    learning_rate: "float | str | Callable[[float], float]" = 3e-4,
-    normalize_advantage: bool = True,
-    target_kl: float | None = None,
-    hidden_sizes: tuple[int, ...] = (64, 64),
-    activation: str = "tanh",
-    critic_hidden_sizes: tuple[int, ...] | None = None,
-    log_std_init: float = 0.0,
-    ortho_init: bool = True,
-    normalize_obs: bool = False,
-    normalize_reward: bool = False,
-    eval_every: int | None = 10_000,
-    eval_episodes: int = 10,
-    eval_seed: int | None = None,
-    max_seconds: float | None = None,
-    target_return: float | None = None,
-    env_kwargs: dict | None = None,
-    torch_threads: int | None = 1,
-    callback: Callable[[dict], Any] | None = None,
-) -> RLResult:
+def train_ppo(env: "str | Callable[[], Any]", policy: Any = "mlp", seed: int = 0,
+              max_env_steps: int = 100_000, n_envs: int = 1, n_steps: int = 2048, batch_size: int = 64,
+              n_epochs: int = 10, gamma: float = 0.99, gae_lambda: float = 0.95,
+              clip_range: "float | str | Callable[[float], float]" = 0.2, ent_coef: float = 0.0,
+              vf_coef: float = 0.5, max_grad_norm: float = 0.5,
+              learning_rate: "float | str | Callable[[float], float]" = 3e-4,
+              normalize_advantage: bool = True, target_kl: float | None = None,
+              hidden_sizes: tuple[int, ...] = (64, 64), activation: str = "tanh",
+              critic_hidden_sizes: tuple[int, ...] | None = None, log_std_init: float = 0.0,
+              ortho_init: bool = True, normalize_obs: bool = False, normalize_reward: bool = False,
+              eval_every: int | None = None, eval_episodes: int = 10, eval_seed: int | None = None,
+              max_seconds: float | None = None, target_return: float | None = None,
+              env_kwargs: dict | None = None, torch_threads: int | None = 1,
+              callback: Callable[[dict], Any] | None = None, progress: bool = False) -> RLResult:
     """Train a policy with PPO on a Gymnasium env; returns an `RLResult` (best policy by evaluation).
 
     Parameters (SB3 names; defaults are SB3's PPO defaults)
     ----------
     env : Gymnasium id or zero-argument constructor; `n_envs` copies run in a SyncVectorEnv.
     policy : "mlp" (hidden_sizes, activation), "linear", or a torch module (obs_dim -> act_dim).
-    max_env_steps : training budget in env steps (evaluation steps are counted apart); schedules decay over it.
+    max_env_steps : training budget in env steps (evaluation steps are counted apart); the schedules
+        decay over it (over max_seconds when max_env_steps is None).
     n_steps, batch_size, n_epochs : rollout length per env, minibatch size, passes over each rollout.
     gamma, gae_lambda : discount and GAE lambda. clip_range, learning_rate : a float, an rl-zoo string
         "lin_<value>" (linear decay to 0), or a callable of progress_remaining (1 -> 0).
@@ -128,11 +115,13 @@ def train_ppo(
         does not learn CartPole with the zoo settings). log_std_init : initial log std of the Box Gaussian.
     normalize_obs, normalize_reward : VecNormalize (clip 10, return std with PPO's gamma). The returned
         policy carries the observation statistics (without the clip at 10 std).
-    eval_every, eval_episodes, eval_seed : deterministic evaluation every eval_every training steps (None:
-        only at the end); episode i always resets with seed eval_seed + i (default 10_000 + seed).
+    eval_every, eval_episodes, eval_seed : deterministic evaluation of the initial policy, then every
+        eval_every training steps (None: 20 times over max_env_steps, else every 10 updates) and at the end;
+        episode i always resets with seed eval_seed + i (default 10_000 + seed).
     max_seconds, target_return : stop on wall clock, or as soon as an evaluation mean reaches the target.
     torch_threads : torch intra-op threads during training (restored afterwards); None leaves it alone.
-    callback : called with each history row; returning True stops training.
+    callback : called with each update's history row; returning True stops training.
+    progress : show a tqdm bar.
     """
     o = _OWNER
     seed = check_int(seed, "seed", o, low=0)
@@ -153,10 +142,10 @@ def train_ppo(
     lr_fn = parse_schedule(learning_rate, "learning_rate", o)
     clip_fn = parse_schedule(clip_range, "clip_range", o)
     if batch_size < 2 and normalize_advantage:  # SB3's rule: one advantage cannot be standardized
-        raise ParameterError(f"The 'batch_size' parameter of {o} must be an int >= 2 when normalize_advantage "
-                             f"is True. Got {batch_size} instead.")
+        raise ParameterError(f"The 'batch_size' parameter of {o} must be an int >= 2 when "
+                             f"normalize_advantage is True. Got {batch_size} instead.")
     loop = RunLoop(o, env, seed, max_env_steps, eval_every, eval_episodes, eval_seed, max_seconds,
-                   target_return, env_kwargs, torch_threads, callback)
+                   target_return, env_kwargs, torch_threads, callback, progress)
     with loop.threads():
         ac = ActorCritic(o, loop.spaces, policy, seed, hidden_sizes, activation, critic_hidden_sizes,
                          log_std_init, ortho_init, obs_norm=normalize_obs)
@@ -175,7 +164,7 @@ def train_ppo(
 def _autograd_loss_and_grads(ac, obs, actions, old_logp, adv, returns, clip, vf_coef, ent_coef):
     """The same loss as `mlp_backprop.ppo_loss_and_grads`, through autograd (any torch module)."""
     logp, entropy = ac.evaluate(obs, actions)
-    values = ac.v(obs)[:, 0]
+    values = ac.critic(obs)[:, 0]
     log_ratio = logp - old_logp
     ratio = torch.exp(log_ratio)
     pg_loss = -torch.min(adv * ratio, adv * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)).mean()
@@ -195,10 +184,11 @@ def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, ga
     raw_obs, _ = venv.reset(seed=loop.seed)
     obs = vn.obs(raw_obs, update=True)
     ep_ret, ep_len = np.zeros(N), np.zeros(N, dtype=np.int64)
-    loop.start()
+    loop.start(ac, vn.obs_rms)
     while not loop.done():
         buf_obs = np.zeros((T, N, ac.obs_dim), np.float32)
-        buf_act = np.zeros((T, N) if ac.discrete else (T, N, ac.act_dim), np.int64 if ac.discrete else np.float32)
+        act_shape, act_dtype = ((T, N), np.int64) if ac.discrete else ((T, N, ac.act_dim), np.float32)
+        buf_act = np.zeros(act_shape, act_dtype)
         buf_logp, buf_val, buf_rew, buf_done, buf_term = (np.zeros((T, N)) for _ in range(5))
         finished = []
         for t in range(T):
@@ -219,17 +209,17 @@ def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, ga
             if bootstrap.any():  # time limit: the final observation still has a future
                 final = np.stack([info["final_obs"][i] for i in np.flatnonzero(bootstrap)])
                 with torch.no_grad():
-                    v = ac.critic(torch.from_numpy(vn.obs(final, update=False)))[:, 0].numpy()
+                    v = ac.v(torch.from_numpy(vn.obs(final, update=False)))[:, 0].numpy()
                 buf_term[t, bootstrap] = v
             for i in np.flatnonzero(dones):
                 finished.append((ep_ret[i], ep_len[i]))
                 ep_ret[i], ep_len[i] = 0.0, 0
         loop.add_steps(T * N)
         with torch.no_grad():
-            last_val = ac.critic(torch.from_numpy(obs))[:, 0].numpy()
+            last_val = ac.v(torch.from_numpy(obs))[:, 0].numpy()
         adv, ret = compute_gae(buf_rew, buf_val, buf_done, last_val, gamma, gae_lambda, buf_term)
 
-        progress_remaining = max(0.0, 1.0 - loop.env_steps / loop.max_env_steps)
+        progress_remaining = loop.progress_remaining()
         lr, clip = lr_fn(progress_remaining), clip_fn(progress_remaining)
         opt.set_lr(lr)
         b_obs = torch.from_numpy(buf_obs.reshape(T * N, ac.obs_dim))
@@ -251,13 +241,15 @@ def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, ga
                     obs_b, act_b, logp_b, a, ret_b = b_obs, b_act, b_logp, b_adv, b_ret
                 else:
                     idx = perm[start:start + batch_size]
-                    obs_b, act_b, logp_b, a, ret_b = b_obs[idx], b_act[idx], b_logp[idx], b_adv[idx], b_ret[idx]
+                    obs_b, act_b, logp_b, a, ret_b = (b_obs[idx], b_act[idx], b_logp[idx], b_adv[idx],
+                                                      b_ret[idx])
                     if normalize_advantage and len(idx) > 1:
                         a = (a - a.mean()) / (a.std() + 1e-8)
                 opt.ask()
                 if manual:
                     loss, pg_loss, vf_loss, ent, log_ratio, ratio = ppo_loss_and_grads(
-                        ac, ac.pi_layers, ac.v_layers, obs_b, act_b, logp_b, a, ret_b, clip, vf_coef, ent_coef)
+                        ac, ac.pi_layers, ac.v_layers, obs_b, act_b, logp_b, a, ret_b, clip, vf_coef,
+                        ent_coef, track)
                 else:
                     loss, pg_loss, vf_loss, ent, log_ratio, ratio = _autograd_loss_and_grads(
                         ac, obs_b, act_b, logp_b, a, ret_b, clip, vf_coef, ent_coef)
@@ -276,20 +268,16 @@ def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, ga
                 opt.tell(loss.item())
             if stop:
                 break
-        mean = lambda k: float(torch.stack(stats[k]).mean()) if stats[k] else float("nan")  # noqa: E731
+        mean = {k: float(torch.stack(v).mean()) if v else float("nan") for k, v in stats.items()}
         var_ret = float(np.var(ret))
-        row = {
-            "learning_rate": lr, "clip_range": clip,
-            "policy_loss": mean("pg"), "value_loss": mean("vf"), "entropy": mean("ent"),
-            "approx_kl": mean("kl"), "clip_fraction": mean("clipfrac"),
-            "explained_variance": float("nan") if var_ret == 0 else 1.0 - float(np.var(ret - buf_val)) / var_ret,
-            "train_episodes": len(finished),
-            "train_return": float(np.mean([r for r, _ in finished])) if finished else None,
-            "train_ep_len": float(np.mean([n for _, n in finished])) if finished else None,
-        }
+        explained_var = float("nan") if var_ret == 0 else 1.0 - float(np.var(ret - buf_val)) / var_ret
+        row = {"learning_rate": lr, "clip_range": clip, "policy_loss": mean["pg"], "value_loss": mean["vf"],
+               "entropy": mean["ent"], "approx_kl": mean["kl"], "clip_fraction": mean["clipfrac"],
+               "explained_variance": explained_var, "train_episodes": len(finished),
+               "train_ep_len": float(np.mean([n for _, n in finished])) if finished else float("nan")}
         if not ac.discrete:
             row["std"] = float(torch.exp(ac.log_std.detach()).mean())
-        loop.end_iteration(row, ac, vn.obs_rms)
+        loop.end_iteration(row, [r for r, _ in finished], ac, vn.obs_rms)
     return loop.finish(ac, vn.obs_rms, n_updates=opt.generation)
 
 

@@ -7,6 +7,7 @@ Same actor/critic, evaluation and accounting as PPO (`evograd.rl_common`), so th
 episode cut by a time limit bootstraps its return with the critic's value of the final observation
 instead of pretending the task ended there.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -16,7 +17,8 @@ import torch
 from torch.nn import functional as F
 
 from .registry import make as make_optimizer
-from .rl_common import ActorCritic, RLResult, RunLoop, clip_grad_norm, env_factory, parse_schedule, run_episodes
+from .rl_common import ActorCritic, clip_grad_norm, env_factory, parse_schedule
+from .rl_loop import RLResult, RunLoop, run_episodes
 from .validation import check_bool, check_float, check_int
 
 _OWNER = "train_reinforce"
@@ -32,32 +34,17 @@ def discounted_returns(rewards: np.ndarray, gamma: float, bootstrap: float = 0.0
     return out
 
 
-def train_reinforce(
-    env: "str | Callable[[], Any]",
-    policy: Any = "mlp",
-    seed: int = 0,
-    max_env_steps: int = 100_000,
-    n_episodes: int = 8,
-    gamma: float = 0.99,
-    learning_rate: "float | str | Callable[[float], float]" = 1e-3,
-    ent_coef: float = 0.0,
-    vf_coef: float = 0.5,
-    max_grad_norm: float = 0.5,
-    normalize_advantage: bool = True,
-    hidden_sizes: tuple[int, ...] = (64, 64),
-    activation: str = "tanh",
-    critic_hidden_sizes: tuple[int, ...] | None = None,
-    log_std_init: float = 0.0,
-    ortho_init: bool = True,
-    eval_every: int | None = 10_000,
-    eval_episodes: int = 10,
-    eval_seed: int | None = None,
-    max_seconds: float | None = None,
-    target_return: float | None = None,
-    env_kwargs: dict | None = None,
-    torch_threads: int | None = 1,
-    callback: Callable[[dict], Any] | None = None,
-) -> RLResult:
+def train_reinforce(env: "str | Callable[[], Any]", policy: Any = "mlp", seed: int = 0,
+                    max_env_steps: int = 100_000, n_episodes: int = 8, gamma: float = 0.99,
+                    learning_rate: "float | str | Callable[[float], float]" = 1e-3, ent_coef: float = 0.0,
+                    vf_coef: float = 0.5, max_grad_norm: float = 0.5, normalize_advantage: bool = True,
+                    hidden_sizes: tuple[int, ...] = (64, 64), activation: str = "tanh",
+                    critic_hidden_sizes: tuple[int, ...] | None = None, log_std_init: float = 0.0,
+                    ortho_init: bool = True, eval_every: int | None = None, eval_episodes: int = 10,
+                    eval_seed: int | None = None, max_seconds: float | None = None,
+                    target_return: float | None = None, env_kwargs: dict | None = None,
+                    torch_threads: int | None = 1, callback: Callable[[dict], Any] | None = None,
+                    progress: bool = False) -> RLResult:
     """Train with REINFORCE + value baseline; returns an `RLResult` (best policy by evaluation).
 
     n_episodes : complete episodes per gradient step (one env each; episode seeds derive from
@@ -73,7 +60,7 @@ def train_reinforce(
     normalize_advantage = check_bool(normalize_advantage, "normalize_advantage", o)
     lr_fn = parse_schedule(learning_rate, "learning_rate", o)
     loop = RunLoop(o, env, seed, max_env_steps, eval_every, eval_episodes, eval_seed, max_seconds,
-                   target_return, env_kwargs, torch_threads, callback)
+                   target_return, env_kwargs, torch_threads, callback, progress)
     envs = []
     with loop.threads():
         try:
@@ -91,7 +78,7 @@ def train_reinforce(
                 stored, env_action, _ = ac.sample(out, rng)
                 return env_action, stored
 
-            loop.start()
+            loop.start(ac)
             while not loop.done():
                 update = opt.generation
                 seeds = [int(np.random.SeedSequence([loop.seed, update, i]).generate_state(1)[0])
@@ -107,11 +94,10 @@ def train_reinforce(
                                                        v_final[i] if tr["truncated"] else 0.0)
                                     for i, tr in enumerate(trajs)])
                 returns = torch.as_tensor(g, dtype=ac.dtype)
-                progress_remaining = max(0.0, 1.0 - loop.env_steps / loop.max_env_steps)
-                lr = lr_fn(progress_remaining)
+                lr = lr_fn(loop.progress_remaining())
                 opt.set_lr(lr)
                 logp, entropy = ac.evaluate(obs, acts)
-                values = ac.v(obs)[:, 0]
+                values = ac.critic(obs)[:, 0]
                 adv = returns - values.detach()
                 if normalize_advantage and len(adv) > 1:
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
@@ -125,10 +111,10 @@ def train_reinforce(
                 opt.tell(loss.item())
                 row = {"learning_rate": lr, "policy_loss": pg_loss.item(), "value_loss": vf_loss.item(),
                        "entropy": entropy.mean().item(), "train_episodes": n_episodes,
-                       "train_return": float(rets.mean()), "train_ep_len": float(lens.mean())}
+                       "train_ep_len": float(lens.mean())}
                 if not ac.discrete:
                     row["std"] = float(torch.exp(ac.log_std.detach()).mean())
-                loop.end_iteration(row, ac)
+                loop.end_iteration(row, rets, ac)
             return loop.finish(ac, None, n_updates=opt.generation)
         finally:
             for e in envs:

@@ -1,5 +1,7 @@
 """PPO and REINFORCE: learning, GAE and the truncation bootstrap, rollout bookkeeping, the actor-critic
 layout, schedules, validation, normalization, stopping rules and reproducibility."""
+
+import json
 import math
 
 import gymnasium as gym
@@ -11,12 +13,13 @@ import evograd.ppo as ppo_mod
 from evograd import ParameterError
 from evograd.ppo import compute_gae, train_ppo
 from evograd.reinforce import discounted_returns, train_reinforce
-from evograd.rl_common import ActorCritic, parse_schedule, run_episodes
+from evograd.rl_common import ActorCritic, parse_schedule
+from evograd.rl_loop import run_episodes
 
 torch.set_num_threads(1)
-ZOO_CARTPOLE = dict(n_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0,
-                    learning_rate="lin_1e-3", clip_range="lin_0.2")
-TINY = dict(n_envs=2, n_steps=32, batch_size=32, n_epochs=2, eval_every=None, eval_episodes=2)
+ZOO_CARTPOLE = dict(n_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
+                    ent_coef=0.0, learning_rate="lin_1e-3", clip_range="lin_0.2")
+TINY = dict(n_envs=2, n_steps=32, batch_size=32, n_epochs=2, eval_every=10**9, eval_episodes=2)
 
 
 def _linears(module):
@@ -38,7 +41,7 @@ def test_ppo_solves_cartpole_with_zoo_settings():
 def test_reinforce_improves_on_cartpole():
     r = train_reinforce("CartPole-v1", seed=0, max_env_steps=30_000, eval_every=10_000)
     # the initial deterministic policy (near-uniform logits, argmax) keeps pushing one way: ~9 steps
-    assert r.history[0]["train_return"] < 40
+    assert r.history[0]["eval_return"] < 40 and r.history[1]["return_mean"] < 40
     assert r.best_eval_return >= 100
     assert r.env_steps >= 30_000 and r.stop_reason == "max_env_steps"
 
@@ -69,8 +72,9 @@ def test_gae_matches_stable_baselines3():
     last_values, last_dones = rng.normal(size=N), (rng.random(N) < 0.3).astype(float)
     dones[-1] = last_dones
     adv, ret = compute_gae(rewards, values, dones, last_values, gamma, lam, term_values * (dones > 0))
-    buf = sb3_buffers.RolloutBuffer(T, gym.spaces.Box(-1, 1, (1,)), gym.spaces.Discrete(2), gamma=gamma,
-                                    gae_lambda=lam, n_envs=N)
+    buf = sb3_buffers.RolloutBuffer(
+        T, gym.spaces.Box(-1, 1, (1,)), gym.spaces.Discrete(2), gamma=gamma, gae_lambda=lam, n_envs=N
+    )
     buf.rewards[:] = rewards + gamma * term_values * (dones > 0)  # SB3 folds the bootstrap into the reward
     buf.values[:] = values
     buf.episode_starts[1:] = dones[:-1]
@@ -80,7 +84,7 @@ def test_gae_matches_stable_baselines3():
 
 
 class _Counter(gym.Env):
-    """obs = steps since reset, reward 1; terminates at step `end` when `terminate`, else a TimeLimit cuts it."""
+    """obs = steps since reset, reward 1; ends at step `end` if `terminate`, else a TimeLimit cuts it."""
 
     observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
     action_space = gym.spaces.Discrete(2)
@@ -108,8 +112,8 @@ def test_rollout_bootstraps_truncation_only(monkeypatch, terminate):
         return real(rewards, values, dones, last_values, gamma, lam, term)
 
     monkeypatch.setattr(ppo_mod, "compute_gae", spy)
-    make = (lambda: _Counter(3, terminate=True)) if terminate else \
-        (lambda: gym.wrappers.TimeLimit(_Counter(), max_episode_steps=3))
+    make = ((lambda: _Counter(3, terminate=True)) if terminate
+            else (lambda: gym.wrappers.TimeLimit(_Counter(), max_episode_steps=3)))
     r = train_ppo(make, seed=0, max_env_steps=7, n_envs=1, n_steps=7, batch_size=7, n_epochs=1,
                   learning_rate=1e-12, eval_episodes=1)
     np.testing.assert_array_equal(seen["dones"][:, 0], [0, 0, 1, 0, 0, 1, 0])
@@ -126,8 +130,9 @@ def test_rollout_bootstraps_truncation_only(monkeypatch, terminate):
 
 
 def test_discounted_returns_with_bootstrap():
-    np.testing.assert_allclose(discounted_returns(np.array([1.0, 2.0]), 0.5, bootstrap=4.0),
-                               [1 + 0.5 * (2 + 0.5 * 4), 2 + 0.5 * 4])
+    np.testing.assert_allclose(
+        discounted_returns(np.array([1.0, 2.0]), 0.5, bootstrap=4.0), [1 + 0.5 * (2 + 0.5 * 4), 2 + 0.5 * 4]
+    )
 
 
 # ---------------------------------------------------------------- actor-critic layout
@@ -163,7 +168,8 @@ def test_gaussian_head_samples_log_probs_and_clipping():
         out = ac.pi(obs)
     stored, env_action, logp = ac.sample(out, np.random.default_rng(0))
     assert np.all(np.abs(env_action) <= 2.0) and np.any(np.abs(stored) > 2.0)  # clipped for the env only
-    ref = torch.distributions.Normal(out, torch.exp(ac.log_std)).log_prob(torch.as_tensor(stored)).sum(1).detach()
+    ref = (torch.distributions.Normal(out, torch.exp(ac.log_std)) .log_prob(torch.as_tensor(stored)) .sum(1)
+           .detach())
     np.testing.assert_allclose(logp, ref.numpy(), rtol=1e-4, atol=1e-4)
     lp, ent = ac.evaluate(obs, torch.as_tensor(stored))
     np.testing.assert_allclose(lp.detach().numpy(), ref.numpy(), rtol=1e-4, atol=1e-4)
@@ -172,12 +178,12 @@ def test_gaussian_head_samples_log_probs_and_clipping():
 
 @pytest.mark.parametrize("env_id, policy, activation", [
     ("CartPole-v1", "mlp", "tanh"), ("CartPole-v1", "linear", "relu"), ("Pendulum-v1", "mlp", "tanh"),
-    ("Pendulum-v1", "linear", "tanh"),
-])
+    ("Pendulum-v1", "linear", "tanh")])
 def test_hand_written_gradients_equal_autograd(env_id, policy, activation):
     env = gym.make(env_id)
-    ac = ActorCritic("t", (env.observation_space, env.action_space), policy, 0, (16, 8), activation, None,
-                     -0.5, True)
+    ac = ActorCritic(
+        "t", (env.observation_space, env.action_space), policy, 0, (16, 8), activation, None, -0.5, True
+    )
     ac.flatten_parameters()
     assert ac.pi_layers is not None and ac.v_layers is not None
     gen = torch.Generator().manual_seed(0)
@@ -201,6 +207,14 @@ def test_hand_written_gradients_equal_autograd(env_id, policy, activation):
     assert out[0].item() == pytest.approx(ppo_mod._autograd_loss_and_grads(ac, *args)[0].item(), rel=1e-6)
 
 
+def test_custom_module_trains_through_autograd():
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ELU(), torch.nn.Linear(8, 2))
+    r = train_ppo("CartPole-v1", policy=net, seed=0, max_env_steps=128, **TINY)
+    assert r.policy.kind == "custom" and len(r.history) == 3
+    assert all(math.isfinite(row["policy_loss"] + row["value_loss"]) for row in r.history[1:])
+    assert [m.out_features for m in _linears(r.critic)] == [64, 64, 1]
+
+
 def test_pendulum_run_with_normalization_returns_a_usable_policy():
     r = train_ppo("Pendulum-v1", seed=0, max_env_steps=256, n_envs=2, n_steps=64, batch_size=64, n_epochs=1,
                   normalize_obs=True, normalize_reward=True, eval_episodes=1)
@@ -218,23 +232,28 @@ def test_schedules():
     assert parse_schedule("0.2", "clip_range", "x")(0.1) == pytest.approx(0.2)
     assert parse_schedule(3e-4, "learning_rate", "x")(0.0) == pytest.approx(3e-4)
     assert parse_schedule(lambda p: 0.1 * p, "clip_range", "x")(0.5) == pytest.approx(0.05)
-    r = train_ppo("CartPole-v1", seed=0, max_env_steps=256, learning_rate="lin_1e-3", clip_range="lin_0.2", **TINY)
-    lrs = [row["learning_rate"] for row in r.history]
-    np.testing.assert_allclose(lrs, [1e-3 * (1 - row["env_steps"] / 256) for row in r.history])
-    assert lrs[0] > lrs[-1] == 0.0 and r.history[0]["clip_range"] == pytest.approx(0.2 * (1 - 64 / 256))
+    r = train_ppo(
+        "CartPole-v1", seed=0, max_env_steps=256, learning_rate="lin_1e-3", clip_range="lin_0.2", **TINY
+    )
+    rows = r.history[1:]  # row 0 evaluates the initial policy
+    lrs = [row["learning_rate"] for row in rows]
+    np.testing.assert_allclose(lrs, [1e-3 * (1 - row["env_steps"] / 256) for row in rows])
+    assert lrs[0] > lrs[-1] == 0.0 and rows[0]["clip_range"] == pytest.approx(0.2 * (1 - 64 / 256))
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(n_steps=0), "n_steps"), (dict(batch_size=0), "batch_size"), (dict(n_epochs=1.5), "n_epochs"),
-    (dict(gamma=1.5), "gamma"), (dict(gae_lambda=-0.1), "gae_lambda"), (dict(clip_range=-0.2), "clip_range"),
-    (dict(learning_rate="lin_abc"), "learning_rate"), (dict(learning_rate=0), "learning_rate"),
-    (dict(max_grad_norm=0), "max_grad_norm"), (dict(vf_coef=-1), "vf_coef"), (dict(n_envs=0), "n_envs"),
-    (dict(policy="cnn"), "policy"), (dict(hidden_sizes=(0,)), "hidden_sizes"), (dict(activation="sigmoid"),
-    "activation"), (dict(eval_episodes=0), "eval_episodes"), (dict(max_env_steps=0), "max_env_steps"),
-    (dict(target_kl=0.0), "target_kl"), (dict(normalize_obs="yes"), "normalize_obs"),
-    (dict(max_seconds=-1), "max_seconds"), (dict(batch_size=1), "batch_size"), (dict(ortho_init=1), "ortho_init"),
-    (dict(critic_hidden_sizes=[64, -1]), "critic_hidden_sizes"), (dict(eval_every=0), "eval_every"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [(dict(n_steps=0), "n_steps"), (dict(batch_size=0), "batch_size"), (dict(n_epochs=1.5), "n_epochs"),
+     (dict(gamma=1.5), "gamma"), (dict(gae_lambda=-0.1), "gae_lambda"), (dict(clip_range=-0.2), "clip_range"),
+     (dict(learning_rate="lin_abc"), "learning_rate"), (dict(learning_rate=0), "learning_rate"),
+     (dict(max_grad_norm=0), "max_grad_norm"), (dict(vf_coef=-1), "vf_coef"), (dict(n_envs=0), "n_envs"),
+     (dict(policy="cnn"), "policy"), (dict(hidden_sizes=(0,)), "hidden_sizes"),
+     (dict(activation="sigmoid"), "activation"), (dict(eval_episodes=0), "eval_episodes"),
+     (dict(max_env_steps=0), "max_env_steps"), (dict(target_kl=0.0), "target_kl"),
+     (dict(normalize_obs="yes"), "normalize_obs"), (dict(max_seconds=-1), "max_seconds"),
+     (dict(batch_size=1), "batch_size"), (dict(ortho_init=1), "ortho_init"),
+     (dict(critic_hidden_sizes=[64, -1]), "critic_hidden_sizes"), (dict(eval_every=0), "eval_every")],
+)
 def test_invalid_hyperparameters_name_the_parameter(kwargs, name):
     with pytest.raises(ParameterError, match=f"'{name}' parameter of train_ppo"):
         train_ppo("CartPole-v1", **kwargs)
@@ -249,15 +268,21 @@ def test_reinforce_validates_too():
 def test_same_seed_same_history_and_caller_rng_untouched():
     state = torch.get_rng_state()
 
-    def strip(h):
-        return [{k: v for k, v in row.items() if k not in ("wall_s", "cpu_s", "eval_s")} for row in h]
+    def strip(h):  # json: NaN (not evaluated) compares equal to NaN
+        timing = ("wall_s", "cpu_s", "eval_s")
+        return json.dumps([{k: v for k, v in row.items() if k not in timing} for row in h])
 
     a = train_ppo("CartPole-v1", seed=3, max_env_steps=512, **{**TINY, "eval_every": 128})
     b = train_ppo("CartPole-v1", seed=3, max_env_steps=512, **{**TINY, "eval_every": 128})
     c = train_ppo("CartPole-v1", seed=4, max_env_steps=512, **{**TINY, "eval_every": 128})
     assert strip(a.history) == strip(b.history) != strip(c.history)
     assert torch.equal(torch.get_rng_state(), state)
-    assert [row["eval_return"] is not None for row in a.history] == [False, True] * 4
+    assert [not math.isnan(row["eval_return"]) for row in a.history] == [True] + [False, True] * 4
+    assert {"generation", "env_steps", "eval_env_steps", "wall_s", "return_mean", "return_max", "eval_return",
+            "eval_return_std", "best_eval_return"} <= set(a.history[-1])
+    assert a.final_eval_return == a.history[-1]["eval_return"]
+    evals = [row["eval_return"] for row in a.history if not math.isnan(row["eval_return"])]
+    assert a.best_eval_return == max(evals) and a.history[-1]["best_eval_return"] == max(evals)
     ra = train_reinforce("CartPole-v1", seed=1, max_env_steps=500, eval_episodes=2)
     rb = train_reinforce("CartPole-v1", seed=1, max_env_steps=500, eval_episodes=2)
     assert strip(ra.history) == strip(rb.history)
@@ -265,7 +290,18 @@ def test_same_seed_same_history_and_caller_rng_untouched():
 
 def test_max_seconds_and_callback_stop_with_a_final_evaluation():
     r = train_ppo("CartPole-v1", seed=0, max_env_steps=10**7, max_seconds=0.3, **TINY)
-    assert r.stop_reason == "max_seconds" and r.history[-1]["eval_return"] is not None
-    r = train_ppo("CartPole-v1", seed=0, max_env_steps=10**7, callback=lambda row: row["iteration"] >= 3, **TINY)
-    assert r.stop_reason == "callback" and len(r.history) == 3 and r.history[-1]["eval_return"] is not None
+    assert r.stop_reason == "max_seconds" and not math.isnan(r.history[-1]["eval_return"])
+    r = train_ppo("CartPole-v1", seed=0, max_env_steps=10**7, callback=lambda row: row["generation"] >= 3,
+                  **TINY)
+    assert r.stop_reason == "callback" and len(r.history) == 4
+    assert not math.isnan(r.history[-1]["eval_return"])
     assert r.eval_env_steps > 0 and r.env_steps == 3 * 64  # evaluation steps are counted apart
+
+
+def test_time_budget_drives_the_schedule_and_a_budget_is_required():
+    r = train_ppo("CartPole-v1", seed=0, max_env_steps=None, max_seconds=0.5, learning_rate="lin_1e-3",
+                  progress=True, **TINY)
+    lrs = [row["learning_rate"] for row in r.history[1:]]
+    assert r.stop_reason == "max_seconds" and lrs[0] < 1e-3 and all(np.diff(lrs) < 0)
+    with pytest.raises(ParameterError, match="needs a budget"):
+        train_ppo("CartPole-v1", max_env_steps=None)

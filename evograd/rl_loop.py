@@ -1,0 +1,242 @@
+"""The run loop PPO and REINFORCE share: budget, deterministic evaluation on fixed seeds, best-policy
+tracking, and history rows with the columns of `evograd.train`, so gradient and evolutionary runs are
+evaluated, accounted for (training env steps in `env_steps`, evaluation steps and time beside them) and
+plotted the same way.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .policies import Policy, RunningMeanStd
+from .rl_common import env_factory
+from .validation import ParameterError, check_bool, check_float, check_int
+
+
+def run_episodes(envs: list, seeds: list[int], act: Callable[[np.ndarray], Any], record: bool = False):
+    """One episode per env (reset with its seed), stepping all unfinished envs with one batched `act` call.
+    `act` returns the env actions, or (env actions, actions to record) when they differ (unclipped samples).
+    Returns (returns, lengths, trajectories); trajectories (when record=True) hold obs, actions, rewards,
+    `truncated` (time limit, not a terminal state) and the final observation."""
+    obs = [e.reset(seed=int(s))[0] for e, s in zip(envs, seeds)]
+    active = list(range(len(envs)))
+    rets, lens = np.zeros(len(envs)), np.zeros(len(envs), dtype=np.int64)
+    trajs = [{"obs": [], "act": [], "rew": []} for _ in envs] if record else None
+    while active:
+        batch = np.stack([obs[i] for i in active])
+        actions = act(batch)
+        actions, recorded = actions if isinstance(actions, tuple) else (actions, actions)
+        still = []
+        for k, i in enumerate(active):
+            o2, r, term, trunc, _ = envs[i].step(actions[k])
+            rets[i] += r
+            lens[i] += 1
+            if record:
+                trajs[i]["obs"].append(obs[i])
+                trajs[i]["act"].append(recorded[k])
+                trajs[i]["rew"].append(float(r))
+            obs[i] = o2
+            if term or trunc:
+                if record:
+                    trajs[i].update(truncated=bool(trunc and not term), final_obs=o2)
+            else:
+                still.append(i)
+        active = still
+    return rets, lens, trajs
+
+
+@dataclass
+class RLResult:
+    """policy: the evaluated-best actor (an evograd Policy, obs statistics included); last_policy: the final
+    one. history: row 0 evaluates the initial policy, then one row per update, with the columns of
+    `evograd.train` (generation, env_steps, eval_env_steps, wall_s, return_mean/max/min of the training
+    episodes that ended, eval_return and eval_return_std, NaN where no evaluation ran, best_eval_return)
+    plus the algorithm's own statistics."""
+
+    policy: Policy
+    last_policy: Policy
+    history: list[dict[str, Any]]
+    best_eval_return: float
+    final_eval_return: float
+    best_env_steps: int
+    env_steps: int
+    eval_env_steps: int
+    wall_s: float
+    eval_s: float
+    setup_s: float
+    stop_reason: str
+    n_updates: int
+    log_std: np.ndarray | None = None
+    critic: nn.Module | None = None
+    obs_rms: RunningMeanStd | None = None
+
+    def __repr__(self) -> str:
+        return (f"RLResult(best_eval_return={self.best_eval_return:.4g} at {self.best_env_steps} steps, "
+                f"final_eval_return={self.final_eval_return:.4g}, env_steps={self.env_steps}, "
+                f"stop_reason={self.stop_reason!r}, wall_s={self.wall_s:.2f})")
+
+
+class RunLoop:
+    """Budget, evaluation schedule, best-policy tracking and history for one training run."""
+
+    def __init__(self, owner, env, seed, max_env_steps, eval_every, eval_episodes, eval_seed, max_seconds,
+                 target_return, env_kwargs, torch_threads, callback, progress=False):
+        self.t_setup = time.perf_counter()
+        self.seed = check_int(seed, "seed", owner, low=0)
+        self.max_env_steps = None if max_env_steps is None else check_int(
+            max_env_steps, "max_env_steps", owner, low=1)
+        self.eval_every = None if eval_every is None else check_int(eval_every, "eval_every", owner, low=1)
+        self.eval_episodes = check_int(eval_episodes, "eval_episodes", owner, low=1)
+        base = 10_000 + self.seed if eval_seed is None else check_int(eval_seed, "eval_seed", owner, low=0)
+        self.eval_seeds = [base + i for i in range(self.eval_episodes)]
+        self.max_seconds = None if max_seconds is None else check_float(
+            max_seconds, "max_seconds", owner, low=0.0, low_inclusive=False)
+        if self.max_env_steps is None and self.max_seconds is None:
+            raise ParameterError(f"{owner} needs a budget: pass max_env_steps or max_seconds.")
+        self.target = None if target_return is None else check_float(target_return, "target_return", owner)
+        self.torch_threads = None if torch_threads is None else check_int(
+            torch_threads, "torch_threads", owner, low=1)
+        self.progress = check_bool(progress, "progress", owner)
+        if env_kwargs is not None and not isinstance(env_kwargs, dict):
+            raise ParameterError(f"The 'env_kwargs' parameter of {owner} must be a dict. "
+                                 f"Got {env_kwargs!r} instead.")
+        if callback is not None and not callable(callback):
+            raise ParameterError(f"The 'callback' parameter of {owner} must be callable. "
+                                 f"Got {callback!r} instead.")
+        self.callback = callback
+        factory = env_factory(env, env_kwargs)
+        self.eval_envs = [factory() for _ in range(self.eval_episodes)]
+        self.spaces = (self.eval_envs[0].observation_space, self.eval_envs[0].action_space)
+        self.env_steps = self.eval_env_steps = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_return, self.best_steps, self.best_policy = -math.inf, 0, None
+        self.last_return = float("nan")
+        self.eval_s, self.stop_reason, self.bar = 0.0, None, None
+        self.next_eval = self.eval_every
+
+    @contextlib.contextmanager
+    def threads(self):
+        old = torch.get_num_threads()
+        if self.torch_threads is not None:
+            torch.set_num_threads(self.torch_threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(old)
+
+    def start(self, ac, obs_rms: RunningMeanStd | None = None) -> None:
+        """Start the clock and evaluate the initial policy (row 0, as `evograd.train` does)."""
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
+        self.setup_s = self.t0 - self.t_setup
+        row = self._row({}, [])
+        self._evaluate_into(row, ac, obs_rms)
+        self._finish_row(row)
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            steps = self.max_env_steps
+            self.bar = tqdm(total=steps, unit="step", desc="train") if steps else tqdm(unit="update",
+                                                                                      desc="train")
+
+    def add_steps(self, n: int) -> None:
+        self.env_steps += n
+
+    def done(self) -> bool:
+        return self.stop_reason is not None
+
+    def progress_remaining(self) -> float:
+        """SB3's schedule clock: 1 at the start, 0 when the budget (env steps, else seconds) is spent."""
+        used = self.env_steps / self.max_env_steps if self.max_env_steps else self._wall() / self.max_seconds
+        return min(1.0, max(0.0, 1.0 - used))
+
+    def _wall(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def _set_obs_stats(self, actor: Policy, obs_rms: RunningMeanStd | None) -> None:
+        if obs_rms is not None:  # VecNormalize divides by sqrt(var + 1e-8); the Policy by sqrt(var)
+            actor.set_obs_stats(RunningMeanStd.from_state({**obs_rms.state(), "var": obs_rms.var + 1e-8}))
+
+    def evaluate(self, actor: Policy) -> tuple[float, float]:
+        t = time.perf_counter()
+        act = lambda o: actor.act(o, deterministic=True)  # noqa: E731
+        rets, lens, _ = run_episodes(self.eval_envs, self.eval_seeds, act)
+        self.eval_env_steps += int(lens.sum())
+        self.eval_s += time.perf_counter() - t
+        return float(rets.mean()), float(rets.std())
+
+    def _row(self, stats: dict, episode_returns) -> dict:
+        rets = np.asarray(episode_returns, dtype=np.float64)
+        nan = float("nan")
+        return {"generation": len(self.history), "env_steps": self.env_steps, "eval_env_steps": 0,
+                "wall_s": 0.0, "return_mean": float(rets.mean()) if rets.size else nan,
+                "return_max": float(rets.max()) if rets.size else nan,
+                "return_min": float(rets.min()) if rets.size else nan,
+                "eval_return": nan, "eval_return_std": nan, **stats}
+
+    def _finish_row(self, row: dict) -> None:
+        row.update(best_eval_return=self.best_return, wall_s=self._wall(), eval_s=self.eval_s,
+                   cpu_s=time.process_time() - self.c0, eval_env_steps=self.eval_env_steps)
+        self.history.append(row)
+
+    def end_iteration(self, stats: dict, episode_returns, ac, obs_rms: RunningMeanStd | None = None) -> None:
+        """Append the update's row (episode_returns: training episodes that ended in it); evaluate when due
+        and always before stopping; decide whether to stop."""
+        if self.max_env_steps is not None and self.env_steps >= self.max_env_steps:
+            self.stop_reason = "max_env_steps"
+        elif self.max_seconds is not None and self._wall() >= self.max_seconds:
+            self.stop_reason = "max_seconds"
+        if self.next_eval is None:  # default schedule: 20 evaluations over the budget, else every 10 updates
+            self.eval_every = max(self.max_env_steps // 20 if self.max_env_steps else 10 * self.env_steps, 1)
+            self.next_eval = self.eval_every
+        row = self._row(stats, episode_returns)
+        if self.env_steps >= self.next_eval or self.stop_reason is not None:
+            while self.next_eval <= self.env_steps:
+                self.next_eval += self.eval_every
+            self._evaluate_into(row, ac, obs_rms)
+        self._finish_row(row)
+        if self.bar is not None:
+            self.bar.update(self.env_steps - self.bar.n if self.max_env_steps else 1)
+            self.bar.set_postfix(ret=f"{row['return_mean']:.1f}", best_eval=f"{self.best_return:.1f}")
+        if self.callback is not None and self.callback(row) is True and self.stop_reason is None:
+            self.stop_reason = "callback"
+            if math.isnan(row["eval_return"]):
+                self._evaluate_into(row, ac, obs_rms)
+                row["best_eval_return"] = self.best_return
+
+    def _evaluate_into(self, row: dict, ac, obs_rms: RunningMeanStd | None) -> None:
+        self._set_obs_stats(ac.actor, obs_rms)
+        mean, std = self.evaluate(ac.actor)
+        row["eval_return"], row["eval_return_std"] = mean, std
+        self.last_return = mean
+        if mean > self.best_return:
+            self.best_return, self.best_steps = mean, self.env_steps
+            self.best_policy = copy.deepcopy(ac.actor)
+        if self.target is not None and mean >= self.target and self.stop_reason is None:
+            self.stop_reason = "target_return"
+
+    def finish(self, ac, obs_rms: RunningMeanStd | None, n_updates: int) -> RLResult:
+        self._set_obs_stats(ac.actor, obs_rms)
+        last = copy.deepcopy(ac.actor)
+        return RLResult(policy=self.best_policy if self.best_policy is not None else last, last_policy=last,
+                        history=self.history, best_eval_return=self.best_return,
+                        final_eval_return=self.last_return, best_env_steps=self.best_steps,
+                        env_steps=self.env_steps, eval_env_steps=self.eval_env_steps, wall_s=self._wall(),
+                        eval_s=self.eval_s, setup_s=self.setup_s,
+                        stop_reason=self.stop_reason or "max_env_steps",
+                        n_updates=n_updates,
+                        log_std=None if ac.discrete else ac.log_std.detach().numpy().copy(),
+                        critic=copy.deepcopy(ac.critic), obs_rms=None if obs_rms is None else obs_rms.copy())
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        for e in self.eval_envs:
+            e.close()

@@ -1,0 +1,279 @@
+"""The YAML config layer: every shipped config validates, and every kind of mistake is reported before
+anything runs, with the file name and the dotted key."""
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+import evograd
+from evograd.config import ConfigError, dump_resolved, load_config, method_kwargs, resolve_attr
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+ES = ("openai_es", "cmaes", "ga", "cbo", "snes", "ars")
+
+BASE = """\
+task:
+  env: {id: CartPole-v1}
+budget: {env_steps: 20000}
+evaluation: {every: 5000, episodes: 2}
+seeds: 2
+methods:
+  cmaes: {name: cmaes, sigma0: 0.5}
+  ppo: {name: ppo, n_envs: 2, n_steps: 32, batch_size: 64}
+"""
+PPO = "  ppo: {name: ppo, n_envs: 2, n_steps: 32, batch_size: 64}"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    # resolve_attr may put the working directory on sys.path; MuJoCo envs write MUJOCO_LOG.TXT into it
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.chdir(tmp_path)
+
+
+def write(tmp_path, text, name="exp.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def error(path, overrides=()):
+    with pytest.raises(ConfigError) as info:
+        load_config(path, overrides)
+    return str(info.value)
+
+
+def edit(text, old, new):
+    assert old in text
+    return text.replace(old, new)
+
+
+# ------------------------------------------------------------------ shipped configs
+def test_configs_exist():
+    assert {p.name for p in CONFIGS} >= {"quickstart.yaml", "lunarlander_linear.yaml", "pendulum.yaml",
+                                         "halfcheetah_linear.yaml", "lqr.yaml", "custom_fitness.yaml"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_config_validates(path, monkeypatch):
+    if "function" in yaml.safe_load(path.read_text())["task"]:
+        monkeypatch.chdir(REPO)  # "examples.custom_fitness:..." resolves from the repository root
+    cfg = load_config(path)
+    assert path.read_text().startswith("#"), "every config opens with a comment saying what it is for"
+    assert cfg["name"] == path.stem
+    assert cfg["methods"] and cfg["optimizer"] is not None
+    for block in [cfg["optimizer"], *cfg["methods"].values()]:
+        assert block["name"] in evograd.available() + ["ppo", "reinforce"]
+        assert "sigma" not in method_kwargs(block) or block["name"] == "cbo"
+    yaml.safe_dump(cfg)  # plain data only
+
+
+def test_quickstart_contract():
+    cfg = load_config(REPO / "configs" / "quickstart.yaml")
+    assert cfg["task"]["env"]["id"] == "CartPole-v1" and cfg["policy"]["type"] == "linear"
+    assert list(cfg["methods"]) == [*ES, "ppo"]
+    assert all(b["name"] == label for label, b in cfg["methods"].items())
+    assert cfg["budget"]["env_steps"] == 100_000 and cfg["threshold"] == 475
+    assert 5000 <= cfg["evaluation"]["every"] <= 10_000 and cfg["evaluation"]["episodes"] == 10
+    assert cfg["seeds"] == [0, 1, 2] and cfg["jobs"] == 2
+    ppo = cfg["methods"]["ppo"]
+    assert ppo["policy"]["type"] == "linear" and ppo["learning_rate"] == "lin_1e-3" and ppo["n_envs"] == 8
+
+
+def test_long_configs_take_a_sigma_override():
+    for name in ("lunarlander_linear.yaml", "halfcheetah_linear.yaml"):
+        cfg = load_config(REPO / "configs" / name, ["optimizer.sigma=0.05"])
+        assert cfg["optimizer"]["sigma0"] == 0.05 and "sigma" not in cfg["optimizer"]
+        assert cfg["optimizer"]["policy"]["obs_norm"] is True
+
+
+# ------------------------------------------------------------------ what a resolved config holds
+def test_resolution_fills_defaults_and_merges_policies(tmp_path):
+    text = edit(BASE, "  cmaes: {name: cmaes, sigma0: 0.5}",
+                "  cmaes: {name: cmaes, sigma: 0.5, policy: {type: mlp, hidden_sizes: [8]}}")
+    cfg = load_config(write(tmp_path, text + "policy: {obs_norm: true}\n"))
+    cma = cfg["methods"]["cmaes"]
+    assert cma["sigma0"] == 0.5 and "sigma" not in cma and cma["episodes"] == 1 and cma["popsize"] is None
+    assert cma["policy"] == {"type": "mlp", "hidden_sizes": [8], "activation": "tanh", "obs_norm": True,
+                             "box_head": "clip", "bias": True}
+    ppo = cfg["methods"]["ppo"]
+    assert ppo["policy"]["type"] == "linear" and ppo["gamma"] == 0.99 and "episodes" not in ppo
+    assert "seed" not in ppo and "max_env_steps" not in ppo and "hidden_sizes" not in ppo
+    assert cfg["seeds"] == [0, 1] and cfg["jobs"] == 1 and cfg["threshold"] is None
+    assert cfg["optimizer"] is None
+
+
+def test_scientific_notation_reads_as_numbers(tmp_path):
+    text = edit(BASE, "env_steps: 20000", "env_steps: 2e4")
+    text = edit(text, "batch_size: 64}", "batch_size: 64, learning_rate: 3e-4}")
+    cfg = load_config(write(tmp_path, text))
+    assert cfg["budget"]["env_steps"] == 20000 and cfg["methods"]["ppo"]["learning_rate"] == 3e-4
+
+
+def test_function_task(tmp_path):
+    (tmp_path / "fitmod.py").write_text("def f(x):\n    return float((x ** 2).sum())\n")
+    path = write(tmp_path, """\
+        task:
+          function: {fn: "fitmod:f", dim: 3, x0: [1, 2, 3]}
+        budget: {evals: 500}
+        threshold: 1.0e-3
+        optimizer: {name: snes, sigma: 0.3}
+        """)
+    cfg = load_config(path)
+    assert cfg["task"]["function"]["x0"] == [1.0, 2.0, 3.0]
+    assert cfg["policy"] is None and cfg["evaluation"] is None
+    assert cfg["optimizer"]["sigma0"] == 0.3 and "episodes" not in cfg["optimizer"]
+    assert "task.function.x0" in error(path, ["task.function.dim=2"])
+    assert "budget.env_steps" in error(path, ["budget.env_steps=100"])
+    msg = error(path, ["policy.type=mlp"])
+    assert "exp.yaml" in msg and "policy: only for env tasks" in msg
+    assert "optimizer.name" in error(path, ["optimizer.name=ppo"])
+
+
+# ------------------------------------------------------------------ mistakes
+@pytest.mark.parametrize("old,new,key,words", [
+    ("seeds: 2", "seeds: 2\npolcy: {type: mlp}", "polcy", "did you mean 'policy'"),
+    ("seeds: 2", "seeds: 2\npolicy: {hiden_sizes: [8]}", "policy.hiden_sizes", "did you mean 'hidden_sizes'"),
+    ("sigma0: 0.5}", "sigma0: 0.5, popsiz: 8}", "methods.cmaes.popsiz", "did you mean 'popsize'"),
+    ("env_steps: 20000}", "env_steps: 20000, evalz: 3}", "budget.evalz", "did you mean 'evals'"),
+    ("env_steps: 20000", "env_steps: many", "budget.env_steps", "must be an int >= 1"),
+    ("episodes: 2}", "episodes: 0}", "evaluation.episodes", "must be an int >= 1, got 0"),
+    ("seeds: 2", "seeds: 2\njobs: 1.5", "jobs", "must be an int >= 1"),
+    ("seeds: 2", "seeds: 2\npolicy: {type: cnn}", "policy.type", "must be one of 'linear', 'mlp'"),
+    ("seeds: 2", "seeds: 2\nthreshold: high", "threshold", "must be a float"),
+    ("name: cmaes", "name: cmaess", "methods.cmaes.name", "did you mean 'cmaes'"),
+    ("sigma0: 0.5}", "sigma0: 0.5, popsize: 1}", "methods.cmaes.popsize", "must be an int >= 2, got 1"),
+    ("sigma0: 0.5}", "sigma0: -0.5}", "methods.cmaes.sigma0", "must be a float > 0"),
+    ("sigma0: 0.5}", "sigma: -0.5}", "methods.cmaes.sigma", "must be a float > 0"),
+    ("sigma0: 0.5}", "sigma0: 0.5, sigma: 0.4}", "methods.cmaes.sigma", "not both"),
+    ("sigma0: 0.5}", "sigma0: 0.5, seed: 3}", "methods.cmaes.seed", "runner"),
+    ("sigma0: 0.5}", "sigma0: 0.5, episodes: 0}", "methods.cmaes.episodes", "must be an int >= 1"),
+    ("{name: cmaes,", "{name: adam,", "methods.cmaes.name", "needs gradients"),
+    ("n_steps: 32", "n_steps: 0", "methods.ppo.n_steps", "must be an int >= 1, got 0"),
+    ("n_steps: 32", "n_steps: many", "methods.ppo.n_steps", "must be an int"),
+    ("n_steps: 32", "n_steps: 32, learning_rate: fast", "methods.ppo.learning_rate", "schedule"),
+    ("n_steps: 32", "n_steps: 32, seed: 1", "methods.ppo.seed", "seeds"),
+    ("n_steps: 32", "n_steps: 32, hidden_sizes: [8]", "methods.ppo.hidden_sizes", "ppo.policy.hidden_sizes"),
+    ("n_steps: 32", "n_steps: 32, normalize_obs: true", "methods.ppo.normalize_obs", "ppo.policy.obs_norm"),
+    (PPO, "  ppo: {name: reinforce, n_episodes: 0}", "methods.ppo.n_episodes", "must be an int >= 1, got 0"),
+    (PPO, "  ppo: {name: reinforce}\npolicy: {obs_norm: true}", "methods.ppo.policy.obs_norm", "top-level"),
+    ("  cmaes:", "  my run:", "methods.my run", "labels name run directories"),
+    ("n_steps: 32", "n_steps: 32, episodes: 2", "methods.ppo.episodes", "population methods"),
+    ("n_steps: 32", "n_steps: 32, n_epoch: 2", "methods.ppo.n_epoch", "did you mean 'n_epochs'"),
+    ("n_steps: 32", "n_steps: 32, policy: {box_head: tanh}", "methods.ppo.policy.box_head", "clip"),
+    ("id: CartPole-v1", "id: CartPol-v1", "task.env.id", "CartPole"),
+    ("budget: {env_steps: 20000}", "budget: {}", "budget", "needs at least one of env_steps, evals, seconds"),
+    ("budget: {env_steps: 20000}", "", "budget", "needs at least one of env_steps, evals, seconds"),
+    ("budget: {env_steps: 20000}", "budget: {env_steps: 20000, evals: 5}", "budget.evals", "env steps"),
+    ("seeds: 2", "seeds: [0, 0]", "seeds", "distinct"),
+])
+def test_mistakes_name_file_and_key(tmp_path, old, new, key, words):
+    msg = error(write(tmp_path, edit(BASE, old, new)))
+    assert msg.startswith(f"{tmp_path / 'exp.yaml'}: {key}: "), msg
+    assert words in msg
+
+
+def test_bad_yaml_syntax_names_file_and_line(tmp_path):
+    msg = error(write(tmp_path, "task:\n  env: {id: CartPole-v1\nbudget: {env_steps: 10}\n", "broken.yaml"))
+    assert "broken.yaml" in msg and "line 3" in msg and "invalid YAML" in msg
+    msg = error(write(tmp_path, BASE + "seeds: 3\n", "dup.yaml"))
+    assert "dup.yaml" in msg and "duplicate key 'seeds'" in msg and "line 9" in msg
+    assert "must be a mapping" in error(write(tmp_path, "- 1\n- 2\n", "list.yaml"))
+    assert "cannot read" in error(tmp_path / "missing.yaml")
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    marker = tmp_path / "pwned"
+    text = edit(BASE, "seeds: 2", f"seeds: !!python/object/apply:os.system ['touch {marker}']")
+    msg = error(write(tmp_path, text))
+    assert "exp.yaml" in msg and "python/object" in msg and not marker.exists()
+    msg = error(write(tmp_path, "task: !!python/object:collections.OrderedDict {}\n"))
+    assert "python/object" in msg
+
+
+# ------------------------------------------------------------------ overrides
+def test_overrides_apply_and_are_validated(tmp_path):
+    path = write(tmp_path, BASE)
+    cfg = load_config(path, ["methods.cmaes.popsize=20", "budget.env_steps=50000", "seeds=[3, 5]",
+                             "methods.cmaes.sigma=0.2", "methods.snes.name=snes",
+                             "policy.hidden_sizes=[8, 8]"])
+    assert cfg["methods"]["cmaes"]["popsize"] == 20 and cfg["methods"]["cmaes"]["sigma0"] == 0.2
+    assert cfg["budget"]["env_steps"] == 50000 and cfg["seeds"] == [3, 5] and "snes" in cfg["methods"]
+    assert cfg["policy"]["hidden_sizes"] == [8, 8]
+    msg = error(path, ["budget.env_steps=-5"])
+    assert "exp.yaml: budget.env_steps: must be an int >= 1" in msg and "--set budget.env_steps=-5" in msg
+    assert "methods.cmaes.popsize: must be an int >= 2, got 1" in error(path, ["methods.cmaes.popsize=1"])
+    assert "did you mean 'policy'" in error(path, ["polcy.type=mlp"])
+    assert "methods.cmaes.popsiz" in error(path, ["methods.cmaes.popsiz=4"])
+    assert "not a mapping" in error(path, ["seeds.first=1"])
+    assert "key.path=value" in error(path, ["budget"])
+    msg = error(path, ["methods.ppo.n_steps=0"])
+    assert "exp.yaml: methods.ppo.n_steps: must be an int >= 1, got 0" in msg
+    assert msg.endswith("(from --set methods.ppo.n_steps=0)")
+    assert "invalid YAML" in error(path, ["seeds=[1, 2"])
+    cfg = load_config(path, ["optimizer=ars", "optimizer.sigma=0.1"])  # the shorthand, then one key of it
+    assert cfg["optimizer"]["name"] == "ars" and cfg["optimizer"]["sigma0"] == 0.1
+
+
+# ------------------------------------------------------------------ resolve_attr
+def test_resolve_attr(tmp_path):
+    (tmp_path / "good_mod.py").write_text("import math\ndef fitness(x):\n    return 0.0\n"
+                                          "class K:\n    c = math.pi\n")
+    (tmp_path / "bad_mod.py").write_text("raise RuntimeError('boom')\n")
+    assert resolve_attr("good_mod:fitness")([1.0]) == 0.0  # the working directory is on the path
+    assert resolve_attr("good_mod:K.c") > 3.14
+    with pytest.raises(ConfigError, match="expected 'module:attribute'"):
+        resolve_attr("good_mod.fitness")
+    with pytest.raises(ConfigError, match="no module named 'no_such_mod'"):
+        resolve_attr("no_such_mod:f")
+    with pytest.raises(ConfigError, match="has no attribute 'fitnes' \\(did you mean 'fitness'\\?\\)"):
+        resolve_attr("good_mod:fitnes")
+    with pytest.raises(ConfigError, match="RuntimeError: boom"):
+        resolve_attr("bad_mod:f")
+
+
+def test_examples_resolve_from_repo_root(monkeypatch):
+    monkeypatch.chdir(REPO)
+    fn = resolve_attr("examples.custom_fitness:styblinski_tang")
+    assert fn.__name__ == "styblinski_tang"
+
+
+def test_env_constructor_by_module_attribute(tmp_path):
+    (tmp_path / "envmod.py").write_text("import gymnasium as gym\n"
+                                        "def make():\n    return gym.make('CartPole-v1')\n")
+    cfg = load_config(write(tmp_path, edit(BASE, "id: CartPole-v1", 'id: "envmod:make"')))
+    assert cfg["task"]["env"]["id"] == "envmod:make"
+    assert "task.env.id" in error(write(tmp_path, edit(BASE, "id: CartPole-v1", 'id: "envmod:mak"')))
+
+
+# ------------------------------------------------------------------ the resolved record
+def test_dump_resolved_round_trips(tmp_path):
+    cfg = load_config(write(tmp_path, BASE))
+    out = tmp_path / "run"
+    out.mkdir()
+    path = dump_resolved(cfg, out, {"command": "compare"})
+    assert path == out / "config.resolved.yaml"
+    doc = yaml.safe_load(path.read_text())
+    meta = doc["_meta"]
+    assert set(meta["versions"]) == {"python", "numpy", "torch", "gymnasium", "cma", "evograd"}
+    assert meta["versions"]["evograd"] == evograd.__version__ and meta["command"] == "compare"
+    assert meta["git_revision"] == "unknown" or len(meta["git_revision"]) == 40
+    assert meta["date"] and isinstance(meta["argv"], list)
+    assert load_config(path) == cfg
+
+
+def test_env_kwargs_and_missing_methods(tmp_path):
+    import pickle
+
+    from evograd.config import env_constructor
+
+    cfg = load_config(REPO / "configs" / "lqr.yaml")
+    make = pickle.loads(pickle.dumps(env_constructor(cfg["task"]["env"])))
+    assert make.__name__ == "evograd/LQR-v0" and make().unwrapped.state_dim == 4
+    msg = error(REPO / "configs" / "lqr.yaml", ["task.env.kwargs.state_dim=0"])
+    assert "lqr.yaml: task.env.kwargs.state_dim: must be an int >= 1, got 0" in msg
+    text = BASE.split("methods:")[0]
+    assert "needs an optimizer block" in error(write(tmp_path, text))
