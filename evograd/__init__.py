@@ -1,17 +1,17 @@
 """evograd: gradient-free and evolutionary optimization with gradient baselines, behind one protocol."""
+from . import envs_registration  # noqa: F401  (registers the evograd/... Gymnasium ids)
 from . import functions, serialization
+from .candidates import Candidates, DenseCandidates, SeededCandidates
 from .evaluator import EvaluationError, FunctionEvaluator
-from .minimize import MinimizeResult, minimize
 from .gym_problem import GymProblem
-from .train import TrainResult, train
+from .minimize import MinimizeResult, minimize
+from .optim import Best, NonFiniteWarning, Optimizer
 from .ppo import train_ppo
+from .registry import available, hyperparameters, make, register
 from .reinforce import train_reinforce
 from .rl_loop import RLResult
-from .candidates import Candidates, DenseCandidates, SeededCandidates
-from .optim import Best, NonFiniteWarning, Optimizer
-from .registry import available, hyperparameters, make, register
+from .train import TrainResult, train
 from .validation import ParameterError
-from . import envs_registration  # noqa: F401  (registers the evograd/... Gymnasium ids)
 
 __version__ = "0.1.0"
 
@@ -35,6 +35,7 @@ __all__ = [
     "SeededCandidates",
     "available",
     "functions",
+    "serialization",
     "hyperparameters",
     "make",
     "register",

@@ -8,7 +8,8 @@ index and the original traceback.
 from __future__ import annotations
 
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -74,13 +75,15 @@ class FunctionEvaluator:
         if not callable(fn):
             raise ParameterError(f"The 'fn' argument must be callable. Got {type(fn).__name__} instead.")
         if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
-            raise ParameterError(f"The 'n_jobs' parameter must be an int >= 1 (or -1 for all cores). Got {n_jobs!r} instead.")
+            raise ParameterError(
+                f"The 'n_jobs' parameter must be an int >= 1 (or -1 for all cores). Got {n_jobs!r} instead."
+            )
         self.fn = fn
         self.n_jobs = n_jobs
         self.vectorized = bool(vectorized)
         self._parallel = None
 
-    def __enter__(self) -> "FunctionEvaluator":
+    def __enter__(self) -> FunctionEvaluator:
         if self.n_jobs != 1 and not self.vectorized:
             from joblib import Parallel
 

@@ -16,7 +16,6 @@ import os
 import time
 import traceback
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 

@@ -42,7 +42,8 @@ def _one_run(name: str, fname: str, seed: int, dim: int, max_evals: int, x0_valu
             res = minimize(F.get(fname), opt, max_evals=max_evals, vectorized=True)
         return RunResult(name, fname, seed, float(res.value), res.evals, time.perf_counter() - start)
     except Exception as exc:  # one broken run must not lose the table
-        return RunResult(name, fname, seed, float("nan"), 0, time.perf_counter() - start, f"{type(exc).__name__}: {exc}")
+        elapsed = time.perf_counter() - start
+        return RunResult(name, fname, seed, float("nan"), 0, elapsed, f"{type(exc).__name__}: {exc}")
 
 
 def compare(

@@ -9,7 +9,8 @@ episode), so returns and observation statistics are identical for any n_jobs.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,7 +55,8 @@ class GymProblem:
         self.episodes = check_int(episodes, "episodes", owner, low=1)
         self.seed = check_int(seed, "seed", owner, low=0)
         if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
-            raise ParameterError(f"The 'n_jobs' parameter of {owner} must be an int >= 1 or -1. Got {n_jobs!r} instead.")
+            raise ParameterError(
+                f"The 'n_jobs' parameter of {owner} must be an int >= 1 or -1. Got {n_jobs!r} instead.")
         self.n_jobs = n_jobs
         self.max_episode_steps = None if max_episode_steps is None else check_int(
             max_episode_steps, "max_episode_steps", owner, low=1)

@@ -26,7 +26,9 @@ from torch.nn import functional as F
 from .mlp_backprop import ppo_loss_and_grads
 from .registry import make as make_optimizer
 from .rl_common import ActorCritic, clip_grad_norm, make_vec_env, parse_schedule
-from .rl_loop import RLResult, RunLoop
+from .policies import RunningMeanStd
+from .rl_loop import (RLResult, RunLoop, check_checkpoint_args, learner_state, load_learner_state,
+                      reset_seed)
 from .validation import ParameterError, check_bool, check_float, check_int
 
 _OWNER = "train_ppo"
@@ -60,8 +62,6 @@ class _VecNormalize:
 
     def __init__(self, ac: ActorCritic, n_envs: int, norm_obs: bool, norm_reward: bool, gamma: float,
                  clip: float = 10.0, eps: float = 1e-8):
-        from .policies import RunningMeanStd
-
         self.obs_rms = RunningMeanStd((ac.obs_dim,)) if norm_obs else None
         self.ret_rms = RunningMeanStd(()) if norm_reward else None
         self.returns = np.zeros(n_envs)
@@ -84,6 +84,20 @@ class _VecNormalize:
         self.returns[dones] = 0.0
         return out
 
+    def state(self) -> dict:
+        """The statistics (not the running returns, which belong to the live episodes)."""
+        return {"obs_rms": None if self.obs_rms is None else self.obs_rms.state(),
+                "ret_rms": None if self.ret_rms is None else self.ret_rms.state()}
+
+    def load_state(self, state: dict) -> None:
+        for key in ("obs_rms", "ret_rms"):
+            if (state.get(key) is None) != (getattr(self, key) is None):
+                raise ParameterError(f"The 'resume' state given to {_OWNER} was saved with {key} "
+                                     f"{'off' if state.get(key) is None else 'on'}; pass the same "
+                                     f"normalize_obs/normalize_reward as the checkpointed run.")
+            if state.get(key) is not None:
+                setattr(self, key, RunningMeanStd.from_state(state[key]))
+
 
 def train_ppo(env: "str | Callable[[], Any]", policy: Any = "mlp", seed: int = 0,
               max_env_steps: int = 100_000, n_envs: int = 1, n_steps: int = 2048, batch_size: int = 64,
@@ -98,7 +112,8 @@ def train_ppo(env: "str | Callable[[], Any]", policy: Any = "mlp", seed: int = 0
               eval_every: int | None = None, eval_episodes: int = 10, eval_seed: int | None = None,
               max_seconds: float | None = None, target_return: float | None = None,
               env_kwargs: dict | None = None, torch_threads: int | None = 1,
-              callback: Callable[[dict], Any] | None = None, progress: bool = False) -> RLResult:
+              callback: Callable[[dict], Any] | None = None, progress: bool = False,
+              checkpoint: Callable[[dict], Any] | None = None, resume: dict | None = None) -> RLResult:
     """Train a policy with PPO on a Gymnasium env; returns an `RLResult` (best policy by evaluation).
 
     Parameters (SB3 names; defaults are SB3's PPO defaults)
@@ -122,6 +137,14 @@ def train_ppo(env: "str | Callable[[], Any]", policy: Any = "mlp", seed: int = 0
     torch_threads : torch intra-op threads during training (restored afterwards); None leaves it alone.
     callback : called with each update's history row; returning True stops training.
     progress : show a tqdm bar.
+    checkpoint : called after every update with the run's state as plain data (numpy arrays, numbers,
+        strings, lists, dicts: `evograd.serialization.save_state` writes it, `load_state` reads it back
+        without unpickling code). resume : such a state; the run continues from that update boundary with
+        the same parameters, Adam moments, normalization statistics, sampling generator, counters,
+        schedules, history and best policy, until the budget. Pass the arguments of the checkpointed run.
+        The envs' live states are not saved: they are reset with a seed drawn from (seed, update count)
+        and unfinished training episodes are dropped, so a resumed run is not bit-identical to an
+        uninterrupted one.
     """
     o = _OWNER
     seed = check_int(seed, "seed", o, low=0)
@@ -141,6 +164,7 @@ def train_ppo(env: "str | Callable[[], Any]", policy: Any = "mlp", seed: int = 0
     normalize_reward = check_bool(normalize_reward, "normalize_reward", o)
     lr_fn = parse_schedule(learning_rate, "learning_rate", o)
     clip_fn = parse_schedule(clip_range, "clip_range", o)
+    check_checkpoint_args(o, checkpoint, resume)
     if batch_size < 2 and normalize_advantage:  # SB3's rule: one advantage cannot be standardized
         raise ParameterError(f"The 'batch_size' parameter of {o} must be an int >= 2 when "
                              f"normalize_advantage is True. Got {batch_size} instead.")
@@ -155,7 +179,7 @@ def train_ppo(env: "str | Callable[[], Any]", policy: Any = "mlp", seed: int = 0
         try:
             return _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, gae_lambda,
                           clip_fn, lr_fn, ent_coef, vf_coef, max_grad_norm, normalize_advantage, target_kl,
-                          _VecNormalize(ac, n_envs, normalize_obs, normalize_reward, gamma))
+                          _VecNormalize(ac, n_envs, normalize_obs, normalize_reward, gamma), checkpoint, resume)
         finally:
             venv.close()
             loop.close()
@@ -177,14 +201,22 @@ def _autograd_loss_and_grads(ac, obs, actions, old_logp, adv, returns, clip, vf_
 
 
 def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, gae_lambda, clip_fn, lr_fn,
-           ent_coef, vf_coef, max_grad_norm, normalize_advantage, target_kl, vn) -> RLResult:
+           ent_coef, vf_coef, max_grad_norm, normalize_advantage, target_kl, vn, checkpoint, resume) -> RLResult:
     rng = np.random.default_rng(loop.seed)
     T, N = n_steps, n_envs
     manual = ac.pi_layers is not None and ac.v_layers is not None and ac.dtype == torch.float32
-    raw_obs, _ = venv.reset(seed=loop.seed)
-    obs = vn.obs(raw_obs, update=True)
+    if resume is None:
+        raw_obs, _ = venv.reset(seed=loop.seed)
+        obs = vn.obs(raw_obs, update=True)
+        loop.start(ac, vn.obs_rms)
+    else:
+        load_learner_state(_OWNER, "ppo", resume, ac, opt, rng)
+        vn.load_state(resume)
+        loop.start(ac, vn.obs_rms, resume=resume["loop"])
+        if not loop.done():  # live env states are not saved: fresh episodes, seeded by the update count
+            raw_obs, _ = venv.reset(seed=reset_seed(loop.seed, opt.generation))
+            obs = vn.obs(raw_obs, update=True)
     ep_ret, ep_len = np.zeros(N), np.zeros(N, dtype=np.int64)
-    loop.start(ac, vn.obs_rms)
     while not loop.done():
         buf_obs = np.zeros((T, N, ac.obs_dim), np.float32)
         act_shape, act_dtype = ((T, N), np.int64) if ac.discrete else ((T, N, ac.act_dim), np.float32)
@@ -278,6 +310,8 @@ def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, ga
         if not ac.discrete:
             row["std"] = float(torch.exp(ac.log_std.detach()).mean())
         loop.end_iteration(row, [r for r, _ in finished], ac, vn.obs_rms)
+        if checkpoint is not None:
+            checkpoint(learner_state("ppo", loop, ac, opt, rng, **vn.state()))
     return loop.finish(ac, vn.obs_rms, n_updates=opt.generation)
 
 

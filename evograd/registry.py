@@ -64,7 +64,8 @@ def make(name: str, **kwargs):
 def hyperparameters(cls: type) -> list[str]:
     """Names of the keyword arguments a registered optimizer's constructor takes."""
     params = inspect.signature(cls.__init__).parameters
-    return [p for p in params if p != "self" and params[p].kind not in (params[p].VAR_POSITIONAL, params[p].VAR_KEYWORD)]
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return [p for p in params if p != "self" and params[p].kind not in variadic]
 
 
 def _load_builtin() -> None:

@@ -1,12 +1,15 @@
 """The run loop PPO and REINFORCE share: budget, deterministic evaluation on fixed seeds, best-policy
 tracking, and history rows with the columns of `evograd.train`, so gradient and evolutionary runs are
 evaluated, accounted for (training env steps in `env_steps`, evaluation steps and time beside them) and
-plotted the same way.
+plotted the same way. It also owns the plain-data checkpoint format both share (`learner_state`,
+`load_learner_state`, `RunLoop.state`): a run resumes from an update boundary with the same parameters,
+optimizer, counters, schedule clock, history and best policy; the envs' live states are not saved.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -16,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .policies import Policy, RunningMeanStd
+from .policies import Policy, RunningMeanStd, make_policy, space_from_data, space_to_data
 from .rl_common import env_factory
 from .validation import ParameterError, check_bool, check_float, check_int
 
@@ -132,19 +135,52 @@ class RunLoop:
         finally:
             torch.set_num_threads(old)
 
-    def start(self, ac, obs_rms: RunningMeanStd | None = None) -> None:
-        """Start the clock and evaluate the initial policy (row 0, as `evograd.train` does)."""
+    def start(self, ac, obs_rms: RunningMeanStd | None = None, resume: dict | None = None) -> None:
+        """Start the clock and evaluate the initial policy (row 0, as `evograd.train` does); or, with
+        `resume` (a `state()`), continue that run's clock, counters, history and best policy instead."""
         self.t0, self.c0 = time.perf_counter(), time.process_time()
         self.setup_s = self.t0 - self.t_setup
-        row = self._row({}, [])
-        self._evaluate_into(row, ac, obs_rms)
-        self._finish_row(row)
+        if resume is None:
+            row = self._row({}, [])
+            self._evaluate_into(row, ac, obs_rms)
+            self._finish_row(row)
+        else:
+            self._restore(resume, ac, obs_rms)
         if self.progress:
             from tqdm.auto import tqdm
 
             steps = self.max_env_steps
-            self.bar = tqdm(total=steps, unit="step", desc="train") if steps else tqdm(unit="update",
-                                                                                      desc="train")
+            self.bar = (tqdm(total=steps, initial=min(self.env_steps, steps), unit="step", desc="train")
+                        if steps else tqdm(initial=len(self.history) - 1, unit="update", desc="train"))
+
+    def state(self) -> dict[str, Any]:
+        """The loop's part of a checkpoint, as plain data (the history list is a copy; its rows are not)."""
+        best = None if self.best_policy is None else policy_payload(self.best_policy)
+        return {"env_steps": int(self.env_steps), "eval_env_steps": int(self.eval_env_steps),
+                "elapsed": self._wall(), "cpu_s": time.process_time() - self.c0, "eval_s": float(self.eval_s),
+                "history": list(self.history), "best_return": float(self.best_return),
+                "best_steps": int(self.best_steps), "last_return": float(self.last_return),
+                "eval_every": self.eval_every, "next_eval": self.next_eval, "best_policy": best}
+
+    def _restore(self, st: dict, ac, obs_rms: RunningMeanStd | None) -> None:
+        self.t0 -= float(st["elapsed"])  # wall_s and the time-based schedule continue where they were
+        self.c0 -= float(st["cpu_s"])
+        self.env_steps, self.eval_env_steps = int(st["env_steps"]), int(st["eval_env_steps"])
+        self.eval_s = float(st["eval_s"])
+        self.history = [dict(r) for r in st["history"]]
+        self.best_return, self.best_steps = float(st["best_return"]), int(st["best_steps"])
+        self.last_return = float(st["last_return"])
+        self.eval_every, self.next_eval = st["eval_every"], st["next_eval"]
+        if st["best_policy"] is not None:
+            self.best_policy = copy.deepcopy(ac.actor)
+            load_policy_payload(self.best_policy, st["best_policy"])
+        # a run that had already ended stays ended (its last row was evaluated when it stopped)
+        self.stop_reason = self._budget_reason()
+        if self.stop_reason is None and self.target is not None and self.last_return >= self.target:
+            self.stop_reason = "target_return"
+        if self.stop_reason is not None and self.history and math.isnan(self.history[-1]["eval_return"]):
+            self._evaluate_into(self.history[-1], ac, obs_rms)
+            self.history[-1]["best_eval_return"] = self.best_return
 
     def add_steps(self, n: int) -> None:
         self.env_steps += n
@@ -159,6 +195,13 @@ class RunLoop:
 
     def _wall(self) -> float:
         return time.perf_counter() - self.t0
+
+    def _budget_reason(self) -> str | None:
+        if self.max_env_steps is not None and self.env_steps >= self.max_env_steps:
+            return "max_env_steps"
+        if self.max_seconds is not None and self._wall() >= self.max_seconds:
+            return "max_seconds"
+        return None
 
     def _set_obs_stats(self, actor: Policy, obs_rms: RunningMeanStd | None) -> None:
         if obs_rms is not None:  # VecNormalize divides by sqrt(var + 1e-8); the Policy by sqrt(var)
@@ -189,10 +232,7 @@ class RunLoop:
     def end_iteration(self, stats: dict, episode_returns, ac, obs_rms: RunningMeanStd | None = None) -> None:
         """Append the update's row (episode_returns: training episodes that ended in it); evaluate when due
         and always before stopping; decide whether to stop."""
-        if self.max_env_steps is not None and self.env_steps >= self.max_env_steps:
-            self.stop_reason = "max_env_steps"
-        elif self.max_seconds is not None and self._wall() >= self.max_seconds:
-            self.stop_reason = "max_seconds"
+        self.stop_reason = self._budget_reason()
         if self.next_eval is None:  # default schedule: 20 evaluations over the budget, else every 10 updates
             self.eval_every = max(self.max_env_steps // 20 if self.max_env_steps else 10 * self.env_steps, 1)
             self.next_eval = self.eval_every
@@ -240,3 +280,70 @@ class RunLoop:
             self.bar.close()
         for e in self.eval_envs:
             e.close()
+
+
+# ---------------------------------------------------------------- checkpoints (plain data only)
+STATE_VERSION = 1
+
+
+def policy_payload(policy: Policy) -> dict[str, Any]:
+    """A Policy as plain data: its tensors (weights and obs statistics) as numpy arrays and, as json
+    text, what `policy_from_payload` needs to rebuild a built-in one without the run."""
+    return {"spec": json.dumps(policy.spec), "observation_space": json.dumps(space_to_data(policy.observation_space)),
+            "action_space": json.dumps(space_to_data(policy.action_space)),
+            "state_dict": {k: v.detach().cpu().numpy().copy() for k, v in policy.state_dict().items()}}
+
+
+def load_policy_payload(policy: Policy, payload: dict) -> Policy:
+    policy.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in payload["state_dict"].items()})
+    return policy
+
+
+def policy_from_payload(payload: dict, module: nn.Module | None = None) -> Policy:
+    """Rebuild a checkpoint's best policy (a custom module must be passed as a fresh instance)."""
+    spec = json.loads(payload["spec"])
+    kind = spec.pop("policy")
+    if kind == "custom":
+        if module is None:
+            raise ValueError("this checkpoint holds a custom torch module; pass a fresh instance as module=...")
+        kind = module
+    policy = make_policy(kind, space_from_data(json.loads(payload["observation_space"])),
+                         space_from_data(json.loads(payload["action_space"])), **spec)
+    return load_policy_payload(policy, payload)
+
+
+def check_checkpoint_args(owner: str, checkpoint: Any, resume: Any) -> None:
+    if checkpoint is not None and not callable(checkpoint):
+        raise ParameterError(f"The 'checkpoint' parameter of {owner} must be callable. Got {checkpoint!r} instead.")
+    if resume is not None and not (isinstance(resume, dict) and "loop" in resume and "params" in resume):
+        raise ParameterError(f"The 'resume' parameter of {owner} must be a state its checkpoint received. "
+                             f"Got {type(resume).__name__} instead.")
+
+
+def learner_state(algorithm: str, loop: RunLoop, ac, opt, rng: np.random.Generator, **extra) -> dict[str, Any]:
+    """A checkpoint at an update boundary: the actor-critic's flat parameters, the protocol Adam's state
+    (moments, step counts, learning rate; its generation is the update count), the sampling generator
+    and the loop. Torch's global RNG is not drawn from by the built-in networks, so it is not saved."""
+    return {"version": STATE_VERSION, "algorithm": algorithm, "params": ac.flat[0].detach().numpy().copy(),
+            "optimizer": opt.state_dict(), "rng": rng.bit_generator.state, "updates": int(opt.generation),
+            **extra, "loop": loop.state()}
+
+
+def load_learner_state(owner: str, algorithm: str, state: dict, ac, opt, rng: np.random.Generator) -> None:
+    if state.get("version") != STATE_VERSION or state.get("algorithm") != algorithm:
+        raise ParameterError(f"The 'resume' state given to {owner} is a {state.get('algorithm')!r} state of "
+                             f"version {state.get('version')!r}; this needs {algorithm!r} version {STATE_VERSION}.")
+    flat = ac.flat[0]
+    params = np.asarray(state["params"])
+    if params.shape != tuple(flat.shape):
+        raise ParameterError(f"The 'resume' state given to {owner} has {params.size} parameters; this actor-critic "
+                             f"has {flat.numel()} (resume with the arguments of the checkpointed run).")
+    opt.load_state_dict(state["optimizer"])
+    with torch.no_grad():
+        flat.copy_(torch.from_numpy(params).to(flat.dtype))
+    rng.bit_generator.state = state["rng"]
+
+
+def reset_seed(seed: int, updates: int) -> int:
+    """Seed of the env reset after a resume: a fresh stream per (run seed, update count)."""
+    return int(np.random.SeedSequence([seed, updates, 0x5E5E]).generate_state(1)[0])

@@ -9,8 +9,9 @@ evaluation over several episodes, never a lucky single training episode.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

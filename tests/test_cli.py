@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-
 REPO = Path(__file__).resolve().parents[1]
 
 TINY = """
@@ -146,7 +145,7 @@ optimizer: {name: snes, popsize: 20}
     for key in ("best_eval_return", "final_eval_return", "env_steps", "steps_to_threshold"):
         assert a[key] == b[key], key
     ra, rb = _rows(full / "snes" / "seed0" / "progress.csv"), _rows(killed / "snes" / "seed0" / "progress.csv")
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]  # noqa: E731
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]
     assert strip(ra) == strip(rb)
 
 

@@ -100,7 +100,7 @@ def test_nan_values_do_not_crash_and_never_become_best():
         warnings.simplefilter("ignore", NonFiniteWarning)
         X = opt.ask()
         opt.tell(np.full(len(X), np.nan))  # a generation of failures only
-        for g in range(60):
+        for _ in range(60):
             X = opt.ask()
             f = sphere(X)
             f[::3] = np.nan

@@ -118,7 +118,7 @@ def test_maximize_flips_sense_and_best_value_is_raw(name):
 def test_nonfinite_values_ranked_worst_counted_and_never_best(name):
     opt = eg.make(name, x0=np.ones(4), seed=0)
     bad_total = 0
-    for g in range(20):
+    for _ in range(20):
         X = opt.ask()
         v = F.sphere(X)
         v[::3] = np.nan

@@ -190,9 +190,11 @@ class Optimizer:
         if not isinstance(state, dict) or "version" not in state:
             raise ParameterError(f"{owner}.load_state_dict() needs a dict from state_dict() (with a 'version' key).")
         if state["version"] != STATE_VERSION:
-            raise ParameterError(f"{owner}: state version {state['version']} is not supported (expected {STATE_VERSION}).")
+            raise ParameterError(
+                f"{owner}: state version {state['version']} is not supported (expected {STATE_VERSION}).")
         if state.get("optimizer") != self.name:
-            raise ParameterError(f"{owner}: this state belongs to optimizer {state.get('optimizer')!r}, not {self.name!r}.")
+            raise ParameterError(
+                f"{owner}: this state belongs to optimizer {state.get('optimizer')!r}, not {self.name!r}.")
         if state.get("dim") is not None and self.x0 is not None and state["dim"] != self.dim:
             raise ParameterError(f"{owner}: state has dim {state['dim']}, this optimizer has dim {self.dim}.")
         self.maximize = bool(state["maximize"])
@@ -227,7 +229,8 @@ class Optimizer:
         owner = type(self).__name__
         if grads is None:
             if self.needs_grad:
-                raise ParameterError(f"{owner} needs gradients: call tell(values, grads) with grads of shape ({n}, dim).")
+                raise ParameterError(
+                    f"{owner} needs gradients: call tell(values, grads) with grads of shape ({n}, dim).")
             return None
         try:
             g = np.asarray(grads, dtype=np.float64)
@@ -251,4 +254,5 @@ class Optimizer:
 
     def __repr__(self) -> str:
         dim = "?" if self.x0 is None else self.dim
-        return f"{type(self).__name__}(dim={dim}, seed={self.seed}, maximize={self.maximize}, generation={self.generation})"
+        return (f"{type(self).__name__}(dim={dim}, seed={self.seed}, maximize={self.maximize}, "
+                f"generation={self.generation})")

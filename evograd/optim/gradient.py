@@ -50,7 +50,8 @@ class _TorchGradient(Optimizer):
 
     def _require_params(self) -> None:
         if self._params is None:
-            raise RuntimeError(f"{type(self).__name__} has no parameters: pass x0=... or call bind(module.parameters()).")
+            raise RuntimeError(
+                f"{type(self).__name__} has no parameters: pass x0=... or call bind(module.parameters()).")
 
     def _flat(self) -> torch.Tensor:
         return torch.cat([p.detach().reshape(-1) for p in self._params]).to(torch.float64)
@@ -203,7 +204,8 @@ class Adam(_TorchGradient):
         owner = type(self).__name__
         lr = check_float(lr, "lr", owner, low=0.0, low_inclusive=False)
         if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
-            raise ParameterError(f"The 'betas' parameter of {owner} must be a pair of floats in [0, 1). Got {betas!r} instead.")
+            raise ParameterError(
+                f"The 'betas' parameter of {owner} must be a pair of floats in [0, 1). Got {betas!r} instead.")
         b1 = check_float(betas[0], "betas", owner, low=0.0, high=1.0, high_inclusive=False)
         b2 = check_float(betas[1], "betas", owner, low=0.0, high=1.0, high_inclusive=False)
         eps = check_float(eps, "eps", owner, low=0.0, low_inclusive=False)

@@ -69,7 +69,8 @@ class SNES(Optimizer):
             popsize = check_int(popsize, "popsize", owner, low=2)
             if antithetic and popsize % 2:
                 raise ParameterError(
-                    f"The 'popsize' parameter of {owner} must be an even int when antithetic=True. Got {popsize} instead."
+                    f"The 'popsize' parameter of {owner} must be an even int when antithetic=True. "
+                    f"Got {popsize} instead."
                 )
         self.lr_center = check_float(lr_center, "lr_center", owner, low=0.0, low_inclusive=False)
         if lr_sigma is not None:
