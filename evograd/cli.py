@@ -63,14 +63,17 @@ def _cmd_run(args) -> int:
         if not args.config:
             raise ValueError("run needs a config file (or --resume RUN_DIR)")
         config = _load(args)
-    label = args.method or _default_label(config)
-    if label not in (config.get("methods") or {}):
-        block = config.get("optimizer")
-        if block is None or (args.method and args.method != block.get("name")):
-            raise ValueError(f"method {label!r} is not in the config's methods "
-                             f"({', '.join(config.get('methods') or {}) or 'none'}) and no optimizer block names it")
-        config = {**config, "methods": {label: dict(block)}}
-    config = {**config, "methods": {label: config["methods"][label]}}
+    if args.method:
+        if args.method not in (config.get("methods") or {}):
+            raise ValueError(f"method {args.method!r} is not in the config's methods "
+                             f"({', '.join(config.get('methods') or {}) or 'none'})")
+        label, block = args.method, config["methods"][args.method]
+    elif config.get("optimizer"):  # the config's own single-method block (what --set optimizer.* changes)
+        label, block = config["optimizer"]["name"], config["optimizer"]
+    else:
+        label = next(iter(config["methods"]))
+        block = config["methods"][label]
+    config = {**config, "methods": {label: dict(block)}}
     seeds = [args.seed] if args.seed is not None else list(config["seeds"])[:1]
     config["seeds"] = seeds
     out = Path(args.resume or args.out or Path(DEFAULT_RUNS) / config["name"])
@@ -94,12 +97,6 @@ def _cmd_run(args) -> int:
     if status == 0 and not args.quiet:
         print(_summarize(config, out, args.quiet))
     return status
-
-
-def _default_label(config: dict) -> str:
-    if config.get("optimizer"):
-        return config["optimizer"]["name"]
-    return next(iter(config["methods"]))
 
 
 # ---------------------------------------------------------------------------------------------- eval
