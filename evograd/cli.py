@@ -28,6 +28,15 @@ def _summarize(config: dict, out: Path, quiet: bool) -> str:
     return Path(made["summary_md"]).read_text()
 
 
+def _fresh_dir(name: str) -> Path:
+    """runs/<name>, or runs/<name>-2, -3, ... when earlier runs are there (never overwrite results)."""
+    base = Path(DEFAULT_RUNS) / name
+    out, k = base, 2
+    while out.exists() and any(out.iterdir()):
+        out, k = base.with_name(f"{name}-{k}"), k + 1
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- compare
 def _cmd_compare(args) -> int:
     from .compare import run_compare
@@ -39,7 +48,7 @@ def _cmd_compare(args) -> int:
         if not args.config:
             raise ValueError("compare needs a config file (or --resume RUN_DIR)")
         config = _load(args)
-        out = Path(args.resume or args.out or Path(DEFAULT_RUNS) / config["name"])
+        out = Path(args.resume or args.out or _fresh_dir(config["name"]))
         if not args.resume and out.exists() and any(out.glob("*/seed*/result.json")):
             raise ValueError(f"{out} already holds results: pass --resume {out} to continue it, or another --out")
     from .config import dump_resolved
@@ -76,7 +85,7 @@ def _cmd_run(args) -> int:
     config = {**config, "methods": {label: dict(block)}}
     seeds = [args.seed] if args.seed is not None else list(config["seeds"])[:1]
     config["seeds"] = seeds
-    out = Path(args.resume or args.out or Path(DEFAULT_RUNS) / config["name"])
+    out = Path(args.resume or args.out or _fresh_dir(config["name"]))
     out.mkdir(parents=True, exist_ok=True)
     from .config import dump_resolved
 
@@ -188,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("config", nargs="?" if config_optional else None, help="YAML experiment config")
         p.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override any config key, e.g. --set optimizer.sigma=0.05 (repeatable)")
-        p.add_argument("--out", help=f"run directory (default: {DEFAULT_RUNS}/<config name>)")
+        p.add_argument("--out", help=f"run directory (default: {DEFAULT_RUNS}/<name>, or <name>-2, ... if taken)")
         p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoints")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
