@@ -61,12 +61,8 @@ def env_spec(config: dict):
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    data = text.encode()
+    serialization.atomic_write(path, lambda fh: fh.write(data))
 
 
 def _csv_text(rows: list[dict], columns: list[str], method: str, seed: int) -> str:
@@ -239,9 +235,11 @@ def _write_progress(d: Path, rows, columns, label, seed) -> None:
     _atomic_write_text(d / PROGRESS, _csv_text(rows, columns, label, seed))
 
 
-def _run_rl_job(config, label, block, seed, d: Path, resume, progress) -> dict:
+def _run_rl_job(config, label, block, seed, d: Path, resume, progress, checkpoint_seconds: float = 2.0) -> dict:
     from . import ppo as ppo_mod
     from . import reinforce as reinforce_mod
+    from .policies import save_policy
+    from .rl_loop import policy_from_payload
 
     fn = ppo_mod.train_ppo if block["name"] == "ppo" else reinforce_mod.train_reinforce
     pol = _policy_block(config, block)
@@ -255,22 +253,43 @@ def _run_rl_job(config, label, block, seed, d: Path, resume, progress) -> dict:
     extra_env = {}
     if env.get("kwargs"):
         extra_env["env_kwargs"] = env["kwargs"]
+    state = None
+    if resume and (d / CHECKPOINT).exists():  # an RL state is numpy data only: no package is admitted
+        state = serialization.load_state(d / CHECKPOINT, allowed_packages=())
+    throttle = _Throttle(checkpoint_seconds)
+    saved_best = {"ret": -math.inf}
+    meta = {"method": label, "algorithm": block["name"], "seed": seed, **_env_meta(config)}
+    budget_steps = budget.get("env_steps")
+
+    def checkpoint(st: dict) -> None:
+        loop = st["loop"]
+        hist = loop["history"]
+        final = bool(budget_steps) and hist[-1]["env_steps"] >= budget_steps
+        if not (throttle.due() or final):
+            return
+        _write_progress(d, hist, ENV_COLUMNS, label, seed)
+        if loop["best_policy"] is not None and loop["best_return"] > saved_best["ret"]:
+            save_policy(d / "best.pt", policy_from_payload(loop["best_policy"]),
+                        {**meta, "eval_return": _num(loop["best_return"])})
+            saved_best["ret"] = loop["best_return"]
+        serialization.save_state(d / CHECKPOINT, st)
+        _status(d, env_steps=hist[-1]["env_steps"], budget=budget_steps, wall_s=hist[-1]["wall_s"],
+                best_eval_return=loop["best_return"])
+
     res = fn(env_spec(config) if not env.get("kwargs") else env["id"], seed=seed,
-             max_env_steps=budget.get("env_steps"), max_seconds=budget.get("seconds"),
+             max_env_steps=budget_steps, max_seconds=budget.get("seconds"),
              eval_every=ev.get("every"), eval_episodes=ev.get("episodes", 10), progress=progress,
-             **extra_env, **kwargs)
+             checkpoint=checkpoint, resume=state, **extra_env, **kwargs)
     history = res.history
     _write_progress(d, history, ENV_COLUMNS, label, seed)
-    from .policies import save_policy
-
-    save_policy(d / "best.pt", res.policy, {"method": label, "algorithm": block["name"], "seed": seed,
-                                            **_env_meta(config), "eval_return": _num(res.best_eval_return)})
+    save_policy(d / "best.pt", res.policy, {**meta, "eval_return": _num(res.best_eval_return)})
     thr = config.get("threshold")
     return {"method": label, "seed": seed, "best_eval_return": _num(res.best_eval_return),
             "final_eval_return": _num(res.final_eval_return), "env_steps": res.env_steps, "wall_s": res.wall_s,
             "steps_to_threshold": _first_reaching(history, "eval_return", thr, "env_steps"),
             "seconds_to_threshold": _first_reaching(history, "eval_return", thr, "wall_s"),
-            "extra": {"eval_env_steps": getattr(res, "eval_env_steps", None)}}
+            "extra": {"eval_env_steps": res.eval_env_steps, "stop_reason": res.stop_reason,
+                      "n_updates": res.n_updates}}
 
 
 def _run_function_job(config, label, block, seed, d: Path, progress) -> dict:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -372,20 +371,9 @@ def save_policy(path, policy: Policy, metadata: dict | None = None) -> None:
         "metadata": meta_json,
         "state_dict": {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()},
     }
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".pt")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from .serialization import atomic_write
+
+    atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
 def load_policy(path, module: nn.Module | None = None) -> tuple[Policy, dict]:

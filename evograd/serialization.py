@@ -11,7 +11,7 @@ import io
 import os
 import pickle
 import tempfile
-from typing import Any, Iterable
+from typing import IO, Any, Callable, Iterable
 
 _NUMPY_ALLOWED = {
     ("numpy", "ndarray"),
@@ -76,15 +76,16 @@ def loads(data: bytes, allowed_packages: Iterable[str] = ()) -> Any:
     return RestrictedUnpickler(io.BytesIO(data), allowed_packages).load()
 
 
-def save_state(path: str | os.PathLike, state: Any) -> None:
-    """Write atomically: a crash mid-write leaves the previous file intact, never a truncated one."""
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write a file through `write(fh)` atomically: a crash mid-write leaves the previous file intact,
+    never a truncated one (temp file in the same folder, fsync, rename)."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".state")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix="-" + os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(dumps(state))
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -92,6 +93,12 @@ def save_state(path: str | os.PathLike, state: Any) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def save_state(path: str | os.PathLike, state: Any) -> None:
+    """Write a state atomically (see `atomic_write`)."""
+    data = dumps(state)
+    atomic_write(path, lambda fh: fh.write(data))
 
 
 def load_state(path: str | os.PathLike, allowed_packages: Iterable[str] = ("cma",)) -> Any:
