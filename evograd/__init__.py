@@ -1,6 +1,9 @@
 """evograd: gradient-free and evolutionary optimization with gradient baselines, behind one protocol."""
-from . import envs_registration  # noqa: F401  (registers the evograd/... Gymnasium ids)
-from . import functions, serialization
+from . import (
+    envs_registration,  # noqa: F401  (registers the evograd/... Gymnasium ids)
+    functions,
+    serialization,
+)
 from .candidates import Candidates, DenseCandidates, SeededCandidates
 from .evaluator import EvaluationError, FunctionEvaluator
 from .gym_problem import GymProblem
