@@ -151,7 +151,8 @@ _RL_RUNNER_SET = {"env": "task.env.id", "env_kwargs": "task.env.kwargs", "seed":
                   "max_env_steps": "budget.env_steps", "max_seconds": "budget.seconds",
                   "target_return": "threshold", "eval_every": "evaluation.every",
                   "eval_episodes": "evaluation.episodes", "eval_seed": "its evaluation seeds",
-                  "torch_threads": "its job setup", "callback": "its logging", "progress": "its logging"}
+                  "torch_threads": "its job setup", "callback": "its logging", "progress": "its logging",
+                  "checkpoint": "its run directory", "resume": "--resume"}
 _RL_POLICY_OWNED = {"policy": "type", "hidden_sizes": "hidden_sizes", "activation": "activation",
                     "normalize_obs": "obs_norm"}
 _OPT_RUNNER_SET = {"x0": "the policy's initial parameters, or task.function.x0", "seed": "seeds",

@@ -125,7 +125,7 @@ def run_job(config: dict, label: str, seed: int, out: str | os.PathLike, resume:
         if "function" in config["task"]:
             result = _run_function_job(config, label, block, seed, d, progress)
         elif block["name"] in ("ppo", "reinforce"):
-            result = _run_rl_job(config, label, block, seed, d, resume, progress)
+            result = _run_rl_job(config, label, block, seed, d, resume, progress, checkpoint_seconds)
         else:
             result = _run_population_job(config, label, block, seed, d, resume, progress, checkpoint_seconds)
         result.update(status="ok", error=None)
@@ -235,6 +235,12 @@ def _write_progress(d: Path, rows, columns, label, seed) -> None:
     _atomic_write_text(d / PROGRESS, _csv_text(rows, columns, label, seed))
 
 
+def _time_limited(make_env, max_episode_steps: int):
+    import gymnasium as gym
+
+    return gym.wrappers.TimeLimit(make_env(), max_episode_steps)
+
+
 def _run_rl_job(config, label, block, seed, d: Path, resume, progress, checkpoint_seconds: float = 2.0) -> dict:
     from . import ppo as ppo_mod
     from . import reinforce as reinforce_mod
@@ -250,9 +256,14 @@ def _run_rl_job(config, label, block, seed, d: Path, resume, progress, checkpoin
         kwargs.setdefault("hidden_sizes", pol["hidden_sizes"])
     if "activation" in pol:
         kwargs.setdefault("activation", pol["activation"])
-    extra_env = {}
-    if env.get("kwargs"):
-        extra_env["env_kwargs"] = env["kwargs"]
+    if pol.get("obs_norm") and block["name"] == "ppo":  # the policy block's ARS-style flag is PPO's VecNormalize obs
+        kwargs.setdefault("normalize_obs", True)
+    env_arg, extra_env = env_spec(config), {}
+    if env.get("max_episode_steps"):
+        if isinstance(env_arg, str):
+            extra_env["env_kwargs"] = {"max_episode_steps": int(env["max_episode_steps"])}
+        else:
+            env_arg = functools.partial(_time_limited, env_arg, int(env["max_episode_steps"]))
     state = None
     if resume and (d / CHECKPOINT).exists():  # an RL state is numpy data only: no package is admitted
         state = serialization.load_state(d / CHECKPOINT, allowed_packages=())
@@ -276,7 +287,7 @@ def _run_rl_job(config, label, block, seed, d: Path, resume, progress, checkpoin
         _status(d, env_steps=hist[-1]["env_steps"], budget=budget_steps, wall_s=hist[-1]["wall_s"],
                 best_eval_return=loop["best_return"])
 
-    res = fn(env_spec(config) if not env.get("kwargs") else env["id"], seed=seed,
+    res = fn(env_arg, seed=seed,
              max_env_steps=budget_steps, max_seconds=budget.get("seconds"),
              eval_every=ev.get("every"), eval_episodes=ev.get("episodes", 10), progress=progress,
              checkpoint=checkpoint, resume=state, **extra_env, **kwargs)

@@ -24,11 +24,10 @@ import torch
 from torch.nn import functional as F
 
 from .mlp_backprop import ppo_loss_and_grads
+from .policies import RunningMeanStd
 from .registry import make as make_optimizer
 from .rl_common import ActorCritic, clip_grad_norm, make_vec_env, parse_schedule
-from .policies import RunningMeanStd
-from .rl_loop import (RLResult, RunLoop, check_checkpoint_args, learner_state, load_learner_state,
-                      reset_seed)
+from .rl_loop import RLResult, RunLoop, check_checkpoint_args, learner_state, load_learner_state, reset_seed
 from .validation import ParameterError, check_bool, check_float, check_int
 
 _OWNER = "train_ppo"
@@ -214,7 +213,7 @@ def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, ga
         vn.load_state(resume)
         loop.start(ac, vn.obs_rms, resume=resume["loop"])
         if not loop.done():  # live env states are not saved: fresh episodes, seeded by the update count
-            raw_obs, _ = venv.reset(seed=reset_seed(loop.seed, opt.generation))
+            raw_obs, _ = venv.reset(seed=reset_seed(loop.seed, loop.updates))
             obs = vn.obs(raw_obs, update=True)
     ep_ret, ep_len = np.zeros(N), np.zeros(N, dtype=np.int64)
     while not loop.done():

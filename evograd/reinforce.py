@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from .registry import make as make_optimizer
 from .rl_common import ActorCritic, clip_grad_norm, env_factory, parse_schedule
-from .rl_loop import RLResult, RunLoop, run_episodes
+from .rl_loop import RLResult, RunLoop, check_checkpoint_args, learner_state, load_learner_state, run_episodes
 from .validation import check_bool, check_float, check_int
 
 _OWNER = "train_reinforce"
@@ -44,12 +44,14 @@ def train_reinforce(env: "str | Callable[[], Any]", policy: Any = "mlp", seed: i
                     eval_seed: int | None = None, max_seconds: float | None = None,
                     target_return: float | None = None, env_kwargs: dict | None = None,
                     torch_threads: int | None = 1, callback: Callable[[dict], Any] | None = None,
-                    progress: bool = False) -> RLResult:
+                    progress: bool = False, checkpoint: Callable[[dict], Any] | None = None,
+                    resume: dict | None = None) -> RLResult:
     """Train with REINFORCE + value baseline; returns an `RLResult` (best policy by evaluation).
 
     n_episodes : complete episodes per gradient step (one env each; episode seeds derive from
         (seed, update, slot)). learning_rate : float, "lin_<v>" or a callable of progress_remaining.
-    The remaining parameters mean what they mean in `train_ppo`.
+    The remaining parameters mean what they mean in `train_ppo`. Every update starts fresh episodes
+    seeded by the update count, so here a run resumed from a checkpoint continues exactly as it would have.
     """
     o = _OWNER
     n_episodes = check_int(n_episodes, "n_episodes", o, low=1)
@@ -59,6 +61,7 @@ def train_reinforce(env: "str | Callable[[], Any]", policy: Any = "mlp", seed: i
     max_grad_norm = check_float(max_grad_norm, "max_grad_norm", o, low=0.0, low_inclusive=False)
     normalize_advantage = check_bool(normalize_advantage, "normalize_advantage", o)
     lr_fn = parse_schedule(learning_rate, "learning_rate", o)
+    check_checkpoint_args(o, checkpoint, resume)
     loop = RunLoop(o, env, seed, max_env_steps, eval_every, eval_episodes, eval_seed, max_seconds,
                    target_return, env_kwargs, torch_threads, callback, progress)
     envs = []
@@ -78,7 +81,9 @@ def train_reinforce(env: "str | Callable[[], Any]", policy: Any = "mlp", seed: i
                 stored, env_action, _ = ac.sample(out, rng)
                 return env_action, stored
 
-            loop.start(ac)
+            if resume is not None:
+                load_learner_state(o, "reinforce", resume, ac, opt, rng)
+            loop.start(ac, resume=None if resume is None else resume["loop"])
             while not loop.done():
                 update = opt.generation
                 seeds = [int(np.random.SeedSequence([loop.seed, update, i]).generate_state(1)[0])
@@ -115,6 +120,8 @@ def train_reinforce(env: "str | Callable[[], Any]", policy: Any = "mlp", seed: i
                 if not ac.discrete:
                     row["std"] = float(torch.exp(ac.log_std.detach()).mean())
                 loop.end_iteration(row, rets, ac)
+                if checkpoint is not None:
+                    checkpoint(learner_state("reinforce", loop, ac, opt, rng))
             return loop.finish(ac, None, n_updates=opt.generation)
         finally:
             for e in envs:

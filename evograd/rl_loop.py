@@ -182,6 +182,11 @@ class RunLoop:
             self._evaluate_into(self.history[-1], ac, obs_rms)
             self.history[-1]["best_eval_return"] = self.best_return
 
+    @property
+    def updates(self) -> int:
+        """Updates done so far (the history's last generation; row 0 is the initial evaluation)."""
+        return int(self.history[-1]["generation"]) if self.history else 0
+
     def add_steps(self, n: int) -> None:
         self.env_steps += n
 
@@ -322,10 +327,11 @@ def check_checkpoint_args(owner: str, checkpoint: Any, resume: Any) -> None:
 
 def learner_state(algorithm: str, loop: RunLoop, ac, opt, rng: np.random.Generator, **extra) -> dict[str, Any]:
     """A checkpoint at an update boundary: the actor-critic's flat parameters, the protocol Adam's state
-    (moments, step counts, learning rate; its generation is the update count), the sampling generator
-    and the loop. Torch's global RNG is not drawn from by the built-in networks, so it is not saved."""
+    (moments, step counts, learning rate), the sampling generator, the update count and the loop.
+    Torch's global RNG is not drawn from by the built-in networks, so it is not saved (a custom module
+    that draws from it, e.g. dropout, resumes with a different stream)."""
     return {"version": STATE_VERSION, "algorithm": algorithm, "params": ac.flat[0].detach().numpy().copy(),
-            "optimizer": opt.state_dict(), "rng": rng.bit_generator.state, "updates": int(opt.generation),
+            "optimizer": opt.state_dict(), "rng": rng.bit_generator.state, "updates": loop.updates,
             **extra, "loop": loop.state()}
 
 

@@ -305,3 +305,201 @@ def test_time_budget_drives_the_schedule_and_a_budget_is_required():
     assert r.stop_reason == "max_seconds" and lrs[0] < 1e-3 and all(np.diff(lrs) < 0)
     with pytest.raises(ParameterError, match="needs a budget"):
         train_ppo("CartPole-v1", max_env_steps=None)
+
+
+# ---------------------------------------------------------------- checkpoint and resume
+RESUME_KW = dict(seed=0, max_env_steps=500, normalize_obs=True, normalize_reward=True,
+                 **{**TINY, "eval_every": 128})
+
+
+def _collect(states):
+    """A checkpoint that keeps what a file would: each state through the restricted unpickler."""
+    from evograd import serialization
+
+    return lambda st: states.append(serialization.loads(serialization.dumps(st)))
+
+
+def _rows(history, timing=True):
+    """History rows as json (NaN, for "not evaluated", then compares equal to NaN)."""
+    drop = () if timing else ("wall_s", "cpu_s", "eval_s")
+    return json.dumps([{k: v for k, v in row.items() if k not in drop} for row in history])
+
+
+def _assert_plain(x, where="state"):
+    if isinstance(x, dict):
+        for k, v in x.items():
+            assert isinstance(k, (str, int)), where
+            _assert_plain(v, f"{where}[{k!r}]")
+    elif isinstance(x, (list, tuple)):
+        for i, v in enumerate(x):
+            _assert_plain(v, f"{where}[{i}]")
+    else:
+        assert x is None or isinstance(x, (bool, int, float, str, np.ndarray, np.generic)), (where, type(x))
+
+
+def _record_adam_at_each_update(monkeypatch, log):
+    """Log (parameters, Adam state) when each update sets its learning rate, before its first step."""
+    real = ppo_mod.make_optimizer
+
+    def make(*args, **kwargs):
+        opt = real(*args, **kwargs)
+        set_lr = opt.set_lr
+
+        def recording(lr):
+            log.append((opt.center, opt.state_dict()["algorithm"]["state"]))
+            set_lr(lr)
+
+        opt.set_lr = recording
+        return opt
+
+    monkeypatch.setattr(ppo_mod, "make_optimizer", make)
+
+
+def test_ppo_resume_continues_from_the_update_boundary(monkeypatch):
+    k = 3
+    log_a, log_b, seen = [], [], {}
+    states = []
+    _record_adam_at_each_update(monkeypatch, log_a)
+    a = train_ppo("CartPole-v1", checkpoint=_collect(states), **RESUME_KW)
+    assert len(states) == a.history[-1]["generation"] == 8 and states[k - 1]["updates"] == k
+    _assert_plain(states[k - 1])
+
+    class SpyNormalize(ppo_mod._VecNormalize):  # the statistics the resumed run starts from
+        def obs(self, obs, update):
+            seen.setdefault("obs_rms", self.obs_rms.state())
+            return super().obs(obs, update)
+
+        def reward(self, reward, dones):
+            seen.setdefault("ret_rms", self.ret_rms.state())
+            return super().reward(reward, dones)
+
+    monkeypatch.setattr(ppo_mod, "_VecNormalize", SpyNormalize)
+    _record_adam_at_each_update(monkeypatch, log_b)
+    b = train_ppo("CartPole-v1", resume=states[k - 1], **RESUME_KW)
+    # the first update after the resume starts from the uninterrupted run's parameters and Adam moments
+    (xa, adam_a), (xb, adam_b) = log_a[k], log_b[0]
+    np.testing.assert_array_equal(xb, xa)
+    assert adam_a[0]["step"] == adam_b[0]["step"] == 4 * k  # 2 epochs x 2 minibatches per update
+    for key in ("exp_avg", "exp_avg_sq"):
+        np.testing.assert_array_equal(adam_b[0][key], adam_a[0][key])
+    for key in ("obs_rms", "ret_rms"):
+        saved = states[k - 1][key]
+        assert seen[key]["count"] == saved["count"] > 0
+        np.testing.assert_array_equal(seen[key]["mean"], saved["mean"])
+        np.testing.assert_array_equal(seen[key]["var"], saved["var"])
+    # the history continues the old one; the budget, the eval schedule and the accounting carry on
+    assert _rows(b.history[:k + 1]) == _rows(a.history[:k + 1])
+    assert [row["generation"] for row in b.history] == list(range(9))
+    steps = [row["env_steps"] for row in b.history]
+    assert steps == sorted(set(steps)) and b.env_steps == a.env_steps == 512
+    assert b.stop_reason == "max_env_steps" and b.n_updates == a.n_updates
+    evaluated = [not math.isnan(row["eval_return"]) for row in b.history]
+    assert evaluated == [True] + [False, True] * 4
+    assert all(np.diff([row["eval_env_steps"] for row in b.history]) >= 0)
+    assert all(np.diff([row["wall_s"] for row in b.history]) >= 0)
+    lrs = [row["learning_rate"] for row in b.history[1:]]
+    np.testing.assert_allclose(lrs, 3e-4)  # constant here; decaying schedules are checked below
+    evals = [row["eval_return"] for row in b.history if not math.isnan(row["eval_return"])]
+    assert b.best_eval_return == max(evals)
+    # a finished run's state resumes to the same result without training further
+    c = train_ppo("CartPole-v1", resume=states[-1], **RESUME_KW)
+    assert _rows(c.history) == _rows(a.history) and c.stop_reason == "max_env_steps"
+    np.testing.assert_array_equal(torch.nn.utils.parameters_to_vector(c.last_policy.parameters()).detach(),
+                                  torch.nn.utils.parameters_to_vector(a.last_policy.parameters()).detach())
+    assert c.best_eval_return == a.best_eval_return and c.obs_rms.count == a.obs_rms.count
+
+
+def test_reinforce_resume_is_exact_and_schedules_continue(tmp_path):
+    from evograd import serialization
+
+    kw = dict(seed=1, max_env_steps=600, eval_episodes=2, eval_every=150, learning_rate="lin_1e-3")
+    states = []
+    a = train_reinforce("CartPole-v1", checkpoint=_collect(states), **kw)
+    serialization.save_state(tmp_path / "ck.state", states[1])
+    b = train_reinforce("CartPole-v1", resume=serialization.load_state(tmp_path / "ck.state"), **kw)
+    # fresh episodes every update, seeded by the update count: nothing live is lost at the boundary
+    assert _rows(b.history, timing=False) == _rows(a.history, timing=False)
+    assert b.env_steps == a.env_steps >= 600 and len(states) == len(a.history) - 1
+    lrs = [row["learning_rate"] for row in b.history[1:]]
+    np.testing.assert_allclose(lrs, [1e-3 * max(0.0, 1 - row["env_steps"] / 600) for row in b.history[1:]])
+    np.testing.assert_array_equal(torch.nn.utils.parameters_to_vector(b.last_policy.parameters()).detach(),
+                                  torch.nn.utils.parameters_to_vector(a.last_policy.parameters()).detach())
+
+
+def test_killed_zoo_cartpole_run_resumes_from_its_file_and_still_learns(tmp_path):
+    from evograd import serialization
+
+    class Killed(Exception):
+        pass
+
+    budget, path = 30_000, tmp_path / "ppo.state"
+    kw = dict(seed=0, max_env_steps=budget, eval_every=5000, eval_episodes=10, **ZOO_CARTPOLE)
+
+    def kill_at_30_percent(st):
+        serialization.save_state(path, st)
+        if st["loop"]["env_steps"] >= 0.3 * budget:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_ppo("CartPole-v1", checkpoint=kill_at_30_percent, **kw)
+    state = serialization.load_state(path, allowed_packages=())
+    killed_at = len(state["loop"]["history"])
+    r = train_ppo("CartPole-v1", resume=state, **kw)
+    after = [row["eval_return"] for row in r.history[killed_at:] if not math.isnan(row["eval_return"])]
+    assert max(after) >= 400, after  # measured 500 (seeds 0-4 reach 467-500 after the resume)
+    assert r.env_steps >= budget and r.stop_reason == "max_env_steps"
+    assert [row["generation"] for row in r.history] == list(range(len(r.history)))
+    lrs = [row["learning_rate"] for row in r.history[1:]]
+    assert lrs[killed_at - 1] < 0.7e-3 and lrs[-1] == 0.0  # the decay did not restart at the resume
+
+
+def test_checkpoint_arguments_are_validated():
+    with pytest.raises(ParameterError, match="'checkpoint' parameter of train_ppo"):
+        train_ppo("CartPole-v1", checkpoint="file.state")
+    with pytest.raises(ParameterError, match="'resume' parameter of train_reinforce"):
+        train_reinforce("CartPole-v1", resume={"params": np.zeros(3)})
+    states = []
+    train_reinforce("CartPole-v1", seed=0, max_env_steps=50, eval_episodes=1, checkpoint=states.append)
+    with pytest.raises(ParameterError, match="'reinforce' state"):
+        train_ppo("CartPole-v1", resume=states[-1], max_env_steps=100, **TINY)
+    with pytest.raises(ParameterError, match="parameters"):
+        train_reinforce("CartPole-v1", resume=states[-1], hidden_sizes=(8,), max_env_steps=100, eval_episodes=1)
+    ppo_states = []
+    train_ppo("CartPole-v1", max_env_steps=64, checkpoint=ppo_states.append, **TINY)
+    with pytest.raises(ParameterError, match="normalize_obs"):
+        train_ppo("CartPole-v1", max_env_steps=128, normalize_obs=True, resume=ppo_states[-1], **TINY)
+
+
+def test_experiment_rl_job_resumes_after_a_kill(tmp_path, monkeypatch):
+    from evograd import experiment, serialization
+    from evograd.policies import load_policy
+
+    config = {"name": "t", "task": {"env": {"id": "CartPole-v1"}}, "budget": {"env_steps": 512},
+              "evaluation": {"every": 128, "episodes": 2},
+              "methods": {"ppo": {"name": "ppo", "n_envs": 2, "n_steps": 32, "batch_size": 32, "n_epochs": 2}}}
+    real_save = serialization.save_state
+
+    def save_then_die(path, state):  # the first checkpoint is written, then the process "dies"
+        real_save(path, state)
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(serialization, "save_state", save_then_die)
+    res = experiment.run_job(config, "ppo", 0, tmp_path)
+    d = experiment.job_dir(tmp_path, "ppo", 0)
+    assert res["status"] == "failed" and (d / experiment.CHECKPOINT).exists() and (d / "best.pt").exists()
+    saved = serialization.load_state(d / experiment.CHECKPOINT, allowed_packages=())
+    assert saved["loop"]["env_steps"] == 64
+    load_policy(d / "best.pt")
+    monkeypatch.setattr(serialization, "save_state", real_save)
+    res = experiment.run_job(config, "ppo", 0, tmp_path, resume=True)
+    assert res["status"] == "ok" and res["env_steps"] == 512, res
+    import csv
+
+    with open(d / experiment.PROGRESS) as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["generation"]) for r in rows] == list(range(9))
+    assert [int(r["env_steps"]) for r in rows] == [64 * i for i in range(9)]
+    final = serialization.load_state(d / experiment.CHECKPOINT, allowed_packages=())
+    assert final["loop"]["env_steps"] == 512 and _rows(final["loop"]["history"][:2]) == _rows(saved["loop"]["history"])
+    policy, meta = load_policy(d / "best.pt")
+    assert meta["eval_return"] == pytest.approx(res["best_eval_return"])
