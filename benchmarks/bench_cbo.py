@@ -3,7 +3,7 @@
 Setting (CBXpy docs, success_evaluation notebook): particles U(-3,3)^20, anisotropic noise,
 sigma=10.1, alpha0=30 growing 1.05x per step up to 1e5, dt=0.01, drift 1, 5000 steps; N=200 and N=40.
 Success: inf-norm distance to the optimum < 0.25 (evograd: best.x and the last consensus; CBXpy:
-the final consensus, as in /work/shared/peers/cbx_bench.py, and its best_particle).
+the final consensus, as in ../shared/peers/cbx_bench.py, and its best_particle).
 
 CBXpy is run as the peer script ran it: `CBO(Rastrigin(), x=x0, f_dim="3D", seed=s, ...)` and its own
 `optimize()` loop, one run per seed ("single"), and seeds 0-9 as M=10 parallel runs in one dynamic

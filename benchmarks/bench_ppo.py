@@ -3,7 +3,7 @@
 CartPole-v1 (rl-zoo settings: 8 envs, n_steps 32, batch 256, gae 0.8, gamma 0.98, 20 epochs, ent 0,
 lr lin_1e-3, clip lin_0.2, MLP 64-64 tanh): both are evaluated every 5,000 training env steps on 10
 deterministic episodes and stop at the first mean >= 475 or at 1e5 steps. SB3 is run exactly as
-/work/shared/peers/sb3_ppo_cartpole.py runs it (EvalCallback + StopTrainingOnRewardThreshold), with
+../shared/peers/sb3_ppo_cartpole.py runs it (EvalCallback + StopTrainingOnRewardThreshold), with
 render_mode=None envs. The clock starts after construction (SB3: around learn(); evograd: the training
 loop) and includes evaluation. SB3 evaluates inside a rollout (at multiples of 5,000 steps), evograd after
 the update that crosses the multiple (5,120, 10,240, ...): each counts the env steps its policy has used.

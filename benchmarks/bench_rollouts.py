@@ -4,7 +4,7 @@ Usage: python benchmarks/bench_rollouts.py [--quick] [--reps 5] [--seconds 1.0] 
 
 CartPole-v1, linear policy, popsize 256, one process: live env steps/s of RolloutWorker.evaluate
 against `gym.make_vec("CartPole-v1", 256, vectorization_mode="vector_entry_point")` stepped with
-pre-drawn random actions (as /work/shared/peers/env_throughput.py does). Cases:
+pre-drawn random actions (as ../shared/peers/env_throughput.py does). Cases:
   * good population: a balancing linear policy plus N(0, 0.01^2) noise (most episodes run 500 steps);
   * random population: N(0, 1) parameters (short episodes; slot utilization is reported).
 HalfCheetah-v5, linear policy, popsize 64: one worker against one raw `gym.make` env with random
