@@ -11,7 +11,7 @@ import numpy as np
 
 from .evaluator import FunctionEvaluator, values_and_grads
 from .optim.base import Optimizer
-from .validation import ParameterError, check_float, check_int
+from .validation import ParameterError, check_budget, check_float
 
 
 @dataclass
@@ -59,14 +59,8 @@ def minimize(
             f"The 'optimizer' argument must be an evograd optimizer (e.g. evograd.make('cmaes', x0=...)). "
             f"Got {type(optimizer).__name__} instead."
         )
-    if max_evals is None and max_generations is None and max_seconds is None:
-        raise ParameterError("minimize() needs a budget: pass max_evals, max_generations or max_seconds.")
-    if max_evals is not None:
-        max_evals = check_int(max_evals, "max_evals", "minimize", low=1)
-    if max_generations is not None:
-        max_generations = check_int(max_generations, "max_generations", "minimize", low=1)
-    if max_seconds is not None:
-        max_seconds = check_float(max_seconds, "max_seconds", "minimize", low=0.0, low_inclusive=False)
+    max_evals, max_generations, max_seconds = check_budget(
+        "minimize", max_seconds, max_evals=max_evals, max_generations=max_generations)
     if target is not None:
         target = check_float(target, "target", "minimize")
     if optimizer.maximize and optimizer.generation == 0:

@@ -17,7 +17,7 @@ import numpy as np
 
 from .gym_problem import GymProblem
 from .optim.base import Optimizer
-from .validation import ParameterError, check_float, check_int
+from .validation import ParameterError, check_budget, check_int
 
 
 @dataclass
@@ -80,14 +80,8 @@ def train(
     if optimizer.dim != problem.dim:
         raise ParameterError(f"the optimizer searches dim {optimizer.dim} but the problem's policy has "
                              f"{problem.dim} parameters (use x0=problem.initial_params())")
-    if max_env_steps is None and max_generations is None and max_seconds is None:
-        raise ParameterError("train() needs a budget: max_env_steps, max_generations or max_seconds.")
-    if max_env_steps is not None:
-        max_env_steps = check_int(max_env_steps, "max_env_steps", "train", low=1)
-    if max_generations is not None:
-        max_generations = check_int(max_generations, "max_generations", "train", low=1)
-    if max_seconds is not None:
-        max_seconds = check_float(max_seconds, "max_seconds", "train", low=0.0, low_inclusive=False)
+    max_env_steps, max_generations, max_seconds = check_budget(
+        "train", max_seconds, max_env_steps=max_env_steps, max_generations=max_generations)
     if eval_every is not None:
         eval_every = check_int(eval_every, "eval_every", "train", low=1)
     eval_episodes = check_int(eval_episodes, "eval_episodes", "train", low=1)

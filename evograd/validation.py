@@ -97,3 +97,14 @@ def _range_text(kind: str, low, high, low_inc: bool, high_inc: bool) -> str:
     if high is not None:
         return f"{kind} {'<=' if high_inc else '<'} {high}"
     return kind
+
+
+def check_budget(owner: str, seconds: Any = None, **counts: Any) -> tuple:
+    """At least one budget; counts (evaluations, env steps, generations) ints >= 1, seconds a float > 0.
+    Returns the checked counts in the order given, then seconds."""
+    if seconds is None and all(v is None for v in counts.values()):
+        names = ", ".join([*counts, "max_seconds"])
+        raise ParameterError(f"{owner}() needs a budget: pass one of {names}.")
+    checked = [None if v is None else check_int(v, k, owner, low=1) for k, v in counts.items()]
+    sec = None if seconds is None else check_float(seconds, "max_seconds", owner, low=0.0, low_inclusive=False)
+    return (*checked, sec)
