@@ -163,6 +163,8 @@ class Policy(nn.Module):
         self.register_buffer("obs_mean", torch.zeros(self.obs_dim, dtype=torch.float64))
         self.register_buffer("obs_var", torch.ones(self.obs_dim, dtype=torch.float64))
         self.register_buffer("obs_count", torch.zeros((), dtype=torch.float64))
+        # normalized observations are clipped to +-obs_clip (inf: no clip, as ARS; PPO's VecNormalize uses 10)
+        self.register_buffer("obs_clip", torch.tensor(float("inf"), dtype=torch.float64))
         if not self.discrete:
             low = np.asarray(action_space.low, dtype=np.float64).ravel()
             high = np.asarray(action_space.high, dtype=np.float64).ravel()
@@ -179,7 +181,10 @@ class Policy(nn.Module):
             return obs
         std = torch.sqrt(self.obs_var)
         std = torch.where(std < _STD_FLOOR, torch.ones_like(std), std)
-        return ((obs.to(torch.float64) - self.obs_mean) / std).to(obs.dtype)
+        z = (obs.to(torch.float64) - self.obs_mean) / std
+        if torch.isfinite(self.obs_clip):
+            z = torch.clamp(z, -self.obs_clip, self.obs_clip)
+        return z.to(obs.dtype)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         dtype = next(self.net.parameters(), torch.empty((), dtype=torch.float32)).dtype
@@ -220,10 +225,13 @@ class Policy(nn.Module):
         acts = acts.reshape((-1,) + tuple(self.action_space.shape))
         return acts[0] if single else acts
 
-    def set_obs_stats(self, rms: RunningMeanStd) -> None:
+    def set_obs_stats(self, rms: RunningMeanStd, clip: float | None = None) -> None:
+        """Freeze these statistics into the policy; `clip` bounds the normalized observations (None: keep)."""
         if rms.shape != (self.obs_dim,):
             raise ValueError(f"observation statistics have shape {rms.shape}; this policy needs ({self.obs_dim},)")
         with torch.no_grad():
+            if clip is not None:
+                self.obs_clip.fill_(float(clip))
             self.obs_mean.copy_(torch.from_numpy(rms.mean))
             self.obs_var.copy_(torch.from_numpy(rms.var))
             self.obs_count.fill_(rms.count)

@@ -210,7 +210,7 @@ class RunLoop:
 
     def _set_obs_stats(self, actor: Policy, obs_rms: RunningMeanStd | None) -> None:
         if obs_rms is not None:  # VecNormalize divides by sqrt(var + 1e-8); the Policy by sqrt(var)
-            actor.set_obs_stats(RunningMeanStd.from_state({**obs_rms.state(), "var": obs_rms.var + 1e-8}))
+            actor.set_obs_stats(RunningMeanStd.from_state({**obs_rms.state(), "var": obs_rms.var + 1e-8}), clip=10.0)
 
     def evaluate(self, actor: Policy) -> tuple[float, float]:
         t = time.perf_counter()

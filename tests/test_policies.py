@@ -196,3 +196,23 @@ def test_save_rejects_non_plain_metadata(tmp_path):
     with pytest.raises(ValueError, match="plain data"):
         save_policy(tmp_path / "p.pt", p, {"env": object()})
     assert not (tmp_path / "p.pt").exists()
+
+
+def test_normalized_observations_are_clipped_only_when_asked():
+    import gymnasium as gym
+
+    from evograd.policies import RunningMeanStd, make_policy
+
+    obs_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float64)
+    pol = make_policy("linear", obs_space, gym.spaces.Discrete(2), obs_norm=True)
+    rms = RunningMeanStd((2,))
+    rms.merge((100.0, np.zeros(2), np.ones(2)))
+    pol.set_obs_stats(rms)
+    far = torch.tensor([[50.0, -3.0]], dtype=torch.float64)
+    assert torch.allclose(pol.normalize(far), far, atol=1e-6)  # ARS style: no clip by default
+    pol.set_obs_stats(rms, clip=10.0)  # PPO's VecNormalize clips at 10
+    assert torch.allclose(pol.normalize(far), torch.tensor([[10.0, -3.0]], dtype=torch.float64), atol=1e-6)
+    state = pol.state_dict()
+    again = make_policy("linear", obs_space, gym.spaces.Discrete(2), obs_norm=True)
+    again.load_state_dict(state)
+    assert float(again.obs_clip) == 10.0
