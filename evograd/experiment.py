@@ -45,19 +45,9 @@ def method_block(config: dict, label: str) -> dict:
 
 def env_spec(config: dict):
     """A Gymnasium id, or a picklable zero-argument constructor (kwargs bound, or "module:attribute")."""
-    env = config["task"]["env"]
-    env_id, kwargs = env["id"], dict(env.get("kwargs") or {})
-    module, _, attr = env_id.partition(":")
-    if attr and attr.replace(".", "_").isidentifier():  # "module:attribute"; "module:Env-v0" is Gymnasium's own
-        from .config import resolve_attr
+    from .config import env_constructor
 
-        ctor = resolve_attr(env_id)
-        return functools.partial(ctor, **kwargs) if kwargs else ctor
-    if kwargs:
-        import gymnasium as gym
-
-        return functools.partial(gym.make, env_id, **kwargs)
-    return env_id
+    return env_constructor(config["task"]["env"])
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
