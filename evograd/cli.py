@@ -122,7 +122,14 @@ def _cmd_eval(args) -> int:
     kwargs = dict(meta.get("env_kwargs") or {})
     if meta.get("max_episode_steps"):
         kwargs["max_episode_steps"] = meta["max_episode_steps"]
-    env = gym.make(env_id, render_mode="rgb_array" if args.video else None, **kwargs)
+    if args.video:
+        modes = gym.spec(env_id).kwargs.get("render_modes") or getattr(
+            gym.make(env_id, **kwargs).unwrapped, "metadata", {}).get("render_modes", [])
+        if "rgb_array" not in modes:
+            raise ValueError(f"{env_id} cannot render frames (render modes: {modes or 'none'}); drop --video")
+        env = gym.make(env_id, render_mode="rgb_array", **kwargs)
+    else:
+        env = gym.make(env_id, **kwargs)
     returns, frames = [], []
     for ep in range(args.episodes):
         obs, _ = env.reset(seed=args.seed + ep)

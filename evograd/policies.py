@@ -399,5 +399,7 @@ def load_policy(path, module: nn.Module | None = None) -> tuple[Policy, dict]:
                              "module=...)")
         kind = module
     policy = make_policy(kind, obs_space, act_space, **spec)
-    policy.load_state_dict(payload["state_dict"])
+    state = dict(payload["state_dict"])
+    state.setdefault("obs_clip", torch.tensor(float("inf"), dtype=torch.float64))  # files from before the clip
+    policy.load_state_dict(state)
     return policy, json.loads(payload["metadata"])
