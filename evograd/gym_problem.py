@@ -6,6 +6,11 @@ joblib workers that keep their envs alive between generations (a cached worker p
 parameters, returns and observation sums cross process boundaries. A population is split into
 contiguous slices in candidate order and every episode is seeded from (seed, generation, candidate,
 episode), so returns and observation statistics are identical for any n_jobs.
+
+A population given as `SeededCandidates` (OpenAI-ES, ARS, SNES) is shipped compactly: each task gets
+the center, sigma, and only its slice's seeds, directions and signs, and rebuilds its rows with the same
+`take` code the asking process would use, so a task costs O(dim + slice length) bytes instead of
+O(slice length x dim) and the returns are bit-identical to shipping the dense rows.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .candidates import Candidates, DenseCandidates, SeededCandidates
 from .policies import Policy, RunningMeanStd, make_policy, num_params, save_policy, set_flat_params
 from .rollouts import RolloutResult, concat_results, evaluate_slice
 from .validation import ParameterError, check_int
@@ -96,10 +102,13 @@ class GymProblem:
 
         return get_flat_params(self._template)
 
-    def evaluate(self, X: np.ndarray) -> np.ndarray:
+    def evaluate(self, X: np.ndarray | Candidates) -> np.ndarray:
         """Mean training-episode returns of the rows of X, shape (n,); NaN marks a failed evaluation
-        (non-finite observation/reward or parameters), which optimizers rank worst."""
-        P = self._check_params(X)
+        (non-finite observation/reward or parameters), which optimizers rank worst.
+
+        X may be an (n, dim) array or an optimizer's `ask_candidates()`; seeded candidates then travel
+        to the workers as seeds, not rows (see the module docstring)."""
+        P = self._check_population(X)
         res = self._run(P, np.arange(len(P)), self.seed, self.generation, self.episodes,
                         collect=self.obs_norm)
         self.generation += 1
@@ -174,21 +183,45 @@ class GymProblem:
                 f"length {self.dim} (problem.dim); got an array of shape {np.shape(X)}")
         return P
 
-    def _run(self, P, ids, run_seed, generation, episodes, collect) -> RolloutResult:
+    def _check_population(self, X) -> np.ndarray | SeededCandidates:
+        """A dense matrix, or seeded candidates kept compact for shipping to workers."""
+        if isinstance(X, SeededCandidates):
+            if X.dim != self.dim:
+                raise ParameterError(
+                    f"parameter vectors for this {self.policy_spec['policy']!r} policy on {self.env_id} must "
+                    f"have length {self.dim} (problem.dim); got seeded candidates of dim {X.dim}")
+            return X
+        if isinstance(X, DenseCandidates):
+            return self._check_params(X.X)
+        if isinstance(X, Candidates):  # a form without a compact shipping path: send its rows
+            return self._check_params(X.materialize())
+        return self._check_params(X)
+
+    def _tasks(self, P, ids, run_seed, generation, episodes, collect) -> list[tuple[Callable, tuple, dict]]:
+        """(function, args, kwargs) of every task, one per contiguous slice; a single task when the
+        population runs in this process. The benchmark pickles these to measure what is shipped."""
         frozen = self.obs_rms.state() if self.obs_norm else None
         args = (self.env, self.policy_spec)
         kw = {"episodes": episodes, "max_episode_steps": self.max_episode_steps, "obs_norm_state": frozen,
               "collect_obs_stats": collect}
         n_workers = self._n_workers(len(P))
+        seeded = isinstance(P, SeededCandidates)
         if n_workers == 1:
-            return evaluate_slice(*args, P, ids, run_seed, generation, **kw)
+            # in this process the optimizer's noise cache (if any) saves regenerating the directions
+            return [(evaluate_slice, (*args, P.materialize() if seeded else P, ids, run_seed, generation), kw)]
+        bounds = np.linspace(0, len(P), n_workers + 1).astype(int)
+        return [(evaluate_seeded_slice, (*args, seeded_slice_state(P, a, b), ids[a:b], run_seed, generation), kw)
+                if seeded else (evaluate_slice, (*args, P[a:b], ids[a:b], run_seed, generation), kw)
+                for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+    def _run(self, P, ids, run_seed, generation, episodes, collect) -> RolloutResult:
+        tasks = self._tasks(P, ids, run_seed, generation, episodes, collect)
+        if len(tasks) == 1:
+            fn, args, kw = tasks[0]
+            return fn(*args, **kw)
         from joblib import delayed
 
-        bounds = np.linspace(0, len(P), n_workers + 1).astype(int)
-        parts = self._pool()(
-            delayed(evaluate_slice)(*args, P[a:b], ids[a:b], run_seed, generation, **kw)
-            for a, b in zip(bounds[:-1], bounds[1:]) if b > a)
-        return concat_results(parts)
+        return concat_results(self._pool()(delayed(fn)(*args, **kw) for fn, args, kw in tasks))
 
     def _n_workers(self, n: int) -> int:
         if self.n_jobs == 1 or n <= 1:
@@ -209,3 +242,19 @@ class GymProblem:
         state = self.__dict__.copy()
         state["_parallel"] = None
         return state
+
+
+def seeded_slice_state(cand: SeededCandidates, a: int, b: int) -> dict[str, Any]:
+    """Rows a..b-1 of `cand` as plain seeded-candidate state holding only the seeds those rows use
+    (directions renumbered), so its size is O(dim + b - a) whatever the population size."""
+    used, local = np.unique(cand.direction[a:b], return_inverse=True)
+    return {"kind": SeededCandidates.kind, "center": cand.center, "sigma": cand.sigma, "seeds": cand.seeds[used],
+            "direction": local.astype(np.int64).reshape(-1), "sign": cand.sign[a:b]}
+
+
+def evaluate_seeded_slice(env_spec, policy_spec, cand_state, candidate_ids, run_seed, generation,
+                          **kw) -> RolloutResult:
+    """A joblib task for a compact slice: rebuild the rows here (the same `take` arithmetic as in the
+    asking process, hence bit-identical parameters), then evaluate them like a dense slice."""
+    params = Candidates.from_state(cand_state).materialize()
+    return evaluate_slice(env_spec, policy_spec, params, candidate_ids, run_seed, generation, **kw)

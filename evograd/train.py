@@ -151,7 +151,7 @@ def train(
             if max_seconds is not None and wall() >= max_seconds:
                 stop_reason = "max_seconds"
                 break
-            X = optimizer.ask()
+            X = optimizer.ask_candidates()  # seeded populations reach the workers as seeds, not rows
             steps_before = problem.env_steps
             returns = problem.evaluate(X)
             optimizer.tell(returns)

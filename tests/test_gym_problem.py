@@ -155,3 +155,63 @@ def test_resume_from_a_checkpoint_ends_with_the_same_result(name):
     strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]  # noqa: E731
     assert np.array_equal(np.array([list(r.values()) for r in strip(full.history)], dtype=float),
                           np.array([list(r.values()) for r in strip(resumed.history)], dtype=float), equal_nan=True)
+
+
+@pytest.mark.parametrize("name,n_jobs", [("openai_es", 1), ("openai_es", 2), ("snes", 2), ("ars", 2)])
+def test_seeded_candidates_are_evaluated_bit_for_bit_like_their_dense_rows(name, n_jobs):
+    """Odd pairs per slice (popsize 10 on 2 workers: 5 + 5) make a mirrored pair straddle two tasks."""
+    import pickle
+
+    from evograd.candidates import Candidates, SeededCandidates
+
+    def fresh():
+        return eg.GymProblem("Pendulum-v1", policy="mlp", hidden_sizes=(16,), episodes=2, seed=4, n_jobs=n_jobs,
+                             obs_norm=True, max_episode_steps=30)
+
+    compact, dense = fresh(), fresh()
+    size = {"n_directions": 5} if name == "ars" else {"popsize": 10}
+    opt = eg.make(name, x0=compact.initial_params(), seed=1, maximize=True, **size)
+    for _ in range(2):  # the second generation runs with merged observation statistics
+        cands = opt.ask_candidates()
+        assert isinstance(cands, SeededCandidates)
+        rows = cands.materialize()
+        r_compact, r_dense = compact.evaluate(cands), dense.evaluate(rows)
+        assert np.array_equal(r_compact, r_dense) and np.all(np.isfinite(r_compact))
+        assert np.array_equal(compact.last_result.episode_returns, dense.last_result.episode_returns)
+        assert np.array_equal(compact.last_result.obs_sum, dense.last_result.obs_sum)
+        opt.tell(r_compact)
+    assert compact.env_steps == dense.env_steps
+    assert np.array_equal(compact.obs_rms.mean, dense.obs_rms.mean)
+    assert np.array_equal(compact.obs_rms.var, dense.obs_rms.var)
+    # a population rebuilt from plain state (no noise cache: rows regenerated from seeds) agrees too
+    cands = opt.ask_candidates()
+    again = Candidates.from_state(pickle.loads(pickle.dumps(cands.to_state())))
+    assert np.array_equal(compact.evaluate(again), dense.evaluate(cands.materialize()))
+
+
+def test_a_compact_task_ships_the_center_once_and_its_slice_of_seeds():
+    import pickle
+
+    from evograd.gym_problem import evaluate_seeded_slice, seeded_slice_state
+    from evograd.rollouts import evaluate_slice
+
+    problem = eg.GymProblem("Pendulum-v1", policy="mlp", hidden_sizes=(64, 64), n_jobs=2, max_episode_steps=5)
+    opt = eg.make("openai_es", x0=problem.initial_params(), popsize=40, seed=0)
+    cands = opt.ask_candidates()
+    ids = np.arange(len(cands))
+    compact = problem._tasks(cands, ids, 0, 0, 1, False)
+    dense = problem._tasks(cands.materialize(), ids, 0, 0, 1, False)
+    assert [t[0] for t in compact] == [evaluate_seeded_slice] * 2 and [t[0] for t in dense] == [evaluate_slice] * 2
+    for _fn, args, _kw in compact:
+        state = args[2]
+        assert len(state["sign"]) == 20 and len(state["seeds"]) == 10  # its own 10 mirrored pairs only
+        assert np.array_equal(state["center"], cands.center)
+    size = lambda tasks: sum(len(pickle.dumps((args, kw))) for _, args, kw in tasks)  # noqa: E731
+    per_center = problem.dim * 8
+    assert size(compact) < 2 * per_center + 20_000  # one center per task, plus a few integers per row
+    assert size(dense) > 40 * per_center  # every row's parameters
+    state = seeded_slice_state(cands, 3, 8)  # rows 3..7: pairs 1, 2, 3, with local direction numbers
+    assert np.array_equal(state["seeds"], cands.seeds[1:4]) and state["direction"].tolist() == [0, 1, 1, 2, 2]
+    from evograd.candidates import Candidates
+
+    assert np.array_equal(Candidates.from_state(state).materialize(), cands.take(np.arange(3, 8)))
