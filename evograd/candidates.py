@@ -45,6 +45,11 @@ class Candidates:
     def to_state(self) -> dict[str, Any]:
         raise NotImplementedError  # pragma: no cover
 
+    def slice_state(self, a: int, b: int) -> dict[str, Any]:
+        """Rows a..b-1 as plain state in this form's most compact encoding: what one worker task is sent.
+        Compact forms override it so a slice costs O(dim + b - a), not O((b - a) x dim)."""
+        return DenseCandidates(self.take(np.arange(a, b))).to_state()
+
     @staticmethod
     def from_state(state: dict[str, Any]) -> "Candidates":
         kind = state["kind"]
@@ -135,6 +140,12 @@ class SeededCandidates(Candidates):
             np.multiply(eps[pos[r]], self.sign[i] * self.sigma, out=out[r])
             out[r] += self.center
         return out
+
+    def slice_state(self, a: int, b: int) -> dict[str, Any]:
+        # only the seeds rows a..b-1 use, directions renumbered
+        used, local = np.unique(self.direction[a:b], return_inverse=True)
+        return {"kind": self.kind, "center": self.center, "sigma": self.sigma, "seeds": self.seeds[used],
+                "direction": local.astype(np.int64).reshape(-1), "sign": self.sign[a:b]}
 
     def to_state(self) -> dict[str, Any]:
         return {

@@ -7,9 +7,10 @@ parameters, returns and observation sums cross process boundaries. A population 
 contiguous slices in candidate order and every episode is seeded from (seed, generation, candidate,
 episode), so returns and observation statistics are identical for any n_jobs.
 
-A population given as `SeededCandidates` (OpenAI-ES, ARS, SNES) is shipped compactly: each task gets
-the center, sigma, and only its slice's seeds, directions and signs, and rebuilds its rows with the same
-`take` code the asking process would use, so a task costs O(dim + slice length) bytes instead of
+A population given in a compact `Candidates` form (seeded noise for OpenAI-ES, ARS, SNES; seed lists
+for the GA) is shipped compactly: each task gets its slice's `slice_state` (for seeded noise: the
+center, sigma, and only the slice's seeds and signs) and rebuilds its rows with the same `take` code
+the asking process would use, so a task costs O(dim + slice length) bytes instead of
 O(slice length x dim) and the returns are bit-identical to shipping the dense rows.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .candidates import Candidates, DenseCandidates, SeededCandidates
+from .candidates import Candidates, DenseCandidates
 from .policies import Policy, RunningMeanStd, make_policy, num_params, save_policy, set_flat_params
 from .rollouts import RolloutResult, concat_results, evaluate_slice
 from .validation import ParameterError, check_int
@@ -183,18 +184,16 @@ class GymProblem:
                 f"length {self.dim} (problem.dim); got an array of shape {np.shape(X)}")
         return P
 
-    def _check_population(self, X) -> np.ndarray | SeededCandidates:
-        """A dense matrix, or seeded candidates kept compact for shipping to workers."""
-        if isinstance(X, SeededCandidates):
+    def _check_population(self, X) -> np.ndarray | Candidates:
+        """A dense matrix, or compact candidates kept compact for shipping to workers."""
+        if isinstance(X, DenseCandidates):
+            return self._check_params(X.X)
+        if isinstance(X, Candidates):
             if X.dim != self.dim:
                 raise ParameterError(
                     f"parameter vectors for this {self.policy_spec['policy']!r} policy on {self.env_id} must "
-                    f"have length {self.dim} (problem.dim); got seeded candidates of dim {X.dim}")
+                    f"have length {self.dim} (problem.dim); got {X.kind} candidates of dim {X.dim}")
             return X
-        if isinstance(X, DenseCandidates):
-            return self._check_params(X.X)
-        if isinstance(X, Candidates):  # a form without a compact shipping path: send its rows
-            return self._check_params(X.materialize())
         return self._check_params(X)
 
     def _tasks(self, P, ids, run_seed, generation, episodes, collect) -> list[tuple[Callable, tuple, dict]]:
@@ -205,13 +204,13 @@ class GymProblem:
         kw = {"episodes": episodes, "max_episode_steps": self.max_episode_steps, "obs_norm_state": frozen,
               "collect_obs_stats": collect}
         n_workers = self._n_workers(len(P))
-        seeded = isinstance(P, SeededCandidates)
+        compact = isinstance(P, Candidates)
         if n_workers == 1:
             # in this process the optimizer's noise cache (if any) saves regenerating the directions
-            return [(evaluate_slice, (*args, P.materialize() if seeded else P, ids, run_seed, generation), kw)]
+            return [(evaluate_slice, (*args, P.materialize() if compact else P, ids, run_seed, generation), kw)]
         bounds = np.linspace(0, len(P), n_workers + 1).astype(int)
-        return [(evaluate_seeded_slice, (*args, seeded_slice_state(P, a, b), ids[a:b], run_seed, generation), kw)
-                if seeded else (evaluate_slice, (*args, P[a:b], ids[a:b], run_seed, generation), kw)
+        return [(evaluate_compact_slice, (*args, P.slice_state(a, b), ids[a:b], run_seed, generation), kw)
+                if compact else (evaluate_slice, (*args, P[a:b], ids[a:b], run_seed, generation), kw)
                 for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
     def _run(self, P, ids, run_seed, generation, episodes, collect) -> RolloutResult:
@@ -244,17 +243,9 @@ class GymProblem:
         return state
 
 
-def seeded_slice_state(cand: SeededCandidates, a: int, b: int) -> dict[str, Any]:
-    """Rows a..b-1 of `cand` as plain seeded-candidate state holding only the seeds those rows use
-    (directions renumbered), so its size is O(dim + b - a) whatever the population size."""
-    used, local = np.unique(cand.direction[a:b], return_inverse=True)
-    return {"kind": SeededCandidates.kind, "center": cand.center, "sigma": cand.sigma, "seeds": cand.seeds[used],
-            "direction": local.astype(np.int64).reshape(-1), "sign": cand.sign[a:b]}
-
-
-def evaluate_seeded_slice(env_spec, policy_spec, cand_state, candidate_ids, run_seed, generation,
-                          **kw) -> RolloutResult:
-    """A joblib task for a compact slice: rebuild the rows here (the same `take` arithmetic as in the
+def evaluate_compact_slice(env_spec, policy_spec, cand_state, candidate_ids, run_seed, generation,
+                           **kw) -> RolloutResult:
+    """A worker task for a compact slice: rebuild the rows here (the same `take` arithmetic as in the
     asking process, hence bit-identical parameters), then evaluate them like a dense slice."""
     params = Candidates.from_state(cand_state).materialize()
     return evaluate_slice(env_spec, policy_spec, params, candidate_ids, run_seed, generation, **kw)

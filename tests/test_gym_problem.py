@@ -192,7 +192,7 @@ def test_seeded_candidates_are_evaluated_bit_for_bit_like_their_dense_rows(name,
 def test_a_compact_task_ships_the_center_once_and_its_slice_of_seeds():
     import pickle
 
-    from evograd.gym_problem import evaluate_seeded_slice, seeded_slice_state
+    from evograd.gym_problem import evaluate_compact_slice
     from evograd.rollouts import evaluate_slice
 
     problem = eg.GymProblem("Pendulum-v1", policy="mlp", hidden_sizes=(64, 64), n_jobs=2, max_episode_steps=5)
@@ -201,7 +201,7 @@ def test_a_compact_task_ships_the_center_once_and_its_slice_of_seeds():
     ids = np.arange(len(cands))
     compact = problem._tasks(cands, ids, 0, 0, 1, False)
     dense = problem._tasks(cands.materialize(), ids, 0, 0, 1, False)
-    assert [t[0] for t in compact] == [evaluate_seeded_slice] * 2 and [t[0] for t in dense] == [evaluate_slice] * 2
+    assert [t[0] for t in compact] == [evaluate_compact_slice] * 2 and [t[0] for t in dense] == [evaluate_slice] * 2
     for _fn, args, _kw in compact:
         state = args[2]
         assert len(state["sign"]) == 20 and len(state["seeds"]) == 10  # its own 10 mirrored pairs only
@@ -210,7 +210,7 @@ def test_a_compact_task_ships_the_center_once_and_its_slice_of_seeds():
     per_center = problem.dim * 8
     assert size(compact) < 2 * per_center + 20_000  # one center per task, plus a few integers per row
     assert size(dense) > 40 * per_center  # every row's parameters
-    state = seeded_slice_state(cands, 3, 8)  # rows 3..7: pairs 1, 2, 3, with local direction numbers
+    state = cands.slice_state(3, 8)  # rows 3..7: pairs 1, 2, 3, with local direction numbers
     assert np.array_equal(state["seeds"], cands.seeds[1:4]) and state["direction"].tolist() == [0, 1, 1, 2, 2]
     from evograd.candidates import Candidates
 
