@@ -16,6 +16,20 @@ def _load(args) -> dict:
     return load_config(args.config, args.set or [])
 
 
+def _apply_worker_flags(config: dict, args) -> dict:
+    """--workers/--dask override the config's `workers` section (also when resuming a run elsewhere)."""
+    from .config import check_workers
+
+    if args.workers is None and args.dask is None:
+        return config
+    w = dict(config.get("workers") or {})
+    if args.workers is not None:
+        w["n"] = args.workers
+    if args.dask is not None:
+        w["backend"], w["address"] = "dask", None if args.dask == "local" else args.dask
+    return {**config, "workers": check_workers(w)}
+
+
 def _meta() -> dict:
     return {"argv": sys.argv}
 
@@ -51,6 +65,7 @@ def _cmd_compare(args) -> int:
         out = Path(args.resume or args.out or _fresh_dir(config["name"]))
         if not args.resume and out.exists() and any(out.glob("*/seed*/result.json")):
             raise ValueError(f"{out} already holds results: pass --resume {out} to continue it, or another --out")
+    config = _apply_worker_flags(config, args)
     from .config import dump_resolved
 
     out.mkdir(parents=True, exist_ok=True)
@@ -72,6 +87,7 @@ def _cmd_run(args) -> int:
         if not args.config:
             raise ValueError("run needs a config file (or --resume RUN_DIR)")
         config = _load(args)
+    config = _apply_worker_flags(config, args)
     if args.method:
         if args.method not in (config.get("methods") or {}):
             raise ValueError(f"method {args.method!r} is not in the config's methods "
@@ -207,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", help=f"run directory (default: {DEFAULT_RUNS}/<name>, or <name>-2, ... if taken)")
         p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoints")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.add_argument("--workers", type=int, metavar="N",
+                       help="worker processes per run (workers.n; with --dask local: the local cluster's size)")
+        p.add_argument("--dask", metavar="ADDRESS",
+                       help="evaluate on a Dask cluster: a scheduler address (tcp://host:8786) or 'local'")
 
     p = sub.add_parser("compare", help="run every method x seed of a config in parallel; table + plots")
     common(p)

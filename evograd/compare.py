@@ -8,6 +8,7 @@ same way as an uninterrupted one).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from .experiment import RESULT, STATUS, job_dir
+from .experiment import DASK_ADDRESS_ENV, RESULT, STATUS, job_dir
 
 CONFIG_JSON = "config.json"
 
@@ -52,6 +53,30 @@ def run_compare(config: dict, out: str | os.PathLike, resume: bool = False, jobs
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_JSON).write_text(json.dumps(config, indent=2))
+    with _shared_cluster(config) as cluster_env:
+        return _run_jobs(config, out, resume, jobs, quiet, python, cluster_env)
+
+
+@contextlib.contextmanager
+def _shared_cluster(config: dict):
+    """workers.backend dask without an address: one local cluster for all jobs, not one per job. Its
+    address reaches the jobs through the environment (config.json stays as written, so a resumed
+    comparison starts a fresh cluster)."""
+    w = config.get("workers") or {}
+    if w.get("backend") != "dask" or w.get("address") is not None:
+        yield {}
+        return
+    import logging
+
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=int(w.get("n", 1)), threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster:
+        yield {DASK_ADDRESS_ENV: cluster.scheduler_address}
+
+
+def _run_jobs(config: dict, out: Path, resume: bool, jobs: int | None, quiet: bool, python: str | None,
+              extra_env: dict) -> list[dict]:
     todo = [(lb, s) for lb, s in jobs_of(config) if not (resume and _job_done(out, lb, s))]
     n_parallel = max(1, int(jobs or config.get("jobs", 1)))
     running: dict[tuple[str, int], subprocess.Popen] = {}
@@ -62,7 +87,7 @@ def run_compare(config: dict, out: str | os.PathLike, resume: bool = False, jobs
 
         overall = tqdm(total=len(jobs_of(config)), initial=len(jobs_of(config)) - len(todo), unit="job",
                        desc=f"{config['name']}: jobs", position=0)
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", **extra_env)
     queue = list(todo)
     try:
         while queue or running:

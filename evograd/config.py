@@ -78,10 +78,23 @@ BUDGET = {"env_steps": Field("int", None, low=1, nullable=True),
           "evals": Field("int", None, low=1, nullable=True),
           "seconds": Field("float", None, low=0.0, low_inclusive=False, nullable=True)}
 EVALUATION = {"every": Field("int", 10_000, low=1), "episodes": Field("int", 10, low=1)}
+WORKERS = {"backend": Field("choice", "joblib", choices=("joblib", "dask")), "n": Field("int", 1, low=1),
+           "address": Field("str", None, nullable=True),
+           "timeout": Field("float", None, low=0.0, low_inclusive=False, nullable=True),
+           "retries": Field("int", 2, low=0)}
 TOP = {"name": Field("str", None, nullable=True), "task": {"env": ENV, "function": FUNCTION},
        "policy": POLICY, "budget": BUDGET, "threshold": Field("float", None, nullable=True),
        "evaluation": EVALUATION, "seeds": Field("seeds", 1), "jobs": Field("int", 1, low=1),
+       "workers": WORKERS,
        "optimizer": None, "methods": None}  # method blocks: checked by _method against the optimizer/PPO
+
+
+def check_workers(raw: Any) -> dict:
+    """The `workers` section: where one run's populations are evaluated (see evograd.parallel)."""
+    workers = _section(raw, WORKERS, "workers")
+    if workers["address"] is not None and workers["backend"] != "dask":
+        raise ConfigError("is a Dask scheduler address; set workers.backend: dask to use it", key="workers.address")
+    return workers
 
 
 # ---------------------------------------------------------------- loading
@@ -173,11 +186,7 @@ def _resolve(raw: dict, default_name: str) -> dict:
     kind = next(iter(task))
     body = _section(task[kind], TOP["task"][kind], f"task.{kind}")
     is_env = kind == "env"
-    if is_env:
-        if not isinstance(_env_ref(body["id"]), str) and body["kwargs"]:
-            raise ConfigError("only for Gymnasium ids (a constructor takes no arguments)",
-                              key="task.env.kwargs")
-    else:
+    if not is_env:
         if not callable(resolve_attr(body["fn"], "task.function.fn")):
             raise ConfigError(f"{body['fn']!r} is not callable", key="task.function.fn")
         if isinstance(body["x0"], list) and len(body["x0"]) != body["dim"]:
@@ -200,6 +209,7 @@ def _resolve(raw: dict, default_name: str) -> dict:
     out["evaluation"] = _section(raw.get("evaluation"), EVALUATION, "evaluation") if is_env else None
     out["seeds"] = TOP["seeds"].check(raw.get("seeds", 1), "seeds")
     out["jobs"] = TOP["jobs"].check(raw.get("jobs", 1), "jobs")
+    out["workers"] = check_workers(raw.get("workers"))
 
     ctx = _Context(out, policy_raw)
     out["optimizer"] = None if raw.get("optimizer") is None else _method(raw["optimizer"], "optimizer", ctx)
@@ -235,13 +245,17 @@ def method_kwargs(block: dict) -> dict:
 
 
 class EnvMaker:
-    """gym.make(env_id, **kwargs) as a picklable zero-argument constructor named after the id (GymProblem
-    reports an env by its constructor's __name__)."""
+    """gym.make(env_id, **kwargs), or constructor(**kwargs) for a "module:attribute" reference, as a
+    picklable zero-argument constructor named after the env (GymProblem reports an env by its
+    constructor's __name__)."""
 
-    def __init__(self, env_id: str, kwargs: dict):
-        self.env_id, self.kwargs, self.__name__ = env_id, dict(kwargs), env_id
+    def __init__(self, env_id, kwargs: dict):
+        self.env_id, self.kwargs = env_id, dict(kwargs)
+        self.__name__ = env_id if isinstance(env_id, str) else getattr(env_id, "__name__", repr(env_id))
 
     def __call__(self):
+        if not isinstance(self.env_id, str):
+            return self.env_id(**self.kwargs)
         import gymnasium as gym
 
         return gym.make(self.env_id, **self.kwargs)
@@ -255,7 +269,7 @@ def env_constructor(env: dict):
     zero-argument constructor (an EnvMaker for an id with kwargs, or the resolved "module:attribute").
     max_episode_steps is not applied here (GymProblem takes it as an argument)."""
     ref = _env_ref(env["id"])
-    return EnvMaker(ref, env["kwargs"]) if isinstance(ref, str) and env.get("kwargs") else ref
+    return EnvMaker(ref, env["kwargs"]) if env.get("kwargs") else ref
 
 
 def _env_ref(spec: str):

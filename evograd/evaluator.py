@@ -1,19 +1,25 @@
-"""Evaluating a custom fitness function on a population: serially, in joblib workers, or as one batch.
+"""Evaluating a custom fitness function on a population: serially, in joblib workers, on a Dask
+cluster, or as one batch.
 
-Results never depend on `n_jobs`: each candidate's value is fn(row) whatever process computes it, and
-rows are split into contiguous chunks (one task per worker per generation, so the per-task overhead is
-paid n_jobs times, not popsize times). A failing fn is re-raised in the parent with the candidate's
-index and the original traceback.
+Results never depend on `n_jobs` or the backend: each candidate's value is fn(row) whatever process
+computes it, and rows are split into contiguous chunks (one task per worker per generation, so the
+per-task overhead is paid n_workers times, not popsize times; see `evograd.parallel` for lost workers).
+A failing fn is re-raised in the parent with the candidate's index and the original traceback; with a
+`timeout`, a call that runs longer is stopped and its candidate counts as failed (NaN).
 """
 from __future__ import annotations
 
 import traceback
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from .validation import ParameterError
+from .candidates import Candidates
+from .deadline import EvaluationTimeout, time_limit
+from .parallel import Backend, check_n_jobs, make_backend, run_slices
+from .validation import ParameterError, check_float, check_int
 
 
 class EvaluationError(RuntimeError):
@@ -43,15 +49,25 @@ def _scalar(value: Any, index: int) -> float:
     return float(arr.reshape(()))
 
 
-def _eval_chunk(fn: Callable, X: np.ndarray, start: int) -> np.ndarray:
-    out = np.empty(len(X))
+class EvaluationTimeoutWarning(RuntimeWarning):
+    """Some evaluations ran past the timeout and count as failed."""
+
+
+def _eval_chunk(fn: Callable, X: np.ndarray, start: int, timeout: float | None = None):
+    """fn on each row; returns (values, indices of the calls stopped by the timeout)."""
+    out, timed_out = np.empty(len(X)), []
     for j, x in enumerate(X):
         try:
-            value = fn(x)
+            with time_limit(timeout):
+                value = fn(x)
+        except EvaluationTimeout:
+            out[j] = np.nan
+            timed_out.append(start + j)
+            continue
         except Exception:
             raise EvaluationError(start + j, traceback.format_exc()) from None
         out[j] = _scalar(value, start + j)
-    return out
+    return out, timed_out
 
 
 def _eval_vectorized(fn: Callable, X: np.ndarray) -> np.ndarray:
@@ -69,47 +85,65 @@ def _eval_vectorized(fn: Callable, X: np.ndarray) -> np.ndarray:
 
 
 class FunctionEvaluator:
-    """Evaluates fn on (n, dim) batches; use as a context manager so joblib workers live for the whole run."""
+    """Evaluates fn on (n, dim) batches; use as a context manager so workers live for the whole run.
 
-    def __init__(self, fn: Callable, n_jobs: int = 1, vectorized: bool = False):
+    backend: "joblib" (local worker processes, used when n_jobs != 1), "dask" (a cluster at `address`,
+    or a local one of n_jobs workers when address is None) or a `evograd.parallel.Backend`.
+    timeout: seconds one fn(x) call may take before its candidate counts as failed (None: no limit).
+    """
+
+    def __init__(self, fn: Callable, n_jobs: int = 1, vectorized: bool = False, backend: str | Backend = "joblib",
+                 address: str | None = None, timeout: float | None = None, retries: int = 2):
         if not callable(fn):
             raise ParameterError(f"The 'fn' argument must be callable. Got {type(fn).__name__} instead.")
-        if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
-            raise ParameterError(
-                f"The 'n_jobs' parameter must be an int >= 1 (or -1 for all cores). Got {n_jobs!r} instead."
-            )
         self.fn = fn
-        self.n_jobs = n_jobs
+        self.n_jobs = check_n_jobs(n_jobs, "the evaluator")
         self.vectorized = bool(vectorized)
-        self._parallel = None
+        self.timeout = None if timeout is None else check_float(timeout, "timeout", "the evaluator", low=0.0,
+                                                                low_inclusive=False)
+        self.retries = check_int(retries, "retries", "the evaluator", low=0)
+        self._backend_args = (backend, address)
+        self._backend: Backend | None = None
+        self.timeouts = 0
 
     def __enter__(self) -> FunctionEvaluator:
-        if self.n_jobs != 1 and not self.vectorized:
-            from joblib import Parallel
-
-            self._parallel = Parallel(n_jobs=self.n_jobs, backend="loky")
-            self._parallel.__enter__()
+        if not self.vectorized:
+            backend, address = self._backend_args
+            self._backend = make_backend(backend, self.n_jobs, address, owner="the evaluator")
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._parallel is not None:
-            self._parallel.__exit__(*exc)
-            self._parallel = None
+        if self._backend is not None and not isinstance(self._backend_args[0], Backend):
+            self._backend.close()  # a backend the caller passed in stays theirs to close
+        self._backend = None
 
-    def __call__(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float64)
-        if self.vectorized:
-            return _eval_vectorized(self.fn, X)
-        if self._parallel is None:
-            return _eval_chunk(self.fn, X, 0)
-        from joblib import delayed
+    def __call__(self, X) -> np.ndarray:
+        """Values of the rows of X: an (n, dim) array or an optimizer's `ask_candidates()`, which travels
+        to workers in its compact form (seeds instead of rows) and is rebuilt there bit for bit."""
+        backend = self._backend or Backend()
+        if isinstance(X, Candidates) and (self.vectorized or backend.n_workers() == 1):
+            X = X.materialize()
+        if not isinstance(X, Candidates):
+            X = np.asarray(X, dtype=np.float64)
+            if self.vectorized:
+                return _eval_vectorized(self.fn, X)
+            task = lambda a, b: (_eval_chunk, (self.fn, X[a:b], a, self.timeout), {})
+        else:
+            task = lambda a, b: (_eval_compact_chunk, (self.fn, X.slice_state(a, b), a, self.timeout), {})
+        values, timed_out = run_slices(backend, task, len(X), _join_chunks, retries=self.retries)
+        if timed_out:
+            self.timeouts += len(timed_out)
+            warnings.warn(f"candidates {timed_out} ran past timeout={self.timeout} s and count as failed (NaN)",
+                          EvaluationTimeoutWarning, stacklevel=2)
+        return values
 
-        n_workers = self._parallel._effective_n_jobs()
-        bounds = np.linspace(0, len(X), min(n_workers, len(X)) + 1).astype(int)
-        parts = self._parallel(
-            delayed(_eval_chunk)(self.fn, X[a:b], int(a)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a
-        )
-        return np.concatenate(parts)
+
+def _eval_compact_chunk(fn: Callable, state: dict, start: int, timeout: float | None = None):
+    return _eval_chunk(fn, Candidates.from_state(state).materialize(), start, timeout)
+
+
+def _join_chunks(parts):
+    return np.concatenate([p[0] for p in parts]), [i for p in parts for i in p[1]]
 
 
 def values_and_grads(fn: Callable, X: np.ndarray, vectorized: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -139,6 +139,19 @@ def _policy_block(config: dict, block: dict) -> dict:
     return {**config.get("policy", {}), **(block.get("policy") or {})}
 
 
+DASK_ADDRESS_ENV = "EVOGRAD_DASK_ADDRESS"  # set by `compare` for the local cluster its jobs share
+
+
+def _worker_kwargs(config: dict) -> dict:
+    """GymProblem/minimize keyword arguments from the config's `workers` section."""
+    w = config.get("workers") or {}
+    backend, address = w.get("backend", "joblib"), w.get("address")
+    if backend == "dask" and address is None:
+        address = os.environ.get(DASK_ADDRESS_ENV)
+    return {"n_jobs": w.get("n", 1), "backend": backend, "address": address, "timeout": w.get("timeout"),
+            "retries": w.get("retries", 2)}
+
+
 def _hyper(block: dict) -> dict:
     return {k: v for k, v in block.items() if k not in ("name", "episodes", "policy")}
 
@@ -155,7 +168,7 @@ def _run_population_job(config, label, block, seed, d: Path, resume, progress, c
     pol = _policy_block(config, block)
     env = config["task"]["env"]
     problem = GymProblem(env_spec(config), policy=pol.get("type", "linear"), episodes=block.get("episodes", 1),
-                         seed=seed, n_jobs=1, max_episode_steps=env.get("max_episode_steps"),
+                         seed=seed, max_episode_steps=env.get("max_episode_steps"), **_worker_kwargs(config),
                          obs_norm=pol.get("obs_norm", False), hidden_sizes=pol.get("hidden_sizes", (64, 64)),
                          activation=pol.get("activation", "tanh"), box_head=pol.get("box_head", "clip"),
                          bias=pol.get("bias", True))
@@ -183,14 +196,15 @@ def _run_population_job(config, label, block, seed, d: Path, resume, progress, c
         _status(d, env_steps=hist[-1]["env_steps"], budget=budget_steps, wall_s=hist[-1]["wall_s"],
                 best_eval_return=st["loop"]["best_ret"])
 
-    res = train(problem, optimizer, max_env_steps=budget_steps, max_seconds=budget.get("seconds"),
-                eval_every=ev.get("every"), eval_episodes=ev.get("episodes", 10), checkpoint=checkpoint,
-                resume=state, progress=progress)
+    with problem:  # releases the workers (and a Dask cluster the problem started) however the run ends
+        res = train(problem, optimizer, max_env_steps=budget_steps, max_seconds=budget.get("seconds"),
+                    eval_every=ev.get("every"), eval_episodes=ev.get("episodes", 10), checkpoint=checkpoint,
+                    resume=state, progress=progress)
     _write_progress(d, res.history, ENV_COLUMNS, label, seed)
     problem.save_policy(d / "best.pt", res.best_x, {**meta, "eval_return": res.best_eval_return})
     thr = config.get("threshold")
     extra = {"generations": res.generations, "eval_env_steps": res.eval_env_steps, "stop_reason": res.stop_reason,
-             "failed_evaluations": problem.failed_evaluations}
+             "failed_evaluations": problem.failed_evaluations, "timed_out_evaluations": len(problem.timed_out)}
     gap = _lqr_gap(config, pol, problem, res.best_x)
     if gap is not None:
         extra["gap_to_optimal"] = gap
@@ -316,7 +330,8 @@ def _run_function_job(config, label, block, seed, d: Path, progress) -> dict:
                     best_value=row["best_value"])
 
     res = minimize(fn, optimizer, max_evals=budget.get("evals"), max_seconds=budget.get("seconds"),
-                   vectorized=bool(task.get("vectorized", False)), callback=record, progress=progress)
+                   vectorized=bool(task.get("vectorized", False)), callback=record, progress=progress,
+                   **_worker_kwargs(config))
     _write_progress(d, rows, FUNCTION_COLUMNS, label, seed)
     thr = config.get("threshold")
     return {"method": label, "seed": seed, "best_value": _num(res.value), "x": res.x, "evals": res.evals,

@@ -2,8 +2,9 @@
 
 The problem owns the run's bookkeeping (generation counter, env-step accounting, merged observation
 statistics) and hands the rollouts to `evograd.rollouts`: in this process for n_jobs=1, otherwise to
-joblib workers that keep their envs alive between generations (a cached worker per process). Only
-parameters, returns and observation sums cross process boundaries. A population is split into
+local joblib workers or a Dask cluster (`evograd.parallel`), whose processes keep their envs alive
+between generations (a cached worker per process). Only parameters, returns and observation sums cross
+process boundaries; a worker that dies has its slice re-run. A population is split into
 contiguous slices in candidate order and every episode is seeded from (seed, generation, candidate,
 episode), so returns and observation statistics are identical for any n_jobs.
 
@@ -15,6 +16,7 @@ O(slice length x dim) and the returns are bit-identical to shipping the dense ro
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -22,9 +24,11 @@ import numpy as np
 import torch
 
 from .candidates import Candidates, DenseCandidates
+from .evaluator import EvaluationTimeoutWarning
+from .parallel import BACKENDS, Backend, check_n_jobs, make_backend, run_slices
 from .policies import Policy, RunningMeanStd, make_policy, num_params, save_policy, set_flat_params
 from .rollouts import RolloutResult, concat_results, evaluate_slice
-from .validation import ParameterError, check_int
+from .validation import ParameterError, check_float, check_int
 
 _EVAL_SALT = 0x5EED_E7A1  # evaluation episodes use their own fixed seeds, never the training ones
 
@@ -42,7 +46,19 @@ class GymProblem:
     seed : int, default 0
         Seeds every training episode (with generation, candidate and episode) and the MLP initialisation.
     n_jobs : int, default 1
-        joblib worker processes (-1: all cores).
+        Local worker processes (-1: all cores); with backend="dask" and no address, the size of the
+        local cluster started.
+    backend : "joblib", "dask" or an `evograd.parallel.Backend`, default "joblib"
+        Where populations are evaluated. "dask" connects to the scheduler at `address` (e.g.
+        "tcp://10.0.0.5:8786"); without an address it starts a local cluster.
+    address : str or None
+        Dask scheduler address (backend="dask" only).
+    timeout : float or None
+        Seconds one env reset/step call may take; a candidate whose env hangs longer is stopped and
+        counts as failed (NaN). None: no limit.
+    retries : int, default 2
+        Times a slice lost to a dead worker is re-run before its candidates are isolated (see
+        `evograd.parallel`).
     max_episode_steps : int or None
         Overrides the env's time limit.
     obs_norm : bool, default False
@@ -55,16 +71,25 @@ class GymProblem:
 
     def __init__(self, env: str | Callable, policy: Any = "linear", episodes: int = 1, seed: int = 0,
                  n_jobs: int = 1, max_episode_steps: int | None = None, obs_norm: bool = False,
-                 hidden_sizes=(64, 64), activation: str = "tanh", box_head: str = "clip", bias: bool = True):
+                 hidden_sizes=(64, 64), activation: str = "tanh", box_head: str = "clip", bias: bool = True,
+                 backend: str | Backend = "joblib", address: str | None = None, timeout: float | None = None,
+                 retries: int = 2):
         import gymnasium as gym
 
         owner = "GymProblem"
         self.episodes = check_int(episodes, "episodes", owner, low=1)
         self.seed = check_int(seed, "seed", owner, low=0)
-        if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
-            raise ParameterError(
-                f"The 'n_jobs' parameter of {owner} must be an int >= 1 or -1. Got {n_jobs!r} instead.")
-        self.n_jobs = n_jobs
+        self.n_jobs = check_n_jobs(n_jobs, owner)
+        if not (isinstance(backend, Backend) or backend in BACKENDS):
+            raise ParameterError(f"The 'backend' parameter of {owner} must be one of {list(BACKENDS)} or a Backend. "
+                                 f"Got {backend!r} instead.")
+        if address is not None and backend != "dask":
+            raise ParameterError(f"The 'address' parameter of {owner} is a Dask scheduler address; it needs "
+                                 f"backend='dask'. Got backend={backend!r}.")
+        self.backend_spec, self.address = backend, address
+        self.timeout = None if timeout is None else check_float(timeout, "timeout", owner, low=0.0,
+                                                                low_inclusive=False)
+        self.retries = check_int(retries, "retries", owner, low=0)
         self.max_episode_steps = None if max_episode_steps is None else check_int(
             max_episode_steps, "max_episode_steps", owner, low=1)
         if isinstance(env, gym.Env):
@@ -94,7 +119,8 @@ class GymProblem:
         self.env_steps = 0        # live steps of training episodes (everything used for learning)
         self.eval_env_steps = 0   # live steps of evaluation episodes, counted apart
         self.failed_evaluations = 0
-        self._parallel = None
+        self.timed_out: list[tuple[int, int]] = []  # (generation, candidate) of evaluations stopped by the timeout
+        self._backend: Backend | None = None
 
     # ------------------------------------------------------------------ public API
     def initial_params(self) -> np.ndarray:
@@ -115,6 +141,11 @@ class GymProblem:
         self.generation += 1
         self.env_steps += res.env_steps
         self.failed_evaluations += int(res.failed.sum())
+        if res.timed_out:
+            self.timed_out += [(self.generation - 1, c) for c in res.timed_out]
+            warnings.warn(f"{self.env_id}: generation {self.generation - 1}, candidates {res.timed_out}: an env call "
+                          f"ran past timeout={self.timeout} s; they count as failed", EvaluationTimeoutWarning,
+                          stacklevel=2)
         if self.obs_norm:
             self.obs_rms.merge(res.obs_stats)
         self.last_result = res
@@ -159,7 +190,16 @@ class GymProblem:
         self.obs_rms = RunningMeanStd.from_state(state["obs_rms"])
 
     def close(self) -> None:
-        self._parallel = None
+        """Release the workers (a Dask cluster this problem started is shut down)."""
+        if self._backend is not None and not isinstance(self.backend_spec, Backend):
+            self._backend.close()
+        self._backend = None
+
+    def __enter__(self) -> GymProblem:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return (f"GymProblem({self.env_id!r}, policy={self.policy_spec['policy']!r}, dim={self.dim}, "
@@ -196,50 +236,44 @@ class GymProblem:
             return X
         return self._check_params(X)
 
-    def _tasks(self, P, ids, run_seed, generation, episodes, collect) -> list[tuple[Callable, tuple, dict]]:
-        """(function, args, kwargs) of every task, one per contiguous slice; a single task when the
-        population runs in this process. The benchmark pickles these to measure what is shipped."""
+    def _task_maker(self, P, ids, run_seed, generation, episodes, collect) -> Callable[[int, int], tuple]:
+        """make_task(a, b): the (function, args, kwargs) evaluating rows a..b-1 in a worker. A compact
+        population ships each slice's `slice_state`; dense rows ship as they are."""
         frozen = self.obs_rms.state() if self.obs_norm else None
         args = (self.env, self.policy_spec)
         kw = {"episodes": episodes, "max_episode_steps": self.max_episode_steps, "obs_norm_state": frozen,
-              "collect_obs_stats": collect}
-        n_workers = self._n_workers(len(P))
-        compact = isinstance(P, Candidates)
-        if n_workers == 1:
-            # in this process the optimizer's noise cache (if any) saves regenerating the directions
-            return [(evaluate_slice, (*args, P.materialize() if compact else P, ids, run_seed, generation), kw)]
-        bounds = np.linspace(0, len(P), n_workers + 1).astype(int)
-        return [(evaluate_compact_slice, (*args, P.slice_state(a, b), ids[a:b], run_seed, generation), kw)
-                if compact else (evaluate_slice, (*args, P[a:b], ids[a:b], run_seed, generation), kw)
-                for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+              "collect_obs_stats": collect, "timeout": self.timeout}
+        if isinstance(P, Candidates):
+            return lambda a, b: (evaluate_compact_slice, (*args, P.slice_state(a, b), ids[a:b], run_seed,
+                                                          generation), kw)
+        return lambda a, b: (evaluate_slice, (*args, P[a:b], ids[a:b], run_seed, generation), kw)
+
+    def _tasks(self, P, ids, run_seed, generation, episodes, collect) -> list[tuple[Callable, tuple, dict]]:
+        """Every worker task of one population, one per contiguous slice (the benchmark pickles these to
+        measure what is shipped)."""
+        make_task = self._task_maker(P, ids, run_seed, generation, episodes, collect)
+        k = max(1, min(len(P), self._get_backend().n_workers()))
+        bounds = np.linspace(0, len(P), k + 1).astype(int)
+        return [make_task(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
     def _run(self, P, ids, run_seed, generation, episodes, collect) -> RolloutResult:
-        tasks = self._tasks(P, ids, run_seed, generation, episodes, collect)
-        if len(tasks) == 1:
-            fn, args, kw = tasks[0]
+        backend = self._get_backend()
+        if type(backend) is Backend or len(P) == 1:
+            # in this process the optimizer's noise cache (if any) saves regenerating the directions
+            params = P.materialize() if isinstance(P, Candidates) else P
+            fn, args, kw = self._task_maker(params, ids, run_seed, generation, episodes, collect)(0, len(P))
             return fn(*args, **kw)
-        from joblib import delayed
+        make_task = self._task_maker(P, ids, run_seed, generation, episodes, collect)
+        return run_slices(backend, make_task, len(P), concat_results, ids, self.retries)
 
-        return concat_results(self._pool()(delayed(fn)(*args, **kw) for fn, args, kw in tasks))
-
-    def _n_workers(self, n: int) -> int:
-        if self.n_jobs == 1 or n <= 1:
-            return 1
-        from joblib import cpu_count
-
-        return min(n, cpu_count() if self.n_jobs == -1 else self.n_jobs)
-
-    def _pool(self):
-        if self._parallel is None:
-            from joblib import Parallel
-
-            # loky reuses its worker processes between calls, and each keeps its cached RolloutWorker
-            self._parallel = Parallel(n_jobs=self.n_jobs, backend="loky")
-        return self._parallel
+    def _get_backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = make_backend(self.backend_spec, self.n_jobs, self.address, owner="GymProblem")
+        return self._backend
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_parallel"] = None
+        state["_backend"] = None  # workers and cluster connections do not travel
         return state
 
 

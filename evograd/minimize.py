@@ -43,6 +43,10 @@ def minimize(
     target: float | None = None,
     n_jobs: int = 1,
     vectorized: bool = False,
+    backend: str = "joblib",
+    address: str | None = None,
+    timeout: float | None = None,
+    retries: int = 2,
     progress: bool = False,
     callback: Callable[[Optimizer, dict], Any] | None = None,
 ) -> MinimizeResult:
@@ -52,7 +56,11 @@ def minimize(
     shape (n,)). For gradient optimizers fn receives a torch tensor and is differentiated with autograd.
     Budgets: at least one of max_evals, max_generations, max_seconds; the run never exceeds max_evals.
     `target` stops once best.value <= target. `callback(optimizer, row)` runs after each generation and may
-    return True to stop. Results are identical for any n_jobs.
+    return True to stop. Results are identical for any n_jobs and backend.
+    Parallel evaluation: n_jobs local worker processes (backend="joblib"), or backend="dask" on the
+    scheduler at `address` (None: a local cluster of n_jobs workers). `timeout`: seconds one fn call
+    may take before it counts as a failed (NaN) evaluation. `retries`: re-runs of work lost to a dead
+    worker process before its candidates are named in a `WorkerLostError` (see evograd.parallel).
     """
     if not isinstance(optimizer, Optimizer):
         raise ParameterError(
@@ -74,7 +82,8 @@ def minimize(
     evals0, gens0 = optimizer.evals, optimizer.generation
     stop_reason = "max_generations"
     try:
-        with FunctionEvaluator(fn, n_jobs=n_jobs, vectorized=vectorized) as evaluate:
+        with FunctionEvaluator(fn, n_jobs=n_jobs, vectorized=vectorized, backend=backend, address=address,
+                               timeout=timeout, retries=retries) as evaluate:
             while True:
                 if max_generations is not None and optimizer.generation - gens0 >= max_generations:
                     stop_reason = "max_generations"
@@ -82,12 +91,12 @@ def minimize(
                 if max_seconds is not None and time.perf_counter() - start >= max_seconds:
                     stop_reason = "max_seconds"
                     break
-                X = optimizer.ask()
+                X = optimizer.ask_candidates()  # compact: shipped to workers as seeds where the optimizer can
                 if max_evals is not None and optimizer.evals - evals0 + len(X) > max_evals:
                     stop_reason = "max_evals"
                     break
                 if optimizer.needs_grad:
-                    values, grads = values_and_grads(fn, X, vectorized)
+                    values, grads = values_and_grads(fn, X.materialize(), vectorized)
                     optimizer.tell(values, grads)
                 else:
                     values = evaluate(X)

@@ -16,14 +16,15 @@ slices in candidate order gets the same statistics for any split (`concat_result
 """
 from __future__ import annotations
 
+import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from .gym_slots import GymSlots, SlotError, is_gymnasium_mujoco
 from .policies import Policy, RunningMeanStd, make_policy, num_params, space_to_data
 from .vector_cartpole import MAX_EPISODE_STEPS, CartPoleSlots, int_to_words, is_native_cartpole, seedseq_state
 
@@ -68,6 +69,7 @@ class RolloutResult:
     slot_steps: int              # slots x batched steps: the slot-steps computed, live or idle
     batched_steps: int
     wall_s: float
+    timed_out: list = field(default_factory=list)  # candidate ids whose env call ran past the timeout
 
     @property
     def slot_utilization(self) -> float:
@@ -93,7 +95,7 @@ def concat_results(results: Sequence[RolloutResult]) -> RolloutResult:
     total = lambda name: sum(getattr(r, name) for r in results)
     return RolloutResult(cat("returns"), cat("episode_returns"), cat("lengths"), cat("failed"), total("env_steps"),
                          cat("obs_count"), cat("obs_sum"), cat("obs_sumsq"), total("slot_steps"),
-                         total("batched_steps"), total("wall_s"))
+                         total("batched_steps"), total("wall_s"), [c for r in results for c in r.timed_out])
 
 
 # ---------------------------------------------------------------- batched policy kernels (obs as (O, n))
@@ -156,75 +158,6 @@ class _TorchKernel:
         return self.post(out.double().numpy().T)
 
 
-# ---------------------------------------------------------------- environment backends (obs as (O, n))
-class _SlotError(Exception):
-    def __init__(self, slot: int, exc: BaseException):
-        self.slot, self.exc, self.tb = slot, exc, traceback.format_exc()
-
-
-class _GymBackend:
-    """One Gymnasium env per slot; only live slots are stepped (a SyncVectorEnv would step idle ones).
-
-    share_model: Gymnasium's MuJoCo envs each load their own MjModel (~0.5 MB for HalfCheetah); stepping
-    64 of them in turn thrashes the cache and made each step ~1.4x slower than one env alone. Their
-    models are read-only, so all slots can step with the first env's model (identical trajectories).
-    """
-
-    reward_is_one = False
-
-    def __init__(self, make_env: Callable, obs_dim: int, discrete: bool, act_start: int, share_model: bool):
-        self.make_env, self.obs_dim, self.discrete, self.act_start = make_env, obs_dim, discrete, act_start
-        self.share_model = share_model
-        self.envs: list = []
-
-    def prepare(self, n: int) -> None:
-        while len(self.envs) < n:
-            env = self.make_env()
-            if self.share_model and self.envs:
-                env.unwrapped.model = self.envs[0].unwrapped.model
-            self.envs.append(env)
-        self._obs = np.zeros((n, self.obs_dim))  # row per slot: each env writes one contiguous row
-        self._rew, self._done = np.zeros(n), np.zeros(n, dtype=bool)
-
-    def reset(self, slots, seeds) -> np.ndarray:
-        obs = self._obs
-        for s, seed in zip(np.asarray(slots).tolist(), seeds):
-            try:
-                obs[s] = np.ravel(self.envs[s].reset(seed=int(seed))[0])
-            except Exception as e:
-                raise _SlotError(s, e) from e
-        return np.asarray(slots)[~np.isfinite(obs[slots]).all(axis=1)]
-
-    def obs(self) -> np.ndarray:
-        return self._obs.T
-
-    def step(self, actions, live):
-        acts = (actions + self.act_start).tolist() if self.discrete else actions
-        obs, rew, done = self._obs, self._rew, self._done
-        for s in np.flatnonzero(live).tolist():
-            try:
-                o, r, te, tr, _ = self.envs[s].step(acts[s])
-            except Exception as e:
-                raise _SlotError(s, e) from e
-            obs[s] = np.ravel(o)
-            rew[s] = r
-            done[s] = te or tr
-        bad = ~(np.isfinite(obs).all(axis=1) & np.isfinite(rew))  # NaN/inf observation or reward
-        return rew, done, bad
-
-    def close(self) -> None:
-        for env in self.envs:
-            env.close()
-        self.envs = []
-
-
-def _is_gymnasium_mujoco(env_spec, env) -> bool:
-    import gymnasium as gym
-
-    entry = gym.spec(env_spec).entry_point if isinstance(env_spec, str) else None
-    return isinstance(entry, str) and entry.startswith("gymnasium.envs.mujoco") and hasattr(env.unwrapped, "model")
-
-
 class RolloutWorker:
     """Evaluates population slices on one env kind; keeps envs and the policy alive between calls.
 
@@ -271,10 +204,10 @@ class RolloutWorker:
             self._default_slots = 1024
         else:
             start = int(getattr(self.action_space, "start", 0)) if self.policy.discrete else 0
-            self.backend = _GymBackend(make_env, self.policy.obs_dim, self.policy.discrete, start,
-                                       share_model=_is_gymnasium_mujoco(env_spec, probe))
+            self.backend = GymSlots(make_env, self.policy.obs_dim, self.policy.discrete, start,
+                                       share_model=is_gymnasium_mujoco(env_spec, probe))
             self.backend.envs.append(probe)
-            self._default_slots = 8  # see _GymBackend: more interleaved MuJoCo envs step slower
+            self._default_slots = 8  # see GymSlots: more interleaved MuJoCo envs step slower
         if self.policy.kind == "linear":
             self._kernel_cls = _LinearKernel
         else:
@@ -289,7 +222,7 @@ class RolloutWorker:
         return make_policy(observation_space=self.observation_space, action_space=self.action_space, **spec)
 
     def close(self) -> None:
-        if isinstance(self.backend, _GymBackend):
+        if isinstance(self.backend, GymSlots):
             self.backend.close()
 
     def _actions(self, logits: np.ndarray) -> np.ndarray:
@@ -301,7 +234,9 @@ class RolloutWorker:
         return a.T.reshape((-1, *pol.action_space.shape)).astype(pol.action_space.dtype)
 
     def evaluate(self, params, candidate_ids, run_seed: int, generation: int, obs_norm_state=None,
-                 collect_obs_stats: bool = True) -> RolloutResult:
+                 collect_obs_stats: bool = True, timeout: float | None = None) -> RolloutResult:
+        """Returns of rows `params` (candidates `candidate_ids`); `timeout` limits each env reset/step
+        call (Gymnasium slots only: our vectorized CartPole cannot hang), failing a candidate that hangs."""
         t0 = time.perf_counter()
         P, ids = np.atleast_2d(np.asarray(params, dtype=np.float64)), np.asarray(candidate_ids, np.int64).reshape(-1)
         if P.ndim != 2 or P.shape[1] != self.dim:
@@ -327,6 +262,16 @@ class RolloutWorker:
         n = self.n_slots or min(max(len(jobs), 1), self._default_slots)
         backend, kernel = self.backend, self._kernel_cls(self.policy, n, self._actions)
         backend.prepare(n)
+        if isinstance(backend, GymSlots):
+            backend.timeout = timeout
+        timed_out: list[int] = []
+
+        def note_timeouts():
+            stopped = getattr(backend, "timed_out", None)
+            if stopped:
+                timed_out.extend(int(ids[slot_m[s]]) for s in stopped)
+                stopped.clear()
+
         # Per-slot bookkeeping. Lengths come from the step at which a slot started, so the hot loop does
         # no per-slot counting; CartPole's reward is 1 per step, so its return is its length.
         slot_m, slot_e, slot_t0 = np.full(n, -1), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
@@ -351,8 +296,9 @@ class RolloutWorker:
             kernel.assign(slots, P[mem])
             try:
                 bad = backend.reset(slots, episode_seeds(run_seed, generation, ids[mem], eps))
-            except _SlotError as err:
+            except SlotError as err:
                 raise self._error(err, slot_m, slot_e, ids, run_seed, generation) from err.exc
+            note_timeouts()
             if bad is not None and len(bad):
                 finish(bad, np.ones(len(bad), dtype=bool))
 
@@ -378,8 +324,9 @@ class RolloutWorker:
                 x = obs if mean is None else (obs - mean) / std
                 try:
                     rew, done, bad = backend.step(kernel(x), live)
-                except _SlotError as err:
+                except SlotError as err:
                     raise self._error(err, slot_m, slot_e, ids, run_seed, generation) from err.exc
+                note_timeouts()
                 state["t"] += 1
                 if rew is not None:
                     slot_ret += rew
@@ -396,9 +343,9 @@ class RolloutWorker:
         returns = np.where(failed, np.nan, ep_ret.mean(axis=1))
         env_steps = int(lengths.sum())
         return RolloutResult(returns, ep_ret, lengths, failed, env_steps, o_cnt.sum(axis=1), o_s1.sum(axis=1),
-                             o_s2.sum(axis=1), state["t"] * n, state["t"], time.perf_counter() - t0)
+                             o_s2.sum(axis=1), state["t"] * n, state["t"], time.perf_counter() - t0, timed_out)
 
-    def _error(self, err: _SlotError, slot_m, slot_e, ids, run_seed, generation) -> RolloutError:
+    def _error(self, err: SlotError, slot_m, slot_e, ids, run_seed, generation) -> RolloutError:
         m, e = int(slot_m[err.slot]), int(slot_e[err.slot])
         seed = episode_seed(run_seed, generation, int(ids[m]), e)
         return RolloutError(
@@ -407,7 +354,7 @@ class RolloutWorker:
             f"Original traceback:\n{err.tb}")
 
 
-_WORKERS: dict = {}
+_CACHE = threading.local()  # per thread: a Dask worker may run several tasks at once in its threads
 
 
 def cached_worker(env_spec, policy_spec: dict | None = None, episodes: int = 1,
@@ -416,13 +363,15 @@ def cached_worker(env_spec, policy_spec: dict | None = None, episodes: int = 1,
     name = env_spec if isinstance(env_spec, str) else (
         f"{getattr(env_spec, '__module__', '')}.{getattr(env_spec, '__qualname__', repr(env_spec))}")
     key = (name, repr(sorted((policy_spec or {}).items())), episodes, max_episode_steps, n_slots)
-    if key not in _WORKERS:
-        _WORKERS[key] = RolloutWorker(env_spec, policy_spec, episodes, max_episode_steps, n_slots)
-    return _WORKERS[key]
+    workers = _CACHE.__dict__.setdefault("workers", {})
+    if key not in workers:
+        workers[key] = RolloutWorker(env_spec, policy_spec, episodes, max_episode_steps, n_slots)
+    return workers[key]
 
 
 def evaluate_slice(env_spec, policy_spec, params, candidate_ids, run_seed, generation, episodes=1,
-                   max_episode_steps=None, obs_norm_state=None, collect_obs_stats=True) -> RolloutResult:
-    """Evaluate one slice in this process with a cached worker (the function a joblib task calls)."""
+                   max_episode_steps=None, obs_norm_state=None, collect_obs_stats=True,
+                   timeout=None) -> RolloutResult:
+    """Evaluate one slice in this process with a cached worker (the function a worker task calls)."""
     worker = cached_worker(env_spec, policy_spec, episodes, max_episode_steps)
-    return worker.evaluate(params, candidate_ids, run_seed, generation, obs_norm_state, collect_obs_stats)
+    return worker.evaluate(params, candidate_ids, run_seed, generation, obs_norm_state, collect_obs_stats, timeout)
