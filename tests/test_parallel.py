@@ -191,3 +191,39 @@ def test_bad_backend_arguments_are_named():
     with pytest.raises(ParameterError, match="'timeout'"):
         FunctionEvaluator(ph.sphere, timeout=0)
     assert type(make_backend("joblib", 1)) is Backend
+
+
+def test_cli_trains_through_a_local_dask_cluster_with_the_same_result(tmp_path):
+    import json
+
+    from tests.test_cli import evograd
+
+    cfg = tmp_path / "pend.yaml"
+    cfg.write_text("""
+name: pend
+task: {env: {id: Pendulum-v1, max_episode_steps: 50}}
+policy: {type: linear, obs_norm: true}
+budget: {env_steps: 4000}
+evaluation: {every: 2000, episodes: 2}
+optimizer: {name: openai_es, popsize: 8}
+workers: {n: 2}
+""")
+    evograd("run", str(cfg), "--out", str(tmp_path / "serial"), "--workers", "1", "--quiet")
+    evograd("run", str(cfg), "--out", str(tmp_path / "dask"), "--dask", "local", "--quiet")
+    a, b = (json.loads((tmp_path / d / "openai_es" / "seed0" / "result.json").read_text()) for d in ("serial", "dask"))
+    assert a["status"] == b["status"] == "ok"
+    for key in ("best_eval_return", "final_eval_return", "env_steps"):
+        assert a[key] == b[key], key
+
+
+def test_workers_config_errors_name_the_key(tmp_path):
+    from evograd.config import ConfigError, validate
+
+    base = {"task": {"env": {"id": "CartPole-v1"}}, "budget": {"env_steps": 1000}, "optimizer": {"name": "snes"}}
+    with pytest.raises(ConfigError, match=r"workers\.address.*workers\.backend: dask"):
+        validate({**base, "workers": {"address": "tcp://127.0.0.1:8786"}})
+    with pytest.raises(ConfigError, match=r"workers\.backend"):
+        validate({**base, "workers": {"backend": "ray"}})
+    with pytest.raises(ConfigError, match=r"workers\.timeout"):
+        validate({**base, "workers": {"timeout": -1}})
+    assert validate({**base, "workers": {"backend": "dask", "n": 2}})["workers"]["address"] is None
