@@ -76,7 +76,7 @@ def main() -> None:
     }
     rates: dict[str, list[float]] = {k: [] for k in engines}
     returns = {}
-    for name, problem in engines.items():  # warm-up: workers started, envs built
+    for problem in engines.values():  # warm-up: workers started, envs built
         problem.evaluate(P)
     for _ in range(args.rounds):
         for name, problem in engines.items():

@@ -3,7 +3,8 @@
 `Optimizer.ask()` always returns a dense (n, dim) ndarray, which is what a user scripting a fitness
 function wants. Underneath, `Optimizer.ask_candidates()` returns one of these objects, so an evaluator
 that ships work to other processes can send a distribution ES's population as a center plus integer
-noise seeds (workers regenerate the perturbations) instead of n x dim floats. Every form can build any
+noise seeds (workers regenerate the perturbations, see `evograd.noise`), or a GA's population as seed
+lists (`evograd.lineage.LineageCandidates`), instead of n x dim floats. Every form can build any
 subset of its rows (`take`) so a worker only materializes its own slice.
 """
 from __future__ import annotations
@@ -12,10 +13,7 @@ from typing import Any
 
 import numpy as np
 
-
-def noise_from_seed(seed: int, dim: int) -> np.ndarray:
-    """The standard-normal direction that `seed` names; identical in every process and on every platform."""
-    return np.random.default_rng(int(seed)).standard_normal(dim)
+from .noise import noise, noise_from_seed  # noqa: F401  (noise_from_seed re-exported: its historical home)
 
 
 def draw_seeds(rng: np.random.Generator, k: int) -> np.ndarray:
@@ -56,7 +54,12 @@ class Candidates:
         if kind == DenseCandidates.kind:
             return DenseCandidates(state["X"])
         if kind == SeededCandidates.kind:
-            return SeededCandidates(state["center"], state["sigma"], state["seeds"], state["direction"], state["sign"])
+            return SeededCandidates(state["center"], state["sigma"], state["seeds"], state["direction"], state["sign"],
+                                    source=state.get("source", "rng"))
+        if kind == "lineage":
+            from .lineage import LineageCandidates  # it builds on this module
+
+            return LineageCandidates.from_state(state)
         raise ValueError(f"unknown candidate form {kind!r} in state")
 
 
@@ -88,18 +91,21 @@ class DenseCandidates(Candidates):
 
 
 class SeededCandidates(Candidates):
-    """Row r is `center + sign[r] * sigma * noise_from_seed(seeds[direction[r]], dim)`.
+    """Row r is `center + sign[r] * sigma * noise(seeds[direction[r]], dim, source)`.
 
     Covers antithetic and plain Gaussian sampling around one center (OpenAI-ES, ARS, SNES): shipping it
     costs one center plus a few integers per row, whatever the dimension. `sign` 0 gives the center itself.
+    `source` ("rng" or "table", see `evograd.noise`) travels with the seeds.
     """
 
     kind = "seeded"
 
-    def __init__(self, center, sigma, seeds, direction, sign, noise_cache: np.ndarray | None = None):
+    def __init__(self, center, sigma, seeds, direction, sign, noise_cache: np.ndarray | None = None,
+                 source: str = "rng"):
         # noise_cache: the (len(seeds), dim) directions when the optimizer already drew them, so the
         # process that asked does not generate them twice; it is never shipped or saved.
         self._noise_cache = noise_cache
+        self.source = str(source)
         self.center = np.asarray(center, dtype=np.float64)
         self.sigma = np.asarray(sigma, dtype=np.float64)
         self.seeds = np.asarray(seeds, dtype=np.int64)
@@ -122,7 +128,7 @@ class SeededCandidates(Candidates):
         seeds = self.seeds if directions is None else self.seeds[np.asarray(directions, dtype=np.int64)]
         out = np.empty((len(seeds), self.dim))
         for i, s in enumerate(seeds):
-            out[i] = noise_from_seed(s, self.dim)
+            noise(s, self.dim, self.source, out=out[i])
         return out
 
     def take(self, idx) -> np.ndarray:
@@ -145,7 +151,7 @@ class SeededCandidates(Candidates):
         # only the seeds rows a..b-1 use, directions renumbered
         used, local = np.unique(self.direction[a:b], return_inverse=True)
         return {"kind": self.kind, "center": self.center, "sigma": self.sigma, "seeds": self.seeds[used],
-                "direction": local.astype(np.int64).reshape(-1), "sign": self.sign[a:b]}
+                "direction": local.astype(np.int64).reshape(-1), "sign": self.sign[a:b], "source": self.source}
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -155,4 +161,5 @@ class SeededCandidates(Candidates):
             "seeds": self.seeds.copy(),
             "direction": self.direction.copy(),
             "sign": self.sign.copy(),
+            "source": self.source,
         }

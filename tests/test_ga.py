@@ -1,4 +1,6 @@
-"""Deep GA: convergence, elitism, truncation, crossover, reproducibility, errors."""
+"""Deep GA: convergence, elitism, truncation, crossover, reproducibility, errors.
+
+Behaviour tests run with both encodings; seed lists themselves are tested in test_lineage.py."""
 
 import copy
 import warnings
@@ -25,39 +27,48 @@ def nearest_row(points, rows):
     return d.argmin(1), d.min(1)
 
 
+ENCODINGS = pytest.mark.parametrize("encoding", ["seeds", "dense"])
+
+
+@ENCODINGS
 @pytest.mark.parametrize("seed", [0, 1])
-def test_converges_on_sphere_and_rosenbrock(seed):
+def test_converges_on_sphere_and_rosenbrock(seed, encoding):
     x0 = 2 * np.ones(10)
-    assert run(evograd.make("ga", x0=x0, seed=seed), functions.sphere, 200).best.value < 4.0 / 10
-    assert run(evograd.make("ga", x0=x0, seed=seed), functions.rosenbrock, 200).best.value < 360.9 / 10
+    kw = {"x0": x0, "seed": seed, "encoding": encoding}
+    assert run(evograd.make("ga", **kw), functions.sphere, 200).best.value < 4.0 / 10
+    assert run(evograd.make("ga", **kw), functions.rosenbrock, 200).best.value < 360.9 / 10
 
 
 def test_defaults():
     opt = GA(x0=np.zeros(3))
     assert (opt.popsize, opt.truncation, opt.elitism, opt.sigma0, opt.crossover) == (64, 12, 1, 0.1, None)
+    assert (opt.encoding, opt.noise) == ("seeds", "rng")
     assert GA(x0=np.zeros(3), popsize=2).truncation == 2
 
 
-def test_initial_population_from_a_center():
+@ENCODINGS
+def test_initial_population_from_a_center(encoding):
     x0 = np.arange(5.0)
-    X = GA(x0=x0, popsize=400, sigma0=0.5, seed=0).ask()
+    X = GA(x0=x0, popsize=400, sigma0=0.5, seed=0, encoding=encoding).ask()
     assert X.shape == (400, 5)
     np.testing.assert_array_equal(X[0], x0)
     assert np.std(X[1:] - x0) == pytest.approx(0.5, rel=0.05)
     assert np.abs(np.mean(X[1:] - x0)) < 0.05
 
 
-def test_initial_population_given_explicitly():
+@ENCODINGS
+def test_initial_population_given_explicitly(encoding):
     P = np.arange(12.0).reshape(4, 3)
-    opt = GA(x0=P, seed=0)
+    opt = GA(x0=P, seed=0, encoding=encoding)
     assert opt.popsize == 4
     np.testing.assert_array_equal(opt.ask(), P)
     with pytest.raises(evograd.ParameterError, match="'popsize' parameter of GA"):
         GA(x0=P, popsize=5)
 
 
-def test_elitism_keeps_the_best_and_carries_it_unchanged():
-    opt = GA(x0=np.zeros(5), popsize=10, sigma0=1.0, elitism=1, seed=0)
+@ENCODINGS
+def test_elitism_keeps_the_best_and_carries_it_unchanged(encoding):
+    opt = GA(x0=np.zeros(5), popsize=10, sigma0=1.0, elitism=1, seed=0, encoding=encoding)
     prev_min = np.inf
     for _ in range(30):
         X = opt.ask()
@@ -81,22 +92,24 @@ def test_without_elitism_the_population_best_can_get_worse():
     assert np.any(np.diff(mins[1:]) > 0)
 
 
-def test_several_elites_in_rank_order():
+@ENCODINGS
+def test_several_elites_in_rank_order(encoding):
     P = np.arange(8.0)[:, None] * np.ones((8, 3))
-    opt = GA(x0=P, elitism=3, truncation=4, seed=0)
+    opt = GA(x0=P, elitism=3, truncation=4, seed=0, encoding=encoding)
     opt.ask()
     values = np.array([5.0, 3.0, 7.0, 1.0, 0.0, 6.0, 4.0, 2.0])
     opt.tell(values)
     np.testing.assert_array_equal(opt.ask()[:3], P[[4, 3, 7]])
 
 
+@ENCODINGS
 @pytest.mark.parametrize("maximize", [False, True])
-def test_truncation_only_top_t_become_parents(maximize):
+def test_truncation_only_top_t_become_parents(maximize, encoding):
     rng = np.random.default_rng(0)
     n, T = 64, 3
     P = rng.normal(size=(n, 4)) * 10
     values = rng.permutation(n).astype(float)
-    opt = GA(x0=P, truncation=T, elitism=0, sigma0=1e-9, maximize=maximize, seed=1)
+    opt = GA(x0=P, truncation=T, elitism=0, sigma0=1e-9, maximize=maximize, seed=1, encoding=encoding)
     opt.ask()
     opt.tell(values)
     order = np.argsort(-values if maximize else values)
@@ -131,10 +144,11 @@ def test_crossover_converges():
     assert run(opt, functions.sphere, 200).best.value < 0.4
 
 
-def test_same_seed_same_run_other_seed_other_run():
-    a = run(GA(x0=np.ones(5), seed=7, crossover="uniform"), functions.sphere, 5)
-    b = run(GA(x0=np.ones(5), seed=7, crossover="uniform"), functions.sphere, 5)
-    c = run(GA(x0=np.ones(5), seed=8, crossover="uniform"), functions.sphere, 5)
+@pytest.mark.parametrize("kw", [{"crossover": "uniform"}, {}, {"noise": "table"}])
+def test_same_seed_same_run_other_seed_other_run(kw):
+    a = run(GA(x0=np.ones(5), seed=7, **kw), functions.sphere, 5)
+    b = run(GA(x0=np.ones(5), seed=7, **kw), functions.sphere, 5)
+    c = run(GA(x0=np.ones(5), seed=8, **kw), functions.sphere, 5)
     np.testing.assert_array_equal(a.ask(), b.ask())
     assert not np.array_equal(a.ask(), c.ask())
 
@@ -161,9 +175,10 @@ def test_maximize():
     assert -0.05 < opt.best.value <= 0
 
 
-def test_nan_values_never_crash_nor_win_nor_breed():
+@ENCODINGS
+def test_nan_values_never_crash_nor_win_nor_breed(encoding):
     P = np.arange(10.0)[:, None] * np.ones((10, 2))
-    opt = GA(x0=P, truncation=3, elitism=1, sigma0=1e-9, seed=0)
+    opt = GA(x0=P, truncation=3, elitism=1, sigma0=1e-9, seed=0, encoding=encoding)
     opt.ask()
     values = np.array([np.nan, np.nan, 5.0, np.inf, 4.0, np.nan, 3.0, 9.0, np.nan, 8.0])
     with warnings.catch_warnings():
@@ -189,6 +204,9 @@ def test_nan_values_never_crash_nor_win_nor_breed():
         ({"elitism": -1}, "elitism"),
         ({"crossover": "one_point"}, "crossover"),
         ({"crossover": "uniform", "crossover_rate": 1.5}, "crossover_rate"),
+        ({"crossover": "uniform", "encoding": "seeds"}, "encoding"),
+        ({"encoding": "bits"}, "encoding"),
+        ({"noise": "gpu"}, "noise"),
     ],
 )
 def test_invalid_parameters_name_the_parameter(kwargs, name):

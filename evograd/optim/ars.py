@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..candidates import SeededCandidates
+from ..noise import SOURCES
 from ..registry import register
 from ..shaping import finite_worst
 from ..validation import ParameterError, check_bool, check_choice, check_float, check_int
@@ -51,6 +52,10 @@ class ARS(Optimizer):
         and is the paper's best performer; "brs" is not scale-free, so its alpha must match the scale of f.
     scale_by_std : bool or None, default None
         Override the version's choice of dividing by sigma_R (True for every version but "brs").
+    noise : {"rng", "table"}, default "rng"
+        Where the perturbations come from (see `evograd.noise`): "rng", a generator per seed; "table",
+        windows of a shared 128 MB table of normals, far cheaper to regenerate at large dim
+        (what OpenAI's code did), at the price of directions that are shifted windows of one table.
     seed : int or None, default None
     maximize : bool, default False
     """
@@ -64,6 +69,7 @@ class ARS(Optimizer):
         sigma0: float = 0.03,
         version: str = "v2-t",
         scale_by_std: bool | None = None,
+        noise: str = "rng",
         seed: int | None = None,
         maximize: bool = False,
     ):
@@ -84,6 +90,7 @@ class ARS(Optimizer):
         if scale_by_std is None:
             scale_by_std = self.version != "brs"
         self.scale_by_std = check_bool(scale_by_std, "scale_by_std", owner)
+        self.noise = check_choice(noise, "noise", owner, SOURCES)
         super().__init__(x0, seed=seed, maximize=maximize)
         self._center = self.x0.copy()
 
@@ -96,7 +103,7 @@ class ARS(Optimizer):
         return 2 * self.n_directions
 
     def _ask(self) -> SeededCandidates:
-        return mirrored_candidates(self.rng, self._center, self.sigma, self.n_directions)
+        return mirrored_candidates(self.rng, self._center, self.sigma, self.n_directions, self.noise)
 
     def _tell(self, f: np.ndarray, grads: np.ndarray | None) -> None:
         cand: SeededCandidates = self._pending

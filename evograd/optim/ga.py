@@ -3,8 +3,12 @@
 No gradient estimate at all: the top T of each evaluated population become parents, children are
 uniformly chosen parents plus N(0, sigma^2) noise, and the best `elitism` individuals are carried over
 unchanged. Carried elites are evaluated again in the next generation, which is how the Deep GA re-checks
-an elite whose score was lucky on a noisy task. Work per generation is one (n, dim) noise draw, written in
-place into the population array, so cost and memory stay linear in n x dim.
+an elite whose score was lucky on a noisy task.
+
+As in the paper, an individual is by default its seed list (`encoding="seeds"`): a base point plus the
+seeds of the mutations along its line of descent (`evograd.lineage.LineageCandidates`), so an evaluator
+ships integers instead of parameters. This process keeps its parents' dense rows, so a generation here
+still costs one noise vector per child, O(n x dim), as with `encoding="dense"`.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ..candidates import DenseCandidates
+from ..candidates import Candidates, DenseCandidates, draw_seeds
+from ..lineage import LineageCandidates, add_mutation, concat_lineages
+from ..noise import SOURCES
 from ..registry import register
 from ..validation import ParameterError, check_choice, check_float, check_int
 from .base import Optimizer
@@ -43,6 +49,18 @@ class GA(Optimizer):
         from one of two distinct parents (chosen with equal chance) before mutation.
     crossover_rate : float, default 0.5
         Probability that a child is a crossover child (only used with `crossover="uniform"`).
+    encoding : {"seeds", "dense"} or None, default None
+        How `ask_candidates()` describes the population. "seeds" (Such et al.): every individual is a base
+        (x0, or its row of an (n, dim) x0) plus its list of mutation seeds; elites keep their list, a child
+        is its parent's list plus one new seed. A worker task then costs O(bases + seeds) bytes instead of
+        O(rows x dim), but rebuilds a row in O(lineage length x dim): the lineage grows by one seed per
+        generation, so on long runs with large networks `noise="table"` (cheap noise) or "dense" pays off.
+        Checkpoints hold the seed lists, not the parents' rows (rebuilt once on load). "dense": explicit
+        rows, mutation noise from the optimizer's own stream; required by crossover, whose children mix
+        coordinates and have no seed list. None gives "seeds" without crossover and "dense" with it.
+    noise : {"rng", "table"}, default "rng"
+        Source of the "seeds" encoding's mutation noise (see `evograd.noise`): "rng", a generator per
+        seed; "table", windows of a shared 128 MB table of normals, much faster to regenerate at large dim.
     seed, maximize
         See `Optimizer`.
     """
@@ -58,6 +76,8 @@ class GA(Optimizer):
         elitism: int = 1,
         crossover: str | None = None,
         crossover_rate: float = 0.5,
+        encoding: str | None = None,
+        noise: str = "rng",
         seed: int | None = None,
         maximize: bool = False,
     ):
@@ -65,6 +85,16 @@ class GA(Optimizer):
         self.sigma0 = check_float(sigma0, "sigma0", owner, low=0.0, low_inclusive=False)
         self.crossover = check_choice(crossover, "crossover", owner, [None, "uniform"])
         self.crossover_rate = check_float(crossover_rate, "crossover_rate", owner, low=0.0, high=1.0)
+        encoding = check_choice(encoding, "encoding", owner, [None, "seeds", "dense"])
+        if encoding is None:
+            encoding = "seeds" if self.crossover is None else "dense"
+        if encoding == "seeds" and self.crossover is not None:
+            raise ParameterError(
+                f"The 'encoding' parameter of {owner} must be 'dense' with crossover={self.crossover!r}: a crossed "
+                "child mixes its parents' coordinates and has no seed list. Got 'seeds' instead."
+            )
+        self.encoding = encoding
+        self.noise = check_choice(noise, "noise", owner, SOURCES)
         if popsize is not None:
             popsize = check_int(popsize, "popsize", owner, low=2)
         super().__init__(x0, seed=seed, maximize=maximize)
@@ -90,6 +120,8 @@ class GA(Optimizer):
         self.elitism = check_int(elitism, "elitism", owner, low=0, high=popsize - 1)
         # Best max(T, elitism) rows of the last evaluated population, best first; None before the first tell.
         self._ranked: np.ndarray | None = None
+        # With encoding="seeds": the same rows as lineages, whose dense cache is _ranked.
+        self._lineages: LineageCandidates | None = None
 
     @property
     def center(self) -> np.ndarray:
@@ -105,7 +137,9 @@ class GA(Optimizer):
         """The current parent pool (top T of the last evaluated generation, best first)."""
         return None if self._ranked is None else self._ranked[: self.truncation].copy()
 
-    def _ask(self) -> DenseCandidates:
+    def _ask(self) -> Candidates:
+        if self.encoding == "seeds":
+            return self._ask_seeds()
         n, d = self._popsize, self.dim
         if self._ranked is None:
             if self.x0.ndim == 2:
@@ -138,16 +172,60 @@ class GA(Optimizer):
                 children[r] += self._ranked[first[r]]
         return DenseCandidates(X)
 
+    def _ask_seeds(self) -> LineageCandidates:
+        n, d, e = self._popsize, self.dim, self.elitism
+        if self._lineages is None:  # generation 0: x0 and mutants of it, or the given population as bases
+            if self.x0.ndim == 2:
+                return LineageCandidates(self.x0, np.arange(n), [], np.zeros(n + 1, np.int64), self.sigma0,
+                                         self.noise, row_cache=self.x0.copy())
+            seeds = draw_seeds(self.rng, n - 1)
+            X = np.empty((n, d))
+            X[:] = self.x0
+            buf = np.empty(d)
+            for r in range(1, n):
+                add_mutation(X[r], seeds[r - 1], self.sigma0, self.noise, buf)
+            offsets = np.concatenate([[0], np.arange(n)])  # row 0 (x0 itself) has no mutation, row r has seed r-1
+            return LineageCandidates(self.x0[None], np.zeros(n, np.int64), seeds, offsets, self.sigma0, self.noise,
+                                     row_cache=X)
+        P = self._lineages
+        first = self.rng.integers(0, self.truncation, size=n - e)
+        new = draw_seeds(self.rng, n - e)
+        X = np.empty((n, d))
+        X[:e] = self._ranked[:e]
+        buf = np.empty(d)
+        for r in range(n - e):  # the parent's cached row plus one mutation: the lineage sum, O(dim) per child
+            X[e + r] = self._ranked[first[r]]
+            add_mutation(X[e + r], new[r], self.sigma0, self.noise, buf)
+        seeds, offsets = concat_lineages([P.lineage(i) for i in range(e)]
+                                         + [np.append(P.lineage(p), s) for p, s in zip(first, new)])
+        base_of = np.concatenate([P.base_of[:e], P.base_of[first]])
+        return LineageCandidates(P.bases, base_of, seeds, offsets, self.sigma0, self.noise, row_cache=X)
+
     def _tell(self, f: np.ndarray, grads: np.ndarray | None) -> None:
-        X = self._pending.materialize()
         keep = max(self.truncation, self.elitism)
         order = np.argsort(f, kind="stable")[:keep]  # +inf (failed) values sort last
-        self._ranked = None  # release the old pool before building the new one (peak memory at 1M dims)
-        self._ranked = X[order]  # fancy indexing already copies
+        self._ranked = self._lineages = None  # release the old pool first (peak memory at 1M dims)
+        if self.encoding == "seeds":
+            # rows rebuilt from seeds if this population was loaded from a state mid-generation
+            self._lineages = self._pending.subset(order)
+            self._ranked = self._lineages.materialize()
+        else:
+            self._ranked = self._pending.materialize()[order]  # fancy indexing already copies
 
     def _state(self) -> dict[str, Any]:
+        if self.encoding == "seeds":
+            return {"lineages": None if self._lineages is None else self._lineages.to_state()}
         return {"ranked": None if self._ranked is None else self._ranked.copy()}
 
     def _load_state(self, state: dict[str, Any]) -> None:
+        if ("lineages" in state) != (self.encoding == "seeds"):
+            raise ParameterError(f"GA: this state was saved with the other encoding; build the GA with "
+                                 f"encoding={'seeds' if 'lineages' in state else 'dense'!r} to load it.")
+        if self.encoding == "seeds":
+            lin = state["lineages"]
+            self._lineages = None if lin is None else Candidates.from_state(lin)
+            # the parents' rows, rebuilt once from their seed lists (same bits as the cached ones were)
+            self._ranked = None if lin is None else self._lineages.materialize()
+            return
         r = state["ranked"]
         self._ranked = None if r is None else np.array(r, dtype=np.float64)

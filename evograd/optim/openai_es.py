@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ..candidates import SeededCandidates, draw_seeds, noise_from_seed
+from ..candidates import SeededCandidates, draw_seeds
+from ..noise import SOURCES, noise
 from ..registry import make, register
 from ..shaping import SHAPERS
 from ..validation import ParameterError, check_choice, check_float, check_int
@@ -30,15 +31,16 @@ def check_even_popsize(popsize: Any, owner: str) -> int:
     return popsize
 
 
-def mirrored_candidates(rng: np.random.Generator, center: np.ndarray, sigma: float, pairs: int) -> SeededCandidates:
+def mirrored_candidates(rng: np.random.Generator, center: np.ndarray, sigma: float, pairs: int,
+                        source: str = "rng") -> SeededCandidates:
     """Rows 2j and 2j+1 are center +/- sigma * eps_j; the directions are kept as a cache for this process."""
     seeds = draw_seeds(rng, pairs)
     eps = np.empty((pairs, center.shape[0]))
     for j, s in enumerate(seeds):
-        eps[j] = noise_from_seed(s, center.shape[0])
+        noise(s, center.shape[0], source, out=eps[j])
     direction = np.repeat(np.arange(pairs), 2)
     sign = np.tile([1.0, -1.0], pairs)
-    return SeededCandidates(center, sigma, seeds, direction, sign, noise_cache=eps)
+    return SeededCandidates(center, sigma, seeds, direction, sign, noise_cache=eps, source=source)
 
 
 def pair_weights(cand: SeededCandidates, per_candidate: np.ndarray) -> np.ndarray:
@@ -74,6 +76,10 @@ class OpenAIES(Optimizer):
         L2 coefficient added to the gradient estimate (g += weight_decay * center), keeping policy
         weights small as OpenAI did. Our estimate is divided by sigma (a true gradient of the smoothed
         utility), OpenAI's was not, so the same coefficient pulls 1/sigma times less hard here.
+    noise : {"rng", "table"}, default "rng"
+        Where the perturbations come from (see `evograd.noise`): "rng", a generator per seed; "table",
+        windows of a shared 128 MB table of normals, far cheaper to regenerate at large dim
+        (what OpenAI's code did), at the price of directions that are shifted windows of one table.
     seed : int or None, default None
     maximize : bool, default False
     """
@@ -88,6 +94,7 @@ class OpenAIES(Optimizer):
         optimizer_kwargs: dict | None = None,
         shaping: str = "centered_ranks",
         weight_decay: float = 0.005,
+        noise: str = "rng",
         seed: int | None = None,
         maximize: bool = False,
     ):
@@ -98,6 +105,7 @@ class OpenAIES(Optimizer):
         self.optimizer = check_choice(optimizer, "optimizer", owner, INNER_OPTIMIZERS)
         self.shaping = check_choice(shaping, "shaping", owner, SHAPERS)
         self.weight_decay = check_float(weight_decay, "weight_decay", owner, low=0.0)
+        self.noise = check_choice(noise, "noise", owner, SOURCES)
         if optimizer_kwargs is None:
             optimizer_kwargs = {}
         if not isinstance(optimizer_kwargs, dict):
@@ -122,7 +130,7 @@ class OpenAIES(Optimizer):
         return self._popsize
 
     def _ask(self) -> SeededCandidates:
-        return mirrored_candidates(self.rng, self._center, self.sigma, self._popsize // 2)
+        return mirrored_candidates(self.rng, self._center, self.sigma, self._popsize // 2, self.noise)
 
     def _tell(self, f: np.ndarray, grads: np.ndarray | None) -> None:
         cand: SeededCandidates = self._pending

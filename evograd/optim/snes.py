@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..candidates import SeededCandidates, draw_seeds, noise_from_seed
+from ..candidates import SeededCandidates, draw_seeds
+from ..noise import SOURCES, noise
 from ..registry import register
 from ..shaping import SHAPERS
 from ..validation import ParameterError, check_bool, check_choice, check_float, check_int
@@ -47,6 +48,10 @@ class SNES(Optimizer):
     antithetic : bool, default False
         Sample mirrored pairs (z, -z), which removes the odd-order noise from the center's gradient
         estimate; `popsize` must then be even.
+    noise : {"rng", "table"}, default "rng"
+        Where the perturbations come from (see `evograd.noise`): "rng", a generator per seed; "table",
+        windows of a shared 128 MB table of normals, far cheaper to regenerate at large dim
+        (what OpenAI's code did), at the price of directions that are shifted windows of one table.
     seed, maximize
         See `Optimizer`.
     """
@@ -60,6 +65,7 @@ class SNES(Optimizer):
         lr_sigma: float | None = None,
         shaping: str = "nes",
         antithetic: bool = False,
+        noise: str = "rng",
         seed: int | None = None,
         maximize: bool = False,
     ):
@@ -76,6 +82,7 @@ class SNES(Optimizer):
         if lr_sigma is not None:
             lr_sigma = check_float(lr_sigma, "lr_sigma", owner, low=0.0)
         self.shaping = check_choice(shaping, "shaping", owner, SHAPERS)
+        self.noise = check_choice(noise, "noise", owner, SOURCES)
         super().__init__(x0, seed=seed, maximize=maximize)
         d = self.dim
         self.antithetic = antithetic
@@ -116,13 +123,14 @@ class SNES(Optimizer):
         seeds = draw_seeds(self.rng, k)
         z = np.empty((k, self.dim))
         for i, s in enumerate(seeds):
-            z[i] = noise_from_seed(s, self.dim)
+            noise(s, self.dim, self.noise, out=z[i])
         if self.antithetic:
             direction = np.concatenate([np.arange(k), np.arange(k)])
             sign = np.concatenate([np.ones(k), -np.ones(k)])
         else:
             direction, sign = np.arange(n), np.ones(n)
-        return SeededCandidates(self.mu.copy(), self.sigma.copy(), seeds, direction, sign, noise_cache=z)
+        return SeededCandidates(self.mu.copy(), self.sigma.copy(), seeds, direction, sign, noise_cache=z,
+                                source=self.noise)
 
     def _tell(self, f: np.ndarray, grads: np.ndarray | None) -> None:
         if not np.isfinite(f).any():
