@@ -175,12 +175,13 @@ def _cmd_list(args) -> int:
     import gymnasium as gym
 
     from . import functions as F
-    from .registry import available, get, hyperparameters
+    from .registry import available, get, hyperparameters, usable
 
     print("optimizers (evograd.make(name, ...) / config `name:`):")
     for name in available():
         params = [p for p in hyperparameters(get(name)) if p not in ("x0", "seed", "maximize")]
-        print(f"  {name:10s} {', '.join(params)}")
+        note = "" if usable(name) else f"  [needs pip install 'evograd[{get(name).requires}]']"
+        print(f"  {name:10s} {', '.join(params)}{note}")
     print("  ppo        evograd.train_ppo (SB3 hyperparameter names)")
     print("  reinforce  evograd.train_reinforce")
     print("envs (evograd's own):")

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import functions as F
 from .minimize import minimize
-from .registry import available, make
+from .registry import available, make, usable
 
 
 @dataclass
@@ -58,7 +58,7 @@ def compare(
 ) -> list[RunResult]:
     from joblib import Parallel, delayed
 
-    optimizers = optimizers or available()
+    optimizers = optimizers or [n for n in available() if usable(n)]
     functions = functions or list(F.FUNCTIONS)
     for f in functions:
         F.get(f)  # validate names before any work

@@ -30,6 +30,15 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def usable(name: str) -> bool:
+    """Whether `name` can be built here: adapters to optional packages (`requires = "evotorch"`) need
+    that package installed; their names stay registered either way, so configs can name them."""
+    import importlib.util
+
+    req = getattr(get(name), "requires", None)
+    return req is None or importlib.util.find_spec(req) is not None
+
+
 def get(name: str) -> type:
     _load_builtin()
     if not isinstance(name, str) or name not in _REGISTRY:

@@ -8,7 +8,7 @@ import evograd as eg
 from evograd import functions as F
 from evograd.registry import hyperparameters
 
-ALL = eg.available()
+ALL = [n for n in eg.available() if eg.registry.usable(n)]  # evotorch_* need the extra
 POPULATION = [n for n in ALL if not eg.registry.get(n).needs_grad]
 GRADIENT = [n for n in ALL if eg.registry.get(n).needs_grad]
 
