@@ -1,4 +1,4 @@
-"""evograd CBO against CBXpy 1.0.4 on Rastrigin-20 with CBXpy's documented d=20 setting.
+"""evograd CBO against CBXpy 1.0.4 on Rastrigin-20 and Ackley-20 with CBXpy's documented d=20 setting.
 
 Setting (CBXpy docs, success_evaluation notebook): particles U(-3,3)^20, anisotropic noise,
 sigma=10.1, alpha0=30 growing 1.05x per step up to 1e5, dt=0.01, drift 1, 5000 steps; N=200 and N=40.
@@ -7,16 +7,17 @@ the final consensus, as in ../shared/peers/cbx_bench.py, and its best_particle).
 
 CBXpy is run as the peer script ran it: `CBO(Rastrigin(), x=x0, f_dim="3D", seed=s, ...)` and its own
 `optimize()` loop, one run per seed ("single"), and seeds 0-9 as M=10 parallel runs in one dynamic
-("batched", time divided by 10). evograd runs through the public protocol only: `evograd.make("cbo",
-...)` then `ask()` / `tell(rastrigin(X))` with the vectorized `evograd.functions.rastrigin`. Single
-runs of both libraries alternate seed by seed, so load from other processes hits both alike.
+("batched", time divided by 10; --quick batches its 3 seeds). evograd runs through the public protocol
+only: `evograd.make("cbo", ...)` then `ask()` / `tell(f(X))` with the vectorized `evograd.functions`
+(CBXpy's Rastrigin/Ackley objectives are the same functions). Single runs of both libraries alternate
+seed by seed, so load from other processes hits both alike.
 
 Targets: evograd per run >= 5x faster than CBXpy single runs and >= 3x faster than CBXpy batched
 (per run), with a success count no more than one run below CBXpy's. Speed verdicts use CPU seconds
 (process_time; both libraries are single-threaded here) because the machine is shared; wall-clock
 ratios are printed beside them and stored in the JSON.
 
-Usage: python benchmarks/bench_cbo.py [--quick] [--seeds K] [--steps T]
+Usage: python benchmarks/bench_cbo.py [--quick] [--seeds K] [--steps T] [--functions rastrigin ackley] [--ns 200 40]
 The last stdout line is one JSON object.
 """
 
@@ -38,25 +39,33 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import evograd
-from evograd.functions import rastrigin
+from evograd.functions import ackley, rastrigin
 
 warnings.filterwarnings("ignore", module="cbx")
 
 D, TOL = 20, 0.25
 SETTING = {"sigma": 10.1, "alpha": 30.0, "dt": 0.01}
+FUNCTIONS = {"rastrigin": rastrigin, "ackley": ackley}
+
+
+def cbx_objective(fname: str):
+    from cbx.objectives import Ackley, Rastrigin
+
+    return Rastrigin() if fname == "rastrigin" else Ackley()
 
 
 def initial(seed: int, n: int) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-3, 3, size=(n, D))
 
 
-def run_evograd(seed: int, n: int, steps: int) -> dict:
+def run_evograd(fname: str, seed: int, n: int, steps: int) -> dict:
+    f = FUNCTIONS[fname]
     x0 = initial(seed, n)
     t0, c0 = time.perf_counter(), time.process_time()
     opt = evograd.make("cbo", x0=x0, noise="anisotropic", seed=seed, **SETTING)
     for _ in range(steps):
         X = opt.ask()
-        opt.tell(rastrigin(X))
+        opt.tell(f(X))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {
         "wall_s": wall,
@@ -66,15 +75,14 @@ def run_evograd(seed: int, n: int, steps: int) -> dict:
     }
 
 
-def run_cbx_single(seed: int, n: int, steps: int) -> dict:
+def run_cbx_single(fname: str, seed: int, n: int, steps: int) -> dict:
     from cbx.dynamics import CBO
-    from cbx.objectives import Rastrigin
 
     x0 = initial(seed, n)[None]
     np.random.seed(seed)  # cbx uses the global RNG in places
     t0, c0 = time.perf_counter(), time.process_time()
     dyn = CBO(
-        Rastrigin(), x=x0, verbosity=0, seed=seed, f_dim="3D", noise="anisotropic", max_it=steps, **SETTING
+        cbx_objective(fname), x=x0, verbosity=0, seed=seed, f_dim="3D", noise="anisotropic", max_it=steps, **SETTING
     )
     dyn.optimize()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -88,14 +96,13 @@ def run_cbx_single(seed: int, n: int, steps: int) -> dict:
     }
 
 
-def run_cbx_batched(seeds: list[int], n: int, steps: int) -> dict:
+def run_cbx_batched(fname: str, seeds: list[int], n: int, steps: int) -> dict:
     from cbx.dynamics import CBO
-    from cbx.objectives import Rastrigin
 
     x0 = np.stack([initial(s, n) for s in seeds])
     t0, c0 = time.perf_counter(), time.process_time()
     dyn = CBO(
-        Rastrigin(), x=x0, verbosity=0, seed=0, f_dim="3D", noise="anisotropic", max_it=steps, **SETTING
+        cbx_objective(fname), x=x0, verbosity=0, seed=0, f_dim="3D", noise="anisotropic", max_it=steps, **SETTING
     )
     dyn.optimize()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -104,16 +111,16 @@ def run_cbx_batched(seeds: list[int], n: int, steps: int) -> dict:
     return {"wall_s_per_run": wall / m, "cpu_s_per_run": cpu / m, "successes": int(np.sum(err < TOL))}
 
 
-def floor_cpu(n: int, steps: int) -> dict:
+def floor_cpu(fname: str, n: int, steps: int) -> dict:
     """CPU seconds per run of what any CBO loop must do: the fitness, and the fitness plus the
     Gaussian draws. CBXpy's time over the second bounds the speedup any implementation can reach."""
-    X, rng = initial(0, n), np.random.default_rng(0)
+    X, rng, f = initial(0, n), np.random.default_rng(0), FUNCTIONS[fname]
     c0 = time.process_time()
     for _ in range(steps):
-        rastrigin(X)
+        f(X)
     c1 = time.process_time()
     for _ in range(steps):
-        rastrigin(X)
+        f(X)
         rng.standard_normal((n, D))
     c2 = time.process_time()
     return {"fitness": c1 - c0, "fitness_and_noise": c2 - c1}
@@ -142,20 +149,21 @@ def median(runs: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
-def compare(n: int, seeds: list[int], steps: int) -> tuple[dict, list[tuple]]:
+def compare(fname: str, n: int, seeds: list[int], steps: int, batched: list[int]) -> tuple[dict, list[tuple]]:
     ev, cs = [], []
     for s in seeds:  # alternate the libraries seed by seed
-        cs.append(run_cbx_single(s, n, steps))
-        ev.append(run_evograd(s, n, steps))
-    cb = run_cbx_batched(list(range(10)), n, steps)  # M=10 runs in one dynamic, as the peers ran it
-    fl = floor_cpu(n, steps)
-    m, k_ev, k_cs = len(seeds), sum(r["ok"] for r in ev), sum(r["ok"] for r in cs)
+        cs.append(run_cbx_single(fname, s, n, steps))
+        ev.append(run_evograd(fname, s, n, steps))
+    cb = run_cbx_batched(fname, batched, n, steps)  # M runs in one dynamic (the peers ran M=10)
+    fl = floor_cpu(fname, n, steps)
+    m, k_ev, k_cs, mb = len(seeds), sum(r["ok"] for r in ev), sum(r["ok"] for r in cs), len(batched)
     res = {
         "evograd_successes": k_ev,
         "evograd_consensus_successes": sum(r["ok_consensus"] for r in ev),
         "cbx_single_successes": k_cs,
         "cbx_single_best_particle_successes": sum(r["ok_best"] for r in cs),
-        "cbx_batched_successes_of_10": cb["successes"],
+        "cbx_batched_successes": cb["successes"],
+        "cbx_batched_runs": mb,
         "fitness_only_cpu_s_per_run": round(fl["fitness"], 4),
         "fitness_and_noise_cpu_s_per_run": round(fl["fitness_and_noise"], 4),
         "protocol_overhead_cpu_s_per_run": round(protocol_overhead_cpu(n, steps), 4),
@@ -174,9 +182,9 @@ def compare(n: int, seeds: list[int], steps: int) -> tuple[dict, list[tuple]]:
     res["max_speedup_vs_batched"] = round(c["cbx_batched_s_per_run"] / fl["fitness_and_noise"], 2)
     res["pass_single_5x"] = c["speedup_vs_single"] >= 5.0
     res["pass_batched_3x"] = c["speedup_vs_batched"] >= 3.0
-    res["pass_success"] = k_ev / m >= max(k_cs / m, cb["successes"] / 10) - 1 / m
+    res["pass_success"] = k_ev / m >= max(k_cs / m, cb["successes"] / mb) - 1 / m
     print(
-        f"N={n}: CPU s per run: fitness alone {fl['fitness']:.3f}, fitness + Gaussian draws "
+        f"{fname} N={n}: CPU s per run: fitness alone {fl['fitness']:.3f}, fitness + Gaussian draws "
         f"{fl['fitness_and_noise']:.3f} (so no implementation beats {res['max_speedup_vs_single']}x single, "
         f"{res['max_speedup_vs_batched']}x batched); base-class ask/tell overhead "
         f"{res['protocol_overhead_cpu_s_per_run']:.3f}",
@@ -189,19 +197,19 @@ def compare(n: int, seeds: list[int], steps: int) -> tuple[dict, list[tuple]]:
     )
     rows = [
         (
-            f"N={n} successes",
+            f"{fname[:4]} N={n} successes",
             f"{k_ev}/{m}",
-            f"{k_cs}/{m} single, {cb['successes']}/10 batched",
+            f"{k_cs}/{m} single, {cb['successes']}/{mb} batched",
             res["pass_success"],
         ),
         (
-            f"N={n} s/run, single",
+            f"{fname[:4]} N={n} s/run, single",
             ev_s,
             vs_single + ", need 5x",
             res["pass_single_5x"],
         ),
         (
-            f"N={n} s/run, batched",
+            f"{fname[:4]} N={n} s/run, batched",
             ev_s,
             vs_batched + ", need 3x",
             res["pass_batched_3x"],
@@ -212,23 +220,29 @@ def compare(n: int, seeds: list[int], steps: int) -> tuple[dict, list[tuple]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="5 seeds instead of 10")
+    ap.add_argument("--quick", action="store_true", help="3 seeds (batched as M=3), N=200 only")
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--steps", type=int, default=5000)
+    ap.add_argument("--functions", nargs="+", choices=list(FUNCTIONS), default=list(FUNCTIONS))
+    ap.add_argument("--ns", nargs="+", type=int, default=None, help="particle counts (default 200 40)")
     args = ap.parse_args()
-    seeds = list(range(args.seeds if args.seeds else (5 if args.quick else 10)))
+    seeds = list(range(args.seeds if args.seeds else (3 if args.quick else 10)))
+    batched = seeds if args.quick else list(range(10))
+    ns = args.ns or ([200] if args.quick else [200, 40])
     from importlib import metadata
 
     rows, out = [], {}
-    for n in (200, 40):
-        out[f"N={n}"], r = compare(n, seeds, args.steps)
-        rows += r
+    for fname in args.functions:
+        out[fname] = {}
+        for n in ns:
+            out[fname][f"N={n}"], r = compare(fname, n, seeds, args.steps, batched)
+            rows += r
     print(f"\n{'check (CPU s per run)':<24}{'evograd':>9}  {'CBXpy ' + metadata.version('cbx'):<52}result")
     for name, a, b, ok in rows:
         print(f"{name:<24}{a:>9}  {b:<52}{'PASS' if ok else 'FAIL'}")
     result = {
         "bench": "bench_cbo",
-        "function": "rastrigin",
+        "functions": args.functions,
         "d": D,
         "steps": args.steps,
         "seeds": len(seeds),

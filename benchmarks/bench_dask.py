@@ -50,8 +50,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="HalfCheetah with short episodes, 1 round (~1 min)")
     ap.add_argument("--env", default="HalfCheetah-v5")
     ap.add_argument("--popsize", type=int, default=64)
-    ap.add_argument("--generations", type=int, default=4)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--generations", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--raw-seconds", type=float, default=5.0)
     args = ap.parse_args()
     max_steps = None

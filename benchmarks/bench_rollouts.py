@@ -1,12 +1,16 @@
 """Rollout engine throughput as ratios against raw Gymnasium, measured in the same run.
 
-Usage: python benchmarks/bench_rollouts.py [--quick] [--reps 5] [--seconds 1.0] [--skip-mujoco]
+Usage: python benchmarks/bench_rollouts.py [--quick] [--reps 5] [--seconds 1.0] [--skip-mujoco] [--no-evotorch]
 
 CartPole-v1, linear policy, popsize 256, one process: live env steps/s of RolloutWorker.evaluate
 against `gym.make_vec("CartPole-v1", 256, vectorization_mode="vector_entry_point")` stepped with
-pre-drawn random actions (as ../shared/peers/env_throughput.py does). Cases:
+pre-drawn random actions (as ../shared/peers/env_throughput.py does). Target: good population >= 0.8x.
+Cases:
   * good population: a balancing linear policy plus N(0, 0.01^2) noise (most episodes run 500 steps);
   * random population: N(0, 1) parameters (short episodes; slot utilization is reported).
+The good population is also evaluated by EvoTorch 0.6.1's GymNE and VecGymNE (same rows, observation
+normalization off on both sides, one process, one torch thread; see _evotorch_peers.py): one generation
+per repetition, interleaved with the reps above (all reps in full mode, the first in --quick).
 HalfCheetah-v5, linear policy, popsize 64: one worker against one raw `gym.make` env with random
 actions. `run_halfcheetah_worker` runs one worker and is reusable for multi-process comparisons.
 Raw and engine measurements alternate rep by rep so machine load hits both alike; medians reported.
@@ -31,6 +35,9 @@ import gymnasium as gym
 import torch
 
 from evograd.rollouts import RolloutWorker
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+TARGET_VS_RAW = 0.8
 
 torch.set_num_threads(1)
 
@@ -124,7 +131,7 @@ def _med(xs):
     return statistics.median(xs)
 
 
-def bench_cartpole(reps: int, seconds: float) -> dict:
+def bench_cartpole(reps: int, seconds: float, evotorch_reps: int = 0) -> dict:
     rng = np.random.default_rng(0)
     pops = {
         "good": GOOD_CARTPOLE + 0.01 * rng.standard_normal((256, 10)),
@@ -133,10 +140,20 @@ def bench_cartpole(reps: int, seconds: float) -> dict:
     worker = RolloutWorker("CartPole-v1", {"policy": "linear"})
     cases = [("good", False), ("good", True), ("random", False)]
     raw, ours = [], {c: [] for c in cases}
+    peers = {}
+    if evotorch_reps:
+        from _evotorch_peers import EvoTorchPeer
+
+        peers = {name: (EvoTorchPeer("CartPole-v1", pops["good"], vec=vec), []) for name, vec in
+                 (("evotorch_gymne", False), ("evotorch_vecgymne", True))}
     for rep in range(reps):
         raw.append(raw_vector_cartpole(seconds))
         for pop, collect in cases:
             ours[(pop, collect)].append(engine_rate(worker, pops[pop], seconds, collect, gen0=1000 * rep))
+        if rep < evotorch_reps:
+            for name, (peer, runs) in peers.items():
+                runs.append(peer.measure(1))
+                print(f"rep {rep}: {name} {runs[-1]['steps_per_s']:,.0f} steps/s", flush=True)
         print(f"rep {rep}: raw {raw[-1]:,.0f} steps/s; " + "; ".join(
             f"{p}{'+stats' if c else ''} {ours[(p, c)][-1]['steps_per_s']:,.0f}" for p, c in cases), flush=True)
     raw_med = _med(raw)
@@ -151,6 +168,15 @@ def bench_cartpole(reps: int, seconds: float) -> dict:
             "slot_utilization": round(_med([r["slot_utilization"] for r in runs]), 3),
             "mean_return": round(_med([r["mean_return"] for r in runs]), 1),
         }
+    out["good"]["target_vs_raw"] = TARGET_VS_RAW
+    out["good"]["pass"] = out["good"]["ratio_vs_raw"] >= TARGET_VS_RAW
+    ours_good = out["good"]["steps_per_s"]
+    for name, (peer, runs) in peers.items():
+        rate = _med([r["steps_per_s"] for r in runs])
+        out[name] = {"steps_per_s": round(rate), "runs": [round(r["steps_per_s"]) for r in runs],
+                     "mean_return": round(_med([r["mean_return"] for r in runs]), 1),
+                     "warmup_s": round(peer.warmup_s, 2), "workers": peer.workers,
+                     "evograd_speedup": round(ours_good / rate, 2)}
     return out
 
 
@@ -189,11 +215,18 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=1.5)
     ap.add_argument("--skip-mujoco", action="store_true")
+    ap.add_argument("--no-evotorch", action="store_true", help="skip the EvoTorch GymNE/VecGymNE peers")
     args = ap.parse_args()
     if args.quick:
         args.reps, args.seconds = 2, 0.5
+    evo_reps = 0 if args.no_evotorch else (1 if args.quick else args.reps)
     result = {"bench": "rollouts", "reps": args.reps, "seconds_per_case": args.seconds,
-              "cartpole_linear_pop256": bench_cartpole(args.reps, args.seconds)}
+              "cartpole_linear_pop256": bench_cartpole(args.reps, args.seconds, evo_reps)}
+    c = result["cartpole_linear_pop256"]
+    print(f"CartPole pop 256: evograd {c['good']['steps_per_s']:,} steps/s = {c['good']['ratio_vs_raw']:.3f}x raw "
+          f"make_vec(256) (target >= {TARGET_VS_RAW}): {'PASS' if c['good']['pass'] else 'FAIL'}" + "".join(
+              f"; {c[k]['evograd_speedup']}x {k}" for k in ("evotorch_gymne", "evotorch_vecgymne") if k in c),
+          flush=True)
     if not args.skip_mujoco:
         result["halfcheetah_linear_pop64"] = bench_halfcheetah(args.reps, args.seconds)
     result["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(),
