@@ -14,9 +14,8 @@ state included) and, for the same x0, sigma0 and seed, asks exactly what
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cma
 import numpy as np
 
 from ..registry import register
@@ -24,6 +23,9 @@ from ..serialization import dumps, loads
 from ..shaping import finite_worst
 from ..validation import ParameterError, check_bool, check_choice, check_float, check_int
 from .base import Optimizer
+
+if TYPE_CHECKING:  # pycma (and the scipy/matplotlib it pulls in) loads only when a cmaes is built: every
+    import cma  # worker process imports evograd, and most never run CMA-ES
 
 # Options that change nothing in the search: no console output, no log files, and no per-iteration
 # look-up of a "cma_signals.in" file in the working directory (which could otherwise rewrite options).
@@ -182,6 +184,8 @@ class CMAES(Optimizer):
             opts["popsize"] = int(popsize)
         if self.separable:
             opts["CMA_diagonal"] = True
+        import cma
+
         return cma.CMAEvolutionStrategy(x0, sigma, opts)
 
     def _restart(self, why: dict[str, Any]) -> None:
@@ -220,6 +224,8 @@ class CMAES(Optimizer):
     def _load_state(self, state: dict[str, Any]) -> None:
         rs = np.random.RandomState()
         rs.set_state(state["randn_state"])
+        import cma
+
         es = loads(state["engine"], allowed_packages=("cma",))
         if not isinstance(es, cma.CMAEvolutionStrategy):
             raise ParameterError(f"{type(self).__name__}: the saved engine is not a CMAEvolutionStrategy.")
