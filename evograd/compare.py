@@ -66,12 +66,9 @@ def _shared_cluster(config: dict):
     if w.get("backend") != "dask" or w.get("address") is not None:
         yield {}
         return
-    import logging
+    from .parallel import local_cluster
 
-    from distributed import LocalCluster
-
-    with LocalCluster(n_workers=int(w.get("n", 1)), threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster:
+    with local_cluster(w.get("n", 1)) as cluster:
         yield {DASK_ADDRESS_ENV: cluster.scheduler_address}
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from .candidates import Candidates
 from .deadline import EvaluationTimeout, time_limit
-from .parallel import Backend, check_n_jobs, make_backend, run_slices
+from .parallel import Backend, check_backend, check_n_jobs, make_backend, run_slices
 from .validation import ParameterError, check_float, check_int
 
 
@@ -102,6 +102,7 @@ class FunctionEvaluator:
         self.timeout = None if timeout is None else check_float(timeout, "timeout", "the evaluator", low=0.0,
                                                                 low_inclusive=False)
         self.retries = check_int(retries, "retries", "the evaluator", low=0)
+        check_backend(backend, address, "the evaluator")
         self._backend_args = (backend, address)
         self._backend: Backend | None = None
         self.timeouts = 0

@@ -25,7 +25,7 @@ import torch
 
 from .candidates import Candidates, DenseCandidates
 from .evaluator import EvaluationTimeoutWarning
-from .parallel import BACKENDS, Backend, check_n_jobs, make_backend, run_slices
+from .parallel import Backend, check_backend, check_n_jobs, make_backend, run_slices, slice_spans
 from .policies import Policy, RunningMeanStd, make_policy, num_params, save_policy, set_flat_params
 from .rollouts import RolloutResult, concat_results, evaluate_slice
 from .validation import ParameterError, check_float, check_int
@@ -80,12 +80,7 @@ class GymProblem:
         self.episodes = check_int(episodes, "episodes", owner, low=1)
         self.seed = check_int(seed, "seed", owner, low=0)
         self.n_jobs = check_n_jobs(n_jobs, owner)
-        if not (isinstance(backend, Backend) or backend in BACKENDS):
-            raise ParameterError(f"The 'backend' parameter of {owner} must be one of {list(BACKENDS)} or a Backend. "
-                                 f"Got {backend!r} instead.")
-        if address is not None and backend != "dask":
-            raise ParameterError(f"The 'address' parameter of {owner} is a Dask scheduler address; it needs "
-                                 f"backend='dask'. Got backend={backend!r}.")
+        check_backend(backend, address, owner)
         self.backend_spec, self.address = backend, address
         self.timeout = None if timeout is None else check_float(timeout, "timeout", owner, low=0.0,
                                                                 low_inclusive=False)
@@ -252,9 +247,7 @@ class GymProblem:
         """Every worker task of one population, one per contiguous slice (the benchmark pickles these to
         measure what is shipped)."""
         make_task = self._task_maker(P, ids, run_seed, generation, episodes, collect)
-        k = max(1, min(len(P), self._get_backend().n_workers()))
-        bounds = np.linspace(0, len(P), k + 1).astype(int)
-        return [make_task(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+        return [make_task(a, b) for a, b in slice_spans(len(P), self._get_backend().n_workers())]
 
     def _run(self, P, ids, run_seed, generation, episodes, collect) -> RolloutResult:
         backend = self._get_backend()

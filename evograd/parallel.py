@@ -81,9 +81,7 @@ class JoblibBackend(Backend):
         self.n_jobs = n_jobs
 
     def n_workers(self) -> int:
-        from joblib import cpu_count
-
-        return cpu_count() if self.n_jobs == -1 else self.n_jobs
+        return resolve_n_jobs(self.n_jobs)
 
     def run(self, tasks):
         from joblib.externals.loky import get_reusable_executor
@@ -113,16 +111,11 @@ class DaskBackend(Backend):
     name = "dask"
 
     def __init__(self, address: str | None = None, n_workers: int = 2):
-        try:
-            from distributed import Client, LocalCluster
-        except ImportError:
-            raise ImportError("the dask backend needs Dask distributed: pip install 'evograd[dask]'") from None
-        import logging
+        from distributed import Client
 
         self.address, self._cluster = address, None
         if address is None or address == "local":
-            self._cluster = LocalCluster(n_workers=int(n_workers), threads_per_worker=1, processes=True,
-                                         dashboard_address=None, silence_logs=logging.ERROR)
+            self._cluster = local_cluster(n_workers)
             self.client = Client(self._cluster)
         else:
             self.client = Client(address, timeout="30s")
@@ -151,21 +144,36 @@ class DaskBackend(Backend):
             self._cluster.close()
 
 
+def local_cluster(n_workers: int):
+    """A Dask LocalCluster of `n_workers` single-threaded worker processes on loopback, quiet."""
+    try:
+        from distributed import LocalCluster
+    except ImportError:
+        raise ImportError("the dask backend needs Dask distributed: pip install 'evograd[dask]'") from None
+    import logging
+
+    return LocalCluster(n_workers=int(n_workers), threads_per_worker=1, processes=True, dashboard_address=None,
+                        silence_logs=logging.ERROR)
+
+
+def check_backend(backend: Any, address: str | None, owner: str) -> None:
+    """A backend name from BACKENDS (or a Backend object), and an address only with backend='dask'."""
+    if not (isinstance(backend, Backend) or backend in BACKENDS):
+        raise ParameterError(f"The 'backend' parameter of {owner} must be one of {list(BACKENDS)} or a Backend. "
+                             f"Got {backend!r} instead.")
+    if address is not None and backend != "dask":
+        raise ParameterError(f"The 'address' parameter of {owner} is a Dask scheduler address; it needs "
+                             f"backend='dask'. Got backend={backend!r}.")
+
+
 def make_backend(backend: str | Backend | None = "joblib", n_jobs: int = 1, address: str | None = None,
                  owner: str = "evaluator") -> Backend:
     """The backend a user asked for by name (or given as an object); serial when there is nothing to split."""
+    check_backend(backend, address, owner)
     if isinstance(backend, Backend):
         return backend
-    if backend not in BACKENDS:
-        raise ParameterError(f"The 'backend' parameter of {owner} must be one of {list(BACKENDS)} or a Backend. "
-                             f"Got {backend!r} instead.")
     if backend == "dask":
-        from joblib import cpu_count
-
-        return DaskBackend(address, n_workers=cpu_count() if n_jobs == -1 else n_jobs)
-    if address is not None:
-        raise ParameterError(f"The 'address' parameter of {owner} is a Dask scheduler address; it needs "
-                             f"backend='dask'. Got backend={backend!r}.")
+        return DaskBackend(address, n_workers=resolve_n_jobs(n_jobs))
     return Backend() if n_jobs == 1 else JoblibBackend(n_jobs)
 
 
@@ -176,6 +184,19 @@ def check_n_jobs(n_jobs: Any, owner: str) -> int:
     return n_jobs
 
 
+def resolve_n_jobs(n_jobs: int) -> int:
+    """-1 means every core."""
+    from joblib import cpu_count
+
+    return cpu_count() if n_jobs == -1 else n_jobs
+
+
+def slice_spans(n: int, n_workers: int) -> list[tuple[int, int]]:
+    """Rows 0..n-1 as one contiguous, non-empty (a, b) span per worker, in candidate order."""
+    bounds = np.linspace(0, n, max(1, min(n, n_workers)) + 1).astype(int)
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
 def run_slices(backend: Backend, make_task: Callable[[int, int], Task], n: int, combine: Callable[[list], Any],
                ids: np.ndarray | None = None, retries: int = 2) -> Any:
     """Evaluate rows 0..n-1 as one contiguous slice per worker and combine the slice results in order.
@@ -184,9 +205,7 @@ def run_slices(backend: Backend, make_task: Callable[[int, int], Task], n: int, 
     messages. Lost slices are retried and then isolated as described in the module docstring.
     """
     ids = np.arange(n) if ids is None else np.asarray(ids)
-    k = max(1, min(n, backend.n_workers()))
-    bounds = np.linspace(0, n, k + 1).astype(int)
-    pending = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    pending = slice_spans(n, backend.n_workers())
     done: dict[tuple[int, int], Any] = {}
     last_error = None
     for attempt in range(retries + 1):

@@ -262,15 +262,16 @@ class RolloutWorker:
         n = self.n_slots or min(max(len(jobs), 1), self._default_slots)
         backend, kernel = self.backend, self._kernel_cls(self.policy, n, self._actions)
         backend.prepare(n)
+        # only Gymnasium slots can hang (our vectorized CartPole cannot): no per-step check otherwise
+        watch = timeout is not None and isinstance(backend, GymSlots)
         if isinstance(backend, GymSlots):
             backend.timeout = timeout
         timed_out: list[int] = []
 
         def note_timeouts():
-            stopped = getattr(backend, "timed_out", None)
-            if stopped:
-                timed_out.extend(int(ids[slot_m[s]]) for s in stopped)
-                stopped.clear()
+            if backend.timed_out:
+                timed_out.extend(int(ids[slot_m[s]]) for s in backend.timed_out)
+                backend.timed_out.clear()
 
         # Per-slot bookkeeping. Lengths come from the step at which a slot started, so the hot loop does
         # no per-slot counting; CartPole's reward is 1 per step, so its return is its length.
@@ -298,7 +299,8 @@ class RolloutWorker:
                 bad = backend.reset(slots, episode_seeds(run_seed, generation, ids[mem], eps))
             except SlotError as err:
                 raise self._error(err, slot_m, slot_e, ids, run_seed, generation) from err.exc
-            note_timeouts()
+            if watch:
+                note_timeouts()
             if bad is not None and len(bad):
                 finish(bad, np.ones(len(bad), dtype=bool))
 
@@ -326,7 +328,8 @@ class RolloutWorker:
                     rew, done, bad = backend.step(kernel(x), live)
                 except SlotError as err:
                     raise self._error(err, slot_m, slot_e, ids, run_seed, generation) from err.exc
-                note_timeouts()
+                if watch:
+                    note_timeouts()
                 state["t"] += 1
                 if rew is not None:
                     slot_ret += rew
