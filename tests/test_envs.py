@@ -145,7 +145,11 @@ def test_optimal_gain_beats_perturbed_gains():
     K = env.optimal_gain()
     best = env.optimal_cost()
     assert best == env.expected_cost(K) == env.expected_cost(K.ravel())
-    assert env.finite_horizon_optimal_cost() <= best <= env.finite_horizon_optimal_cost() * (1 + 1e-9)
+    # Over 200 steps the stationary gain is optimal up to rounding: the two costs agree to ~1e-15, and the
+    # finite-horizon optimum may not exceed it by more than rounding (exact arithmetic: fh <= best).
+    fh = env.finite_horizon_optimal_cost()
+    np.testing.assert_allclose(best, fh, rtol=1e-9, atol=0)
+    assert fh <= best * (1 + 1e-12), (fh, best)
     rng = np.random.default_rng(0)
     for scale in (1e-3, 1e-2, 1e-1, 1.0):
         for _ in range(4):
