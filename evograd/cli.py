@@ -66,8 +66,10 @@ def _cmd_compare(args) -> int:
         if not args.resume and out.exists() and any(out.glob("*/seed*/result.json")):
             raise ValueError(f"{out} already holds results: pass --resume {out} to continue it, or another --out")
     config = _apply_worker_flags(config, args)
+    from .compare import check_not_running
     from .config import dump_resolved
 
+    check_not_running(config, out)  # a job left running (e.g. by a killed compare): refuse, naming its pid
     out.mkdir(parents=True, exist_ok=True)
     dump_resolved(config, out / "config.resolved.yaml", _meta())
     results = run_compare(config, out, resume=bool(args.resume), jobs=args.jobs, quiet=args.quiet)
@@ -102,6 +104,10 @@ def _cmd_run(args) -> int:
     seeds = [args.seed] if args.seed is not None else list(config["seeds"])[:1]
     config["seeds"] = seeds
     out = Path(args.resume or args.out or _fresh_dir(config["name"]))
+    from .joblock import JobLock, check_free
+
+    for seed in seeds:  # a job still running in this directory (a `compare` job, another `run`): refuse
+        check_free(job_dir(out, label, seed))
     out.mkdir(parents=True, exist_ok=True)
     from .config import dump_resolved
 
@@ -110,8 +116,9 @@ def _cmd_run(args) -> int:
     status = 0
     for seed in seeds:
         if not args.quiet:
-            print(f"{config['name']}: {label}, seed {seed} -> {job_dir(out, label, seed)}")
-        res = run_job(config, label, seed, out, resume=bool(args.resume), progress=not args.quiet)
+            print(f"{config['name']}: {label}, seed {seed} -> {job_dir(out, label, seed)}", flush=True)
+        with JobLock(job_dir(out, label, seed)):  # held while the job runs: no second process starts it
+            res = run_job(config, label, seed, out, resume=bool(args.resume), progress=not args.quiet)
         if res["status"] != "ok":
             print(f"evograd: job failed: {res['error']}\n{res.get('traceback', '')}", file=sys.stderr)
             status = 1

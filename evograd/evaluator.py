@@ -10,7 +10,6 @@ A failing fn is re-raised in the parent with the candidate's index and the origi
 from __future__ import annotations
 
 import traceback
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +18,7 @@ import numpy as np
 from .candidates import Candidates
 from .deadline import EvaluationTimeout, time_limit
 from .parallel import Backend, check_backend, check_n_jobs, make_backend, run_slices
+from .progress import warn_repeating
 from .validation import ParameterError, check_float, check_int
 
 
@@ -134,8 +134,8 @@ class FunctionEvaluator:
         values, timed_out = run_slices(backend, task, len(X), _join_chunks, retries=self.retries)
         if timed_out:
             self.timeouts += len(timed_out)
-            warnings.warn(f"candidates {timed_out} ran past timeout={self.timeout} s and count as failed (NaN)",
-                          EvaluationTimeoutWarning, stacklevel=2)
+            warn_repeating(f"candidates {timed_out} ran past timeout={self.timeout} s and count as failed (NaN)",
+                           EvaluationTimeoutWarning, stacklevel=2)
         return values
 
 

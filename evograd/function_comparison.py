@@ -15,6 +15,7 @@ import numpy as np
 
 from . import functions as F
 from .minimize import minimize
+from .progress import Progress
 from .registry import available, make, usable
 
 
@@ -67,15 +68,11 @@ def compare(
         make(o, x0=np.zeros(dim))  # unknown names fail here, with a suggestion
     tasks = (delayed(_one_run)(o, f, s, dim, max_evals, x0_value) for o, f, s in jobs)
     results = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(jobs), unit="run", desc="optimizers x functions x seeds")
+    bar = Progress("optimizers x functions x seeds", len(jobs), "runs", milestones=10) if progress else None
     for r in Parallel(n_jobs=n_jobs, return_as="generator")(tasks):
         results.append(r)
         if bar is not None:
-            bar.update(1)
+            bar.update(len(results))
     if bar is not None:
         bar.close()
     return results

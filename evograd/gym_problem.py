@@ -16,7 +16,6 @@ O(slice length x dim) and the returns are bit-identical to shipping the dense ro
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +26,7 @@ from .candidates import Candidates, DenseCandidates
 from .evaluator import EvaluationTimeoutWarning
 from .parallel import Backend, check_backend, check_n_jobs, make_backend, run_slices, slice_spans
 from .policies import Policy, RunningMeanStd, make_policy, num_params, save_policy, set_flat_params
+from .progress import warn_repeating
 from .rollouts import RolloutResult, concat_results, evaluate_slice
 from .validation import ParameterError, check_float, check_int
 
@@ -138,9 +138,9 @@ class GymProblem:
         self.failed_evaluations += int(res.failed.sum())
         if res.timed_out:
             self.timed_out += [(self.generation - 1, c) for c in res.timed_out]
-            warnings.warn(f"{self.env_id}: generation {self.generation - 1}, candidates {res.timed_out}: an env call "
-                          f"ran past timeout={self.timeout} s; they count as failed", EvaluationTimeoutWarning,
-                          stacklevel=2)
+            warn_repeating(f"{self.env_id}: generation {self.generation - 1}, candidates {res.timed_out}: an env "
+                           f"call ran past timeout={self.timeout} s; they count as failed", EvaluationTimeoutWarning,
+                           stacklevel=2)
         if self.obs_norm:
             self.obs_rms.merge(res.obs_stats)
         self.last_result = res

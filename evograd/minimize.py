@@ -11,6 +11,7 @@ import numpy as np
 
 from .evaluator import FunctionEvaluator, values_and_grads
 from .optim.base import Optimizer
+from .progress import Progress, run_warnings
 from .validation import ParameterError, check_budget, check_float
 
 
@@ -82,8 +83,9 @@ def minimize(
     evals0, gens0 = optimizer.evals, optimizer.generation
     stop_reason = "max_generations"
     try:
-        with FunctionEvaluator(fn, n_jobs=n_jobs, vectorized=vectorized, backend=backend, address=address,
-                               timeout=timeout, retries=retries) as evaluate:
+        # run_warnings: a warning repeated every generation is shown once, with its count at the end
+        with run_warnings(), FunctionEvaluator(fn, n_jobs=n_jobs, vectorized=vectorized, backend=backend,
+                                               address=address, timeout=timeout, retries=retries) as evaluate:
             while True:
                 if max_generations is not None and optimizer.generation - gens0 >= max_generations:
                     stop_reason = "max_generations"
@@ -112,8 +114,9 @@ def minimize(
                 }
                 history.append(row)
                 if bar is not None:
-                    bar.update(len(X) if max_evals is not None else 1)
-                    bar.set_postfix(best=f"{optimizer.best.value:.4g}")
+                    bar.update(optimizer.evals - evals0 if max_evals is not None else optimizer.generation - gens0,
+                               {"best": optimizer.best.value} if max_evals is not None else
+                               {"evals": optimizer.evals - evals0, "best": optimizer.best.value})
                 if callback is not None and callback(optimizer, row):
                     stop_reason = "callback"
                     break
@@ -131,11 +134,10 @@ def minimize(
     )
 
 
-def _progress_bar(enabled: bool, max_evals, max_generations):
+def _progress_bar(enabled: bool, max_evals, max_generations) -> Progress | None:
+    """A bar on a terminal; in a log, a line at each twentieth of the budget (see evograd.progress)."""
     if not enabled:
         return None
-    from tqdm.auto import tqdm
-
     if max_evals is not None:
-        return tqdm(total=max_evals, unit="eval", desc="minimize")
-    return tqdm(total=max_generations, unit="gen", desc="minimize")
+        return Progress("minimize", max_evals, "evals", milestones=20)
+    return Progress("minimize", max_generations, "generations", milestones=20)

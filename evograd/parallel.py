@@ -16,12 +16,14 @@ candidate index and the original traceback and are re-raised in the parent.
 """
 from __future__ import annotations
 
-import warnings
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from .joblock import worker_initializer
+from .progress import warn_repeating
 from .validation import ParameterError
 
 Task = tuple  # (function, args, kwargs): what one worker runs for one slice
@@ -88,8 +90,10 @@ class JoblibBackend(Backend):
         from joblib.externals.loky.process_executor import BrokenProcessPool
 
         # a reusable pool: workers (and the envs cached in them) live across generations; after a worker
-        # died this returns a fresh pool
-        executor = get_reusable_executor(max_workers=self.n_workers(), timeout=600)
+        # died this returns a fresh pool. Its workers end with this process, even when it is killed with
+        # kill -9 (loky's own workers would otherwise wait out their idle timeout as orphans).
+        executor = get_reusable_executor(max_workers=self.n_workers(), timeout=600,
+                                         initializer=worker_initializer, initargs=(os.getpid(),))
         futures = [executor.submit(fn, *args, **kw) for fn, args, kw in tasks]
         out = []
         for f in futures:
@@ -145,7 +149,8 @@ class DaskBackend(Backend):
 
 
 def local_cluster(n_workers: int):
-    """A Dask LocalCluster of `n_workers` single-threaded worker processes on loopback, quiet."""
+    """A Dask LocalCluster of `n_workers` single-threaded worker processes on loopback, quiet. Its worker
+    processes end with this process, even by kill -9 (distributed gives each one a pipe to its parent)."""
     try:
         from distributed import LocalCluster
     except ImportError:
@@ -217,8 +222,8 @@ def run_slices(backend: Backend, make_task: Callable[[int, int], Task], n: int, 
         last_error = next(r for r in results if isinstance(r, _Lost)).error
         rows = [int(i) for a, b in lost for i in ids[a:b]]
         action = "re-running them on fresh workers" if attempt < retries else "re-running them one at a time"
-        warnings.warn(f"a worker process died while evaluating candidates {_ranges(rows)} "
-                      f"({type(last_error).__name__}); {action}", WorkerLostWarning, stacklevel=3)
+        warn_repeating(f"a worker process died while evaluating candidates {_ranges(rows)} "
+                       f"({type(last_error).__name__}); {action}", WorkerLostWarning, stacklevel=3)
         pending = lost
     else:
         dead = []

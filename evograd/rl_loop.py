@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .policies import Policy, RunningMeanStd, make_policy, space_from_data, space_to_data
+from .progress import Progress
 from .rl_common import env_factory
 from .validation import ParameterError, check_bool, check_float, check_int
 
@@ -146,12 +147,10 @@ class RunLoop:
             self._finish_row(row)
         else:
             self._restore(resume, ac, obs_rms)
-        if self.progress:
-            from tqdm.auto import tqdm
-
+        if self.progress:  # a bar on a terminal; in a log, one line per evaluation (see evograd.progress)
             steps = self.max_env_steps
-            self.bar = (tqdm(total=steps, initial=min(self.env_steps, steps), unit="step", desc="train")
-                        if steps else tqdm(initial=len(self.history) - 1, unit="update", desc="train"))
+            self.bar = (Progress("train", steps, "steps", initial=min(self.env_steps, steps)) if steps
+                        else Progress("train", None, "updates", initial=len(self.history) - 1))
 
     def state(self) -> dict[str, Any]:
         """The loop's part of a checkpoint, as plain data (the history list is a copy; its rows are not)."""
@@ -248,8 +247,12 @@ class RunLoop:
             self._evaluate_into(row, ac, obs_rms)
         self._finish_row(row)
         if self.bar is not None:
-            self.bar.update(self.env_steps - self.bar.n if self.max_env_steps else 1)
-            self.bar.set_postfix(ret=f"{row['return_mean']:.1f}", best_eval=f"{self.best_return:.1f}")
+            evaluated = not math.isnan(row["eval_return"])
+            fields = {} if self.max_env_steps else {"steps": self.env_steps}
+            fields.update(ret=round(row["return_mean"], 1), best_eval=round(self.best_return, 1))
+            if evaluated and self.bar.plain:
+                fields["eval"] = round(row["eval_return"], 1)
+            self.bar.update(self.env_steps if self.max_env_steps else row["generation"], fields, event=evaluated)
         if self.callback is not None and self.callback(row) is True and self.stop_reason is None:
             self.stop_reason = "callback"
             if math.isnan(row["eval_return"]):

@@ -17,6 +17,7 @@ import numpy as np
 
 from .gym_problem import GymProblem
 from .optim.base import Optimizer
+from .progress import Progress, run_warnings
 from .validation import ParameterError, check_budget, check_int
 
 
@@ -137,57 +138,60 @@ def train(
         row["eval_return"], row["eval_return_std"] = evaluate_center()
         row["best_eval_return"] = loop["best_ret"]
         history.append(row)
-    bar = _progress(progress, max_env_steps, max_generations)
+    bar = _progress(progress, max_env_steps, max_generations, history[-1])
     stop_reason = "max_generations"
-    try:
-        while True:
-            used_steps = problem.env_steps - loop["steps0"]
-            if max_env_steps is not None and used_steps >= max_env_steps:
-                stop_reason = "max_env_steps"
-                break
-            if max_generations is not None and optimizer.generation - loop["gens0"] >= max_generations:
-                stop_reason = "max_generations"
-                break
-            if max_seconds is not None and wall() >= max_seconds:
-                stop_reason = "max_seconds"
-                break
-            X = optimizer.ask_candidates()  # seeded populations reach the workers as seeds, not rows
-            steps_before = problem.env_steps
-            returns = problem.evaluate(X)
-            optimizer.tell(returns)
-            if loop["interval"] is None:  # default schedule, fixed once the cost of a generation is known
-                gen_steps = problem.env_steps - steps_before
-                loop["interval"] = max(max_env_steps // 20 if max_env_steps is not None else 10 * gen_steps, 1)
-            if loop["next_eval"] is None:
-                loop["next_eval"] = loop["steps0"] + loop["interval"]
-            row = row_for(returns)
-            done = max_env_steps is not None and problem.env_steps - loop["steps0"] >= max_env_steps
-            if problem.env_steps >= loop["next_eval"] or done:
-                row["eval_return"], row["eval_return_std"] = evaluate_center()
-                while loop["next_eval"] <= problem.env_steps:
-                    loop["next_eval"] += loop["interval"]
-            row["best_eval_return"] = loop["best_ret"]
-            row["wall_s"] = wall()
-            history.append(row)
+    with run_warnings():  # a warning repeated every generation is shown once, with its count at the end
+        try:
+            while True:
+                used_steps = problem.env_steps - loop["steps0"]
+                if max_env_steps is not None and used_steps >= max_env_steps:
+                    stop_reason = "max_env_steps"
+                    break
+                if max_generations is not None and optimizer.generation - loop["gens0"] >= max_generations:
+                    stop_reason = "max_generations"
+                    break
+                if max_seconds is not None and wall() >= max_seconds:
+                    stop_reason = "max_seconds"
+                    break
+                X = optimizer.ask_candidates()  # seeded populations reach the workers as seeds, not rows
+                steps_before = problem.env_steps
+                returns = problem.evaluate(X)
+                optimizer.tell(returns)
+                if loop["interval"] is None:  # default schedule, fixed once the cost of a generation is known
+                    gen_steps = problem.env_steps - steps_before
+                    loop["interval"] = max(max_env_steps // 20 if max_env_steps is not None else 10 * gen_steps, 1)
+                if loop["next_eval"] is None:
+                    loop["next_eval"] = loop["steps0"] + loop["interval"]
+                row = row_for(returns)
+                done = max_env_steps is not None and problem.env_steps - loop["steps0"] >= max_env_steps
+                if problem.env_steps >= loop["next_eval"] or done:
+                    row["eval_return"], row["eval_return_std"] = evaluate_center()
+                    while loop["next_eval"] <= problem.env_steps:
+                        loop["next_eval"] += loop["interval"]
+                row["best_eval_return"] = loop["best_ret"]
+                row["wall_s"] = wall()
+                history.append(row)
+                if bar is not None:
+                    _show(bar, row, max_env_steps)
+                if checkpoint is not None:
+                    checkpoint(snapshot())
+                if callback is not None and callback(row):
+                    stop_reason = "callback"
+                    break
+                if (target_return is not None and np.isfinite(row["eval_return"])
+                        and row["eval_return"] >= target_return):
+                    stop_reason = "target_return"
+                    break
+            if np.isnan(history[-1]["eval_return"]):  # the end is always evaluated
+                history[-1]["eval_return"], history[-1]["eval_return_std"] = evaluate_center()
+                history[-1]["best_eval_return"] = loop["best_ret"]
+                if bar is not None:
+                    _show(bar, history[-1], max_env_steps)
+                if checkpoint is not None:
+                    checkpoint(snapshot())
+        finally:
             if bar is not None:
-                bar.update(row["env_steps"] - bar.n if max_env_steps is not None else 1)
-                bar.set_postfix(ret=f"{row['return_mean']:.1f}", best_eval=f"{loop['best_ret']:.1f}")
-            if checkpoint is not None:
-                checkpoint(snapshot())
-            if callback is not None and callback(row):
-                stop_reason = "callback"
-                break
-            if target_return is not None and np.isfinite(row["eval_return"]) and row["eval_return"] >= target_return:
-                stop_reason = "target_return"
-                break
-        if np.isnan(history[-1]["eval_return"]):  # the end is always evaluated
-            history[-1]["eval_return"], history[-1]["eval_return_std"] = evaluate_center()
-            history[-1]["best_eval_return"] = loop["best_ret"]
-            if checkpoint is not None:
-                checkpoint(snapshot())
-    finally:
-        if bar is not None:
-            bar.close()
+                bar.close()
     return TrainResult(
         best_x=loop["best_x"], best_eval_return=loop["best_ret"], final_eval_return=loop["last_eval"][0],
         env_steps=problem.env_steps - loop["steps0"], eval_env_steps=problem.eval_env_steps,
@@ -196,11 +200,19 @@ def train(
     )
 
 
-def _progress(enabled: bool, max_env_steps, max_generations):
+def _progress(enabled: bool, max_env_steps, max_generations, last: dict) -> Progress | None:
+    """A bar on a terminal; in a log, one line per evaluation of the center (see evograd.progress)."""
     if not enabled:
         return None
-    from tqdm.auto import tqdm
-
     if max_env_steps is not None:
-        return tqdm(total=max_env_steps, unit="step", desc="train")
-    return tqdm(total=max_generations, unit="gen", desc="train")
+        return Progress("train", max_env_steps, "steps", initial=min(last["env_steps"], max_env_steps))
+    return Progress("train", max_generations, "generations", initial=last["generation"])
+
+
+def _show(bar: Progress, row: dict, max_env_steps) -> None:
+    evaluated = bool(np.isfinite(row["eval_return"]))
+    fields = {} if max_env_steps is not None else {"steps": row["env_steps"]}
+    fields.update(ret=round(row["return_mean"], 1), best_eval=round(row["best_eval_return"], 1))
+    if evaluated and bar.plain:
+        fields["eval"] = round(row["eval_return"], 1)
+    bar.update(row["env_steps"] if max_env_steps is not None else row["generation"], fields, event=evaluated)

@@ -11,13 +11,13 @@ them. `best.value` is always a raw value as the user passed it in.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..candidates import Candidates, DenseCandidates
+from ..progress import warn_repeating
 from ..validation import ParameterError, check_array, check_bool, check_seed
 
 STATE_VERSION = 1
@@ -134,7 +134,7 @@ class Optimizer:
         bad = None if math.isfinite(f.sum()) else ~np.isfinite(f)
         if bad is not None and bad.any():
             self.nonfinite += int(bad.sum())
-            warnings.warn(
+            warn_repeating(
                 f"{owner}: {int(bad.sum())} of {n} values are NaN or inf (generation {self.generation}); "
                 "they are ranked worst.",
                 NonFiniteWarning,
