@@ -41,13 +41,14 @@ def test_isotropic_noise_fails_the_reference_in_d20():
 @pytest.mark.parametrize("noise", ["anisotropic", "isotropic"])
 def test_noise_shape(noise):
     # coordinate 0 already sits at the consensus for every particle: anisotropic noise D(v)=diag(v)
-    # leaves it there, isotropic noise ||v|| xi moves it
+    # leaves it there, isotropic noise ||v|| xi moves it. "There" up to rounding: the consensus is a
+    # weighted mean of 1.5s, which the summation (BLAS, data dependent) may round to 1.5 +- 1 ulp.
     P0 = np.random.default_rng(0).normal(size=(30, 5))
     P0[:, 0] = 1.5
     opt = CBO(x0=P0, noise=noise, drift=1.0, seed=0)
     opt.tell(functions.sphere(opt.ask()))
     moved0 = np.abs(opt.particles[:, 0] - 1.5).max()
-    assert (moved0 == 0.0) if noise == "anisotropic" else (moved0 > 1e-3)
+    assert (moved0 <= 1e-12) if noise == "anisotropic" else (moved0 > 1e-3)
     assert np.all(np.abs(opt.particles[:, 1:] - P0[:, 1:]).max(axis=0) > 1e-3)
 
 
@@ -110,19 +111,24 @@ def _moved_rows(batch_mode):
     opt.tell(f)
     w = np.exp(-opt.alpha / 1.05 * (f - f.min()))
     np.testing.assert_allclose(opt.consensus, w @ X / w.sum(), rtol=1e-10)  # consensus of the batch only
-    moved = np.flatnonzero(np.any(opt.particles != P0, axis=1))
-    return opt, asked, moved
+    moved = np.flatnonzero(np.abs(opt.particles - P0).max(axis=1) > 1e-12)
+    # A particle holding (nearly) all the consensus weight sits on the consensus: no drift, and anisotropic
+    # noise diag(x - c) is zero too, so it stays put. Whether the data have one depends on the seed (seed 0
+    # here: none; another default_rng stream: often one).
+    still = set(np.flatnonzero(np.abs(P0 - opt.consensus).max(axis=1) <= 1e-12).tolist())
+    return opt, asked, moved, still
 
 
 def test_partial_batches_move_only_the_batch():
-    opt, asked, moved = _moved_rows("partial")
-    assert opt.popsize == 5 and len(asked) == 5
-    assert sorted(asked) == moved.tolist()
+    opt, asked, moved, still = _moved_rows("partial")
+    assert opt.popsize == 5 and len(asked) == 5 and len(still) <= 1
+    assert sorted(set(asked) - still) == moved.tolist()
 
 
 def test_full_batches_move_every_particle():
-    _, asked, moved = _moved_rows("full")
-    assert len(asked) == 5 and len(moved) == 20
+    _, asked, moved, still = _moved_rows("full")
+    assert len(asked) == 5 and len(still) <= 1
+    assert sorted(set(range(20)) - still) == moved.tolist()
 
 
 def test_batches_walk_through_a_permutation():

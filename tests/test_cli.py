@@ -131,13 +131,20 @@ optimizer: {name: snes, popsize: 20}
     proc = subprocess.Popen([sys.executable, "-m", "evograd", "run", str(cfg), "--out", str(killed), "--quiet"],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = killed / "snes" / "seed0" / "checkpoint.state"
-    deadline = time.time() + 120
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(1.0)  # let it run on past the first checkpoint, then kill it mid-generation
-    assert proc.poll() is None, "the run finished before it could be killed; make the budget larger"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    # Kill on an event, not after a fixed sleep: the first checkpoint is written (atomically) after the
+    # first generation and the next one only 2 s later, so killing as soon as it appears lands mid-run on
+    # any machine (the budget is ~60 generations) and the resume must redo everything after generation 1.
+    deadline = time.monotonic() + 120
+    try:
+        while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        still_running = proc.poll() is None
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert ckpt.exists(), "no checkpoint within 120 s" if still_running else "the run died before its checkpoint"
+    assert still_running, "the run finished before its first checkpoint could be acted on"
     assert not (killed / "snes" / "seed0" / "result.json").exists()
     evograd("run", "--resume", str(killed), "--quiet")
     a = json.loads((full / "snes" / "seed0" / "result.json").read_text())
