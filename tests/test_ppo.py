@@ -28,10 +28,13 @@ def _linears(module):
 
 # ---------------------------------------------------------------- learning
 def test_ppo_solves_cartpole_with_zoo_settings():
+    # Solved within the zoo's own budget (n_timesteps 1e5): seeds 0-39 took 5k-35k steps (seed 0: 25k; the
+    # old 30k bound failed 4 of 40). No wall-clock limit either, which a slow machine could hit first. A
+    # PPO that stops learning, or learns 3x slower, runs out of the budget.
     r = train_ppo("CartPole-v1", seed=0, max_env_steps=100_000, eval_every=5000, eval_episodes=10,
-                  target_return=475, max_seconds=60, **ZOO_CARTPOLE)
+                  target_return=475, **ZOO_CARTPOLE)
     assert r.stop_reason == "target_return", r.history[-1]
-    assert r.best_eval_return >= 475 and r.env_steps <= 30_000
+    assert r.best_eval_return >= 475 and r.env_steps <= 100_000
     # the returned policy is the evaluated one: re-running the same fixed-seed episodes gives the same mean
     envs = [gym.make("CartPole-v1") for _ in range(10)]
     rets, _, _ = run_episodes(envs, [10_000 + i for i in range(10)], lambda o: r.policy.act(o))
@@ -40,8 +43,12 @@ def test_ppo_solves_cartpole_with_zoo_settings():
 
 def test_reinforce_improves_on_cartpole():
     r = train_reinforce("CartPole-v1", seed=0, max_env_steps=30_000, eval_every=10_000)
-    # the initial deterministic policy (near-uniform logits, argmax) keeps pushing one way: ~9 steps
-    assert r.history[0]["eval_return"] < 40 and r.history[1]["return_mean"] < 40
+    # Judged on the sampled training episodes, not on the untrained argmax policy's evaluation (that one is
+    # a property of the initial weights: 9-354 over seeds 0-19). The first update samples a near-uniform
+    # policy (~22 steps; 17-32 over seeds 0-19); the last quarter of updates averaged 51-62 and the best
+    # evaluation 139-354. A REINFORCE that stops learning stays near 22 and fails both bounds below.
+    late = np.mean([row["return_mean"] for row in r.history[-(len(r.history) // 4):]])
+    assert r.history[1]["return_mean"] < 40 and late > 40, (r.history[1]["return_mean"], late)
     assert r.best_eval_return >= 100
     assert r.env_steps >= 30_000 and r.stop_reason == "max_env_steps"
 
@@ -443,14 +450,22 @@ def test_killed_zoo_cartpole_run_resumes_from_its_file_and_still_learns(tmp_path
     with pytest.raises(Killed):
         train_ppo("CartPole-v1", checkpoint=kill_at_30_percent, **kw)
     state = serialization.load_state(path, allowed_packages=())
-    killed_at = len(state["loop"]["history"])
-    r = train_ppo("CartPole-v1", resume=state, **kw)
+    killed_at, killed_params, last = len(state["loop"]["history"]), state["params"].copy(), {}
+    r = train_ppo("CartPole-v1", resume=state, checkpoint=lambda st: last.update(params=st["params"].copy()),
+                  **kw)
     after = [row["eval_return"] for row in r.history[killed_at:] if not math.isnan(row["eval_return"])]
-    assert max(after) >= 400, after  # measured 500 (seeds 0-4 reach 467-500 after the resume)
+    # Still learning after the resume: the best evaluation after it was 350-500 over seeds 0-29 (seed 0:
+    # 481; the old bound of 400 failed seed 7), while an untrained policy scores ~10-100. The schedule and
+    # parameter checks below catch a resume that restarts or stops training.
+    assert max(after) >= 200, after
     assert r.env_steps >= budget and r.stop_reason == "max_env_steps"
     assert [row["generation"] for row in r.history] == list(range(len(r.history)))
+    # the decay goes on from where it was killed (neither restarted nor stopped): lr = 1e-3 * (1 - steps/budget)
     lrs = [row["learning_rate"] for row in r.history[1:]]
-    assert lrs[killed_at - 1] < 0.7e-3 and lrs[-1] == 0.0  # the decay did not restart at the resume
+    np.testing.assert_allclose(lrs, [1e-3 * max(0.0, 1 - row["env_steps"] / budget) for row in r.history[1:]],
+                               rtol=1e-9, atol=1e-15)
+    assert 0.6e-3 < lrs[killed_at - 1] < 0.7e-3 and lrs[-1] == 0.0
+    assert np.abs(last["params"] - killed_params).max() > 1e-2  # the resumed run trained its parameters
 
 
 def test_checkpoint_arguments_are_validated():
