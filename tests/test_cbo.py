@@ -111,24 +111,24 @@ def _moved_rows(batch_mode):
     opt.tell(f)
     w = np.exp(-opt.alpha / 1.05 * (f - f.min()))
     np.testing.assert_allclose(opt.consensus, w @ X / w.sum(), rtol=1e-10)  # consensus of the batch only
-    moved = np.flatnonzero(np.abs(opt.particles - P0).max(axis=1) > 1e-12)
-    # A particle holding (nearly) all the consensus weight sits on the consensus: no drift, and anisotropic
-    # noise diag(x - c) is zero too, so it stays put. Whether the data have one depends on the seed (seed 0
-    # here: none; another default_rng stream: often one).
-    still = set(np.flatnonzero(np.abs(P0 - opt.consensus).max(axis=1) <= 1e-12).tolist())
-    return opt, asked, moved, still
+    moved = set(np.flatnonzero(np.any(opt.particles != P0, axis=1)).tolist())
+    # A particle holding (nearly) all the consensus weight sits (nearly) on the consensus: drift and
+    # anisotropic noise diag(x - c) both scale with x - c, so it moves by ~0 or not at all. Whether the data
+    # have one depends on the stream (seed 0 here: none; other streams: often one, 1e-12 from c or on it).
+    near = set(np.flatnonzero(np.abs(P0 - opt.consensus).max(axis=1) < 1e-6).tolist())
+    return opt, asked, moved, near
 
 
 def test_partial_batches_move_only_the_batch():
-    opt, asked, moved, still = _moved_rows("partial")
-    assert opt.popsize == 5 and len(asked) == 5 and len(still) <= 1
-    assert sorted(set(asked) - still) == moved.tolist()
+    opt, asked, moved, near = _moved_rows("partial")
+    assert opt.popsize == 5 and len(asked) == 5 and len(near) <= 1
+    assert set(asked) - near <= moved <= set(asked)
 
 
 def test_full_batches_move_every_particle():
-    _, asked, moved, still = _moved_rows("full")
-    assert len(asked) == 5 and len(still) <= 1
-    assert sorted(set(range(20)) - still) == moved.tolist()
+    _, asked, moved, near = _moved_rows("full")
+    assert len(asked) == 5 and len(near) <= 1
+    assert set(range(20)) - near <= moved
 
 
 def test_batches_walk_through_a_permutation():
@@ -191,7 +191,9 @@ def test_center_x0_draws_n_particles_with_sigma0():
     opt = CBO(x0=np.full(4, 2.0), n_particles=500, sigma0=0.5, seed=0)
     P = opt.particles
     assert P.shape == (500, 4) and opt.popsize == 500
-    assert np.abs(P.mean(0) - 2.0).max() < 0.1 and np.abs(P.std(0) - 0.5).max() < 0.05
+    # 5 standard errors (0.022 for a mean, 0.016 for a std of 500 draws): 0.05 was 3.2 of them, which
+    # 2 of 40 other random streams exceeded; sigma0 read as a variance (0.25) or ignored (1.0) still fails
+    assert np.abs(P.mean(0) - 2.0).max() < 0.12 and np.abs(P.std(0) - 0.5).max() < 0.08
     assert CBO(x0=np.zeros(3)).popsize == 40
 
 

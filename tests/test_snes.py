@@ -23,12 +23,19 @@ def run(opt, f, gens):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_converges_on_sphere_and_rosenbrock(seed):
+def test_converges_on_sphere(seed):
+    opt = run(evograd.make("snes", x0=2 * np.ones(10), seed=seed), functions.sphere, 300)
+    assert opt.best.value < 1e-8  # seeds 0-29 end at 1e-14..4e-13
+
+
+def test_converges_on_rosenbrock_in_most_runs():
+    # From f(x0) = 3609, 2000 generations end at 0-9 in most runs (often near the local minimum at ~4),
+    # but about 1 run in 35 stalls at 58-77 (seeds 0-39, and 2 of ~64 other random streams): one seed
+    # that must reach 36.09 was a coin. At least 4 of 6 seeds must (3 stalls at a 3% rate: 5e-4); an SNES
+    # that stops adapting misses in all.
     x0 = 2 * np.ones(10)
-    opt = run(evograd.make("snes", x0=x0, seed=seed), functions.sphere, 300)
-    assert opt.best.value < 1e-8
-    opt = run(evograd.make("snes", x0=x0, seed=seed), functions.rosenbrock, 2000)
-    assert opt.best.value < 360.9 / 10
+    vals = [run(evograd.make("snes", x0=x0, seed=s), functions.rosenbrock, 2000).best.value for s in range(6)]
+    assert sum(v < 360.9 / 10 for v in vals) >= 4, vals
 
 
 def test_defaults_follow_the_paper():
