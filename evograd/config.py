@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from .config_methods import ConfigError, Field, _check_keys, _Context, _method, _plain, _policy_dict, _section
+from .validation import memory_problem
 
 RL_METHODS = ("ppo", "reinforce")
 
@@ -57,10 +58,10 @@ def _parse(text: str, file: str | None) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        what = " ".join(" ".join(str(p).split()) for p in (exc.context, exc.problem) if p)
         raise ConfigError(f"{where}invalid YAML: {what}", file) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}", file) from None
+    except yaml.YAMLError as exc:  # e.g. a control character: pyyaml's text spans two lines, the CLI prints one
+        raise ConfigError(f"invalid YAML: {' '.join(str(exc).split())}", file) from None
 
 
 # ---------------------------------------------------------------- schema
@@ -189,6 +190,9 @@ def _resolve(raw: dict, default_name: str) -> dict:
     if not is_env:
         if not callable(resolve_attr(body["fn"], "task.function.fn")):
             raise ConfigError(f"{body['fn']!r} is not callable", key="task.function.fn")
+        too_big = memory_problem(body["dim"], "dim")  # refused before x0 is broadcast to it
+        if too_big:
+            raise ConfigError(f"{too_big}, got {body['dim']}", key="task.function.dim")
         if isinstance(body["x0"], list) and len(body["x0"]) != body["dim"]:
             raise ConfigError(f"must be one float or a list of dim={body['dim']} floats, got "
                               f"{len(body['x0'])} values", key="task.function.x0")

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .validation import ParameterError, check_bool, check_float, check_int
+from .validation import ParameterError, check_bool, check_float, check_int, memory_problem
 
 _REQUIRED = object()
 
@@ -79,7 +79,11 @@ class Field:
         if k == "x0":
             return Field("float").check(v, key)
         if k == "seeds":  # n means seeds 0..n-1
-            return list(range(Field("int", low=1).check(v, key)))
+            n = Field("int", low=1).check(v, key)
+            problem = memory_problem(n, f"seeds 0..{n - 1}", itemsize=36, unit="Python ints of 36 bytes")
+            if problem:  # one job per seed: refused before the list of them is built
+                raise ConfigError(f"{problem}, got {v!r}")
+            return list(range(n))
         return copy.deepcopy(v)
 
 
@@ -238,7 +242,15 @@ def _method(raw: Any, key: str, ctx: _Context) -> dict:
     if rl:
         _check_rl(name, params, raw, key, ctx, policy, override)
     else:
-        _check_optimizer(name, raw, key, ctx.x0(policy, f"{key}.policy"), alias)
+        x0 = ctx.x0(policy, f"{key}.policy")
+        popsize = _check_optimizer(name, raw, key, x0, alias, ctx)
+        if ctx.is_env:  # the rollouts' sizes: one return per candidate and episode, one row per eval episode
+            train_eps, eval_eps = out["episodes"], ctx.cfg["evaluation"]["episodes"]
+            for k, n, size, what in ((f"{key}.episodes", train_eps, popsize, f"popsize x episodes = {popsize} x"),
+                                     ("evaluation.episodes", eval_eps, x0.size, f"dim x episodes = {x0.size} x")):
+                problem = memory_problem(size * n, f"{what} {n}")
+                if problem:
+                    raise ConfigError(f"{problem}, got {n}", key=k)
     for p in allowed:  # the effective value of every hyperparameter, for the record
         if p in raw:
             out[p] = raw[p]
@@ -247,20 +259,44 @@ def _method(raw: Any, key: str, ctx: _Context) -> dict:
     return out
 
 
-def _check_optimizer(name: str, kwargs: dict, key: str, x0: np.ndarray, alias: bool) -> None:
+def _check_optimizer(name: str, kwargs: dict, key: str, x0: np.ndarray, alias: bool, ctx: _Context) -> int:
+    """Build the optimizer once (its constructor owns the rules); returns its popsize."""
     from .registry import make
 
-    try:
-        make(name, x0=x0, seed=0, **kwargs)
-    except ParameterError as exc:
-        p = _param_of(exc)
-        if p == "x0":
-            raise ConfigError(_short(exc), key="task.function.x0") from None
-        shown = "sigma" if alias and p == "sigma0" else p
-        raise ConfigError(_short(exc), key=f"{key}.{shown}" if p in kwargs else key) from None
-    except Exception as exc:  # noqa: BLE001
-        raise ConfigError(f"{name} cannot be built with these settings: {type(exc).__name__}: {exc}",
-                          key=key) from None
+    while True:
+        try:
+            opt = make(name, x0=x0, seed=max(ctx.cfg["seeds"]), **kwargs)  # cmaes takes seeds < 2**32
+            break
+        except ParameterError as exc:
+            p = _param_of(exc)
+            if _integral_float(kwargs.get(p)) and re.search(r"must be an? (even )?int\b", str(exc)):
+                kwargs[p] = int(kwargs[p])  # `popsize: 1e3` is a float in YAML; int fields take it (Field("int"))
+                continue
+            _optimizer_error(exc, p, key, alias, kwargs, ctx)
+        except Exception as exc:  # noqa: BLE001
+            raise ConfigError(f"{name} cannot be built with these settings: {type(exc).__name__}: {exc}",
+                              key=key) from None
+    evals = ctx.cfg["budget"].get("evals")
+    if evals is not None and evals < opt.popsize:  # minimize would stop before the first generation
+        raise ConfigError(f"must be an int >= {opt.popsize} (one generation of {key}: {name} asks for "
+                          f"{opt.popsize} candidates at a time), got {evals}", key="budget.evals")
+    return int(opt.popsize)
+
+
+def _integral_float(v: Any) -> bool:
+    return isinstance(v, float) and v.is_integer()
+
+
+def _optimizer_error(exc: ParameterError, p: str | None, key: str, alias: bool, kwargs: dict, ctx: _Context):
+    """The constructor's message, under the key of the config value that caused it."""
+    if p == "x0":
+        size = "fit in memory" in str(exc)  # too many parameters: the size is set by dim or the policy
+        where = ("policy" if ctx.is_env else "task.function.dim") if size else "task.function.x0"
+        raise ConfigError(_short(exc), key=where) from None
+    if p == "seed":
+        raise ConfigError(_short(exc), key="seeds") from None
+    shown = "sigma" if alias and p == "sigma0" else p
+    raise ConfigError(_short(exc), key=f"{key}.{shown}" if p in kwargs else key) from None
 
 
 class _DryRun(Exception):
@@ -276,6 +312,8 @@ def _check_rl(name: str, params, kwargs: dict, key: str, ctx: _Context, policy: 
              "None": "null"}
     for k, v in kwargs.items():
         expected = _annotation_kinds(params[k].annotation)
+        if expected and "int" in expected and _integral_float(v) and not _matches(v, expected):
+            v = kwargs[k] = int(v)  # `n_steps: 2e3` is a float in YAML; int fields take it (Field("int"))
         if expected and not _matches(v, expected):
             what = " or ".join(words.get(x, x) for x in sorted(expected, key=lambda x: (x == "None", x)))
             raise ConfigError(f"must be {what}, got {v!r}", key=f"{key}.{k}")

@@ -19,7 +19,7 @@ from .candidates import Candidates
 from .deadline import EvaluationTimeout, time_limit
 from .parallel import Backend, check_backend, check_n_jobs, make_backend, run_slices
 from .progress import warn_repeating
-from .validation import ParameterError, check_float, check_int
+from .validation import NotRealError, ParameterError, check_float, check_int, real_array
 
 
 class EvaluationError(RuntimeError):
@@ -35,11 +35,11 @@ class EvaluationError(RuntimeError):
 
 
 def _scalar(value: Any, index: int) -> float:
-    try:
-        arr = np.asarray(value.detach() if hasattr(value, "detach") else value, dtype=np.float64)
-    except (TypeError, ValueError):
+    try:  # None, "1.5" or a complex number is a bug in fn, never read as NaN, 1.5 or its real part
+        arr = np.asarray(real_array(value), dtype=np.float64)
+    except NotRealError as exc:
         raise ParameterError(
-            f"the fitness function must return a number; for candidate {index} it returned {type(value).__name__}"
+            f"the fitness function must return a real number; for candidate {index} it returned {exc.what}"
         ) from None
     if arr.size != 1:
         raise ParameterError(
@@ -75,7 +75,12 @@ def _eval_vectorized(fn: Callable, X: np.ndarray) -> np.ndarray:
         values = fn(X)
     except Exception:
         raise EvaluationError(-1, "(vectorized call on the whole batch)\n" + traceback.format_exc()) from None
-    values = np.asarray(values.detach() if hasattr(values, "detach") else values, dtype=np.float64)
+    try:
+        values = np.asarray(real_array(values), dtype=np.float64)
+    except NotRealError as exc:
+        where = "" if exc.index is None else f" for candidate {exc.index}"
+        raise ParameterError(
+            f"a vectorized fitness function must return real numbers; it returned {exc.what}{where}") from None
     if values.shape != (len(X),):
         raise ParameterError(
             f"a vectorized fitness function must return shape ({len(X)},) for a batch of shape {X.shape}; "
@@ -166,6 +171,8 @@ def values_and_grads(fn: Callable, X: np.ndarray, vectorized: bool = False) -> t
             "depend on the input tensor through torch operations (did it convert to numpy or float?). Write fn with "
             "torch operations or choose a gradient-free optimizer."
         )
+    if out.is_complex():
+        raise ParameterError(f"the fitness function must return real numbers; it returned {out.dtype} values")
     out = out.reshape(-1)
     if out.shape[0] != len(X):
         raise ParameterError(f"fn returned {out.shape[0]} values for {len(X)} candidates")

@@ -30,7 +30,7 @@ import torch
 from .optim.base import Optimizer
 from .registry import register
 from .shaping import finite_worst
-from .validation import ParameterError, check_bool, check_choice, check_float, check_int
+from .validation import ParameterError, check_bool, check_choice, check_float, check_int, check_memory, real_array
 
 RANKINGS = ("centered", "linear", "nes", "normalized", "raw")  # evotorch.tools.ranking.rankers
 # optimizer_config keys of each functional center optimizer (besides center_learning_rate)
@@ -94,7 +94,10 @@ class _EvoTorchOptimizer(Optimizer):
         if np.ndim(sigma0) == 0:
             self._stdev0 = np.full(d, check_float(sigma0, "sigma0", owner, low=0.0, low_inclusive=False))
         else:
-            s = np.asarray(sigma0, dtype=np.float64) if np.ndim(sigma0) == 1 else None
+            try:  # complex or text entries are refused, not converted
+                s = np.asarray(real_array(sigma0), dtype=np.float64) if np.ndim(sigma0) == 1 else None
+            except (TypeError, ValueError):
+                s = None
             if s is None or s.shape != (d,) or not np.all(np.isfinite(s)) or not np.all(s > 0):
                 raise ParameterError(f"The 'sigma0' parameter of {owner} must be a float > 0 or a finite positive "
                                      f"array of shape ({d},). Got {sigma0!r} instead.")
@@ -103,6 +106,7 @@ class _EvoTorchOptimizer(Optimizer):
         if popsize is None:  # EvoTorch's SNES/XNES rule, 4 + floor(3 ln d), made even for mirrored sampling
             popsize = default_popsize or 4 + math.floor(3 * math.log(d))
             popsize += popsize % 2 if even_popsize else 0
+        check_memory(popsize, "popsize", owner, popsize * d, f"popsize x dim = {popsize} x {d}")
         self._popsize = popsize
 
     def _spread(self) -> dict[str, Any]:

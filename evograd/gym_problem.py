@@ -28,7 +28,7 @@ from .parallel import Backend, check_backend, check_n_jobs, make_backend, run_sl
 from .policies import Policy, RunningMeanStd, make_policy, num_params, save_policy, set_flat_params
 from .progress import warn_repeating
 from .rollouts import RolloutResult, concat_results, evaluate_slice
-from .validation import ParameterError, check_float, check_int
+from .validation import ParameterError, check_float, check_int, check_memory
 
 _EVAL_SALT = 0x5EED_E7A1  # evaluation episodes use their own fixed seeds, never the training ones
 
@@ -131,6 +131,8 @@ class GymProblem:
         X may be an (n, dim) array or an optimizer's `ask_candidates()`; seeded candidates then travel
         to the workers as seeds, not rows (see the module docstring)."""
         P = self._check_population(X)
+        check_memory(self.episodes, "episodes", "GymProblem", len(P) * self.episodes,
+                     f"popsize x episodes = {len(P)} x {self.episodes}")  # one return per episode
         res = self._run(P, np.arange(len(P)), self.seed, self.generation, self.episodes,
                         collect=self.obs_norm)
         self.generation += 1
@@ -153,6 +155,8 @@ class GymProblem:
         if len(P) != 1:
             raise ParameterError(f"evaluate_policy takes one parameter vector; got {len(P)}")
         episodes = check_int(episodes, "episodes", "evaluate_policy", low=1)
+        check_memory(episodes, "episodes", "evaluate_policy", episodes * P.shape[1],
+                     f"episodes x dim = {episodes} x {P.shape[1]}")
         # one "member" per episode so the episodes spread over the workers; seeds fixed for the whole run
         res = self._run(np.repeat(P, episodes, axis=0), np.arange(episodes), self.seed ^ _EVAL_SALT, 0, 1,
                         collect=False)

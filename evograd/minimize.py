@@ -72,6 +72,15 @@ def minimize(
         "minimize", max_seconds, max_evals=max_evals, max_generations=max_generations)
     if target is not None:
         target = check_float(target, "target", "minimize")
+    if optimizer.x0 is None:  # a gradient optimizer built without x0 and never bound
+        raise ParameterError(f"The 'optimizer' argument of minimize has no starting point: build it with x0=... "
+                             f"(or bind it to tensors). Got {type(optimizer).__name__} without x0 instead.")
+    if max_evals is not None:  # a budget below one generation would end the run before it starts, silently
+        first = len(optimizer.ask_candidates())  # asking is idempotent until told: the loop gets the same ones
+        if max_evals < first:
+            raise ParameterError(
+                f"The 'max_evals' parameter of minimize must be an int >= {first} (one generation: "
+                f"{type(optimizer).__name__} asks for {first} candidates at a time). Got {max_evals} instead.")
     if optimizer.maximize and optimizer.generation == 0:
         warnings.warn("minimize() minimizes fn; the optimizer was built with maximize=True and is switched to "
                       "minimization.", stacklevel=2)

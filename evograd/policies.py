@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .validation import ParameterError
+from .validation import ParameterError, check_memory
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "identity": nn.Identity}
 _STD_FLOOR = 1e-8  # ARS V2: dimensions that never moved are left unscaled instead of divided by ~0
@@ -318,6 +318,10 @@ def make_policy(policy: str | nn.Module = "linear", observation_space=None, acti
         if any(h < 1 for h in hidden_sizes):
             raise ParameterError(f"The 'hidden_sizes' parameter of {owner} must be positive ints. "
                                  f"Got {hidden_sizes!r} instead.")
+        sizes = [obs_dim, *hidden_sizes, act_dim]  # refused before torch tries to allocate the layers
+        n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+        check_memory(hidden_sizes, "hidden_sizes", owner, n_params,
+                     f"the MLP's parameters ({' x '.join(map(str, sizes))} layers)")
         net, kind = _mlp(obs_dim, act_dim, hidden_sizes, activation, bias), "mlp"
     else:
         raise ParameterError(f"The 'policy' parameter of {owner} must be one of 'linear', 'mlp' or a "

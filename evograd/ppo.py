@@ -28,7 +28,7 @@ from .policies import RunningMeanStd
 from .registry import make as make_optimizer
 from .rl_common import ActorCritic, clip_grad_norm, make_vec_env, parse_schedule
 from .rl_loop import RLResult, RunLoop, check_checkpoint_args, learner_state, load_learner_state, reset_seed
-from .validation import ParameterError, check_bool, check_float, check_int
+from .validation import ParameterError, check_bool, check_float, check_int, check_memory
 
 _OWNER = "train_ppo"
 
@@ -151,6 +151,8 @@ def train_ppo(env: "str | Callable[[], Any]", policy: Any = "mlp", seed: int = 0
     n_steps = check_int(n_steps, "n_steps", o, low=1)
     batch_size = check_int(batch_size, "batch_size", o, low=1)
     n_epochs = check_int(n_epochs, "n_epochs", o, low=1)
+    big = "n_envs" if n_envs > n_steps else "n_steps"  # the rollout holds several values per env step
+    check_memory(max(n_envs, n_steps), big, o, n_steps * n_envs, f"n_steps x n_envs = {n_steps} x {n_envs}")
     gamma = check_float(gamma, "gamma", o, low=0.0, high=1.0)
     gae_lambda = check_float(gae_lambda, "gae_lambda", o, low=0.0, high=1.0)
     ent_coef = check_float(ent_coef, "ent_coef", o)

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from .registry import make as make_optimizer
 from .rl_common import ActorCritic, clip_grad_norm, env_factory, parse_schedule
 from .rl_loop import RLResult, RunLoop, check_checkpoint_args, learner_state, load_learner_state, run_episodes
-from .validation import check_bool, check_float, check_int
+from .validation import check_bool, check_float, check_int, check_memory
 
 _OWNER = "train_reinforce"
 
@@ -55,6 +55,8 @@ def train_reinforce(env: "str | Callable[[], Any]", policy: Any = "mlp", seed: i
     """
     o = _OWNER
     n_episodes = check_int(n_episodes, "n_episodes", o, low=1)
+    check_memory(n_episodes, "n_episodes", o, n_episodes, "n_episodes", itemsize=1024,  # one env per episode
+                 unit="envs of at least 1 KiB")
     gamma = check_float(gamma, "gamma", o, low=0.0, high=1.0)
     ent_coef = check_float(ent_coef, "ent_coef", o)
     vf_coef = check_float(vf_coef, "vf_coef", o, low=0.0)

@@ -22,7 +22,7 @@ from torch import nn
 from .policies import Policy, RunningMeanStd, make_policy, space_from_data, space_to_data
 from .progress import Progress
 from .rl_common import env_factory
-from .validation import ParameterError, check_bool, check_float, check_int
+from .validation import ParameterError, check_bool, check_float, check_int, check_memory
 
 
 def run_episodes(envs: list, seeds: list[int], act: Callable[[np.ndarray], Any], record: bool = False):
@@ -99,6 +99,8 @@ class RunLoop:
             max_env_steps, "max_env_steps", owner, low=1)
         self.eval_every = None if eval_every is None else check_int(eval_every, "eval_every", owner, low=1)
         self.eval_episodes = check_int(eval_episodes, "eval_episodes", owner, low=1)
+        check_memory(self.eval_episodes, "eval_episodes", owner, self.eval_episodes,  # one env per episode
+                     "eval_episodes", itemsize=1024, unit="envs of at least 1 KiB")
         base = 10_000 + self.seed if eval_seed is None else check_int(eval_seed, "eval_seed", owner, low=0)
         self.eval_seeds = [base + i for i in range(self.eval_episodes)]
         self.max_seconds = None if max_seconds is None else check_float(

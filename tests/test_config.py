@@ -277,3 +277,65 @@ def test_env_kwargs_and_missing_methods(tmp_path):
     assert "lqr.yaml: task.env.kwargs.state_dim: must be an int >= 1, got 0" in msg
     text = BASE.split("methods:")[0]
     assert "needs an optimizer block" in error(write(tmp_path, text))
+
+
+# ------------------------------------------------------------------ hostile values (issue 12, item 4)
+FUNCTION_TASK = """\
+task:
+  function: {fn: "evograd.functions:sphere", dim: 4}
+budget: {evals: 200}
+optimizer: {name: cmaes, sigma0: 1.0}
+"""
+
+
+@pytest.mark.parametrize("override, key, what", [
+    ("task.function.dim=1e12", "task.function.dim", "dim = 1e+12 float64 values = 7.28 TiB"),
+    ("optimizer.popsize=1e12", "optimizer.popsize", "popsize x dim = 1000000000000 x 4 = 4e+12 float64 values"),
+    ("optimizer.popsize=1000000000000", "optimizer.popsize", "popsize x dim = 1000000000000 x 4"),
+    ("seeds=1e12", "seeds", "seeds 0..999999999999 = 1e+12 Python ints of 36 bytes"),
+    ("optimizer={name: cbo, n_particles: 1e12}", "optimizer.n_particles", "n_particles x dim"),
+    ("optimizer={name: cmaes, restarts: ipop, incpopsize: 1e12}", "optimizer.incpopsize",
+     "popsize x incpopsize x dim (after one restart) = 8 x 1e+12 x 4"),
+])
+def test_memory_infeasible_sizes_are_refused_with_the_key_and_the_size(tmp_path, override, key, what):
+    msg = error(write(tmp_path, FUNCTION_TASK), [override])
+    assert msg.startswith(f"{tmp_path / 'exp.yaml'}: {key}: must fit in memory: {what}")
+    assert "more than half of this machine's" in msg and "\n" not in msg
+
+
+def test_memory_infeasible_env_sizes_name_their_key(tmp_path):
+    path = write(tmp_path, BASE)
+    assert "policy.hidden_sizes: must fit in memory: the MLP's parameters" in error(
+        path, ["policy.type=mlp", "policy.hidden_sizes=[1e12]"])
+    assert "evaluation.episodes: must fit in memory" in error(path, ["evaluation.episodes=1e12"])
+    assert "methods.cmaes.episodes: must fit in memory: popsize x episodes" in error(
+        path, ["methods.cmaes.episodes=1e12"])
+    assert "methods.ppo.n_envs: must fit in memory: n_steps x n_envs" in error(path, ["methods.ppo.n_envs=1e12"])
+
+
+def test_budget_below_one_generation_is_refused(tmp_path):
+    msg = error(write(tmp_path, FUNCTION_TASK), ["budget.evals=3"])
+    assert msg.endswith("budget.evals: must be an int >= 8 (one generation of optimizer: cmaes asks for 8 "
+                        "candidates at a time), got 3 (from --set budget.evals=3)")
+    assert load_config(write(tmp_path, FUNCTION_TASK), ["budget.evals=8"])["budget"]["evals"] == 8
+
+
+def test_integral_float_hyperparameters_are_read_as_ints(tmp_path):
+    # YAML reads 1e1 as a float; int hyperparameters take it as the top-level int fields do (`evals: 2e6`)
+    cfg = load_config(write(tmp_path, FUNCTION_TASK), ["optimizer.popsize=1e1"])
+    assert cfg["optimizer"]["popsize"] == 10 and isinstance(cfg["optimizer"]["popsize"], int)
+    assert "optimizer.popsize: must be an int >= 2, got 1.5" in error(write(tmp_path, FUNCTION_TASK),
+                                                                      ["optimizer.popsize=1.5"])
+    cfg = load_config(write(tmp_path, BASE), ["methods.ppo.n_steps=3.2e1"])
+    assert cfg["methods"]["ppo"]["n_steps"] == 32
+
+
+@pytest.mark.parametrize("text", [FUNCTION_TASK.replace("dim: 4", "dim: 1e12"), "task: \x08"])
+def test_cli_prints_hostile_config_errors_as_one_line(tmp_path, capsys, text):
+    from evograd.cli import main
+
+    path = write(tmp_path, text)
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"evograd: error: {path}: ") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()

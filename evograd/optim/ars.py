@@ -23,7 +23,7 @@ from ..candidates import SeededCandidates
 from ..noise import SOURCES
 from ..registry import register
 from ..shaping import finite_worst
-from ..validation import ParameterError, check_bool, check_choice, check_float, check_int
+from ..validation import ParameterError, check_bool, check_choice, check_float, check_int, check_memory
 from .base import Optimizer
 from .openai_es import mirrored_candidates, pair_weights
 
@@ -92,6 +92,8 @@ class ARS(Optimizer):
         self.scale_by_std = check_bool(scale_by_std, "scale_by_std", owner)
         self.noise = check_choice(noise, "noise", owner, SOURCES)
         super().__init__(x0, seed=seed, maximize=maximize)
+        check_memory(self.n_directions, "n_directions", owner, 2 * self.n_directions * self.dim,
+                     f"2 x n_directions x dim = 2 x {self.n_directions} x {self.dim}")
         self._center = self.x0.copy()
 
     @property

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..candidates import Candidates, DenseCandidates
 from ..progress import warn_repeating
-from ..validation import ParameterError, check_array, check_bool, check_seed
+from ..validation import NotRealError, ParameterError, check_array, check_bool, check_seed, real_array
 
 STATE_VERSION = 1
 
@@ -117,10 +117,12 @@ class Optimizer:
         if self._pending is None:
             raise RuntimeError(f"{owner}.tell() was called before ask(): ask for candidates first.")
         n = len(self._pending)
-        try:
-            raw = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ParameterError(f"The 'values' passed to {owner}.tell() must be numbers: {exc}") from None
+        try:  # None, "1.5" and complex values are mistakes to report, not numbers to convert
+            raw = np.asarray(real_array(values), dtype=np.float64)
+        except NotRealError as exc:
+            where = "" if exc.index is None else f" (candidate {exc.index})"
+            raise ParameterError(f"The 'values' passed to {owner}.tell() must be real numbers, one per candidate. "
+                                 f"Got {exc.what}{where} instead.") from None
         if raw.ndim == 0 and n == 1:
             raw = raw.reshape(1)
         if raw.shape != (n,):
@@ -232,11 +234,13 @@ class Optimizer:
                 raise ParameterError(
                     f"{owner} needs gradients: call tell(values, grads) with grads of shape ({n}, dim).")
             return None
-        try:
-            g = np.asarray(grads, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ParameterError(f"The 'grads' passed to {owner}.tell() must be numbers: {exc}") from None
         dim = self._pending.dim
+        try:
+            g = np.asarray(real_array(grads), dtype=np.float64)
+        except NotRealError as exc:
+            where = "" if exc.index is None else f" (candidate {exc.index // dim})"
+            raise ParameterError(f"The 'grads' passed to {owner}.tell() must be real numbers. "
+                                 f"Got {exc.what}{where} instead.") from None
         if g.shape == (dim,) and n == 1:
             g = g.reshape(1, dim)
         if g.shape != (n, dim):

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..registry import register
-from ..validation import ParameterError, check_choice, check_float, check_int
+from ..validation import ParameterError, check_choice, check_float, check_int, check_memory
 from .base import Optimizer
 
 # |coordinate| bound applied after every step (CBXpy's post-processing): a diverging particle (isotropic
@@ -130,6 +130,8 @@ class CBO(Optimizer):
             self._x = self.x0.copy()
         else:
             self.n_particles = 40 if n_particles is None else n_particles
+            check_memory(self.n_particles, "n_particles", owner, self.n_particles * self.dim,
+                         f"n_particles x dim = {self.n_particles} x {self.dim}")
             self._x = self.x0 + self.sigma0 * self.rng.standard_normal((self.n_particles, self.dim))
         n = self.n_particles
         self.batch_size = (

@@ -21,7 +21,7 @@ import numpy as np
 from ..registry import register
 from ..serialization import dumps, loads
 from ..shaping import finite_worst
-from ..validation import ParameterError, check_bool, check_choice, check_float, check_int
+from ..validation import ParameterError, check_bool, check_choice, check_float, check_int, check_memory, real_array
 from .base import Optimizer
 
 if TYPE_CHECKING:  # pycma (and the scipy/matplotlib it pulls in) loads only when a cmaes is built: every
@@ -113,8 +113,14 @@ class CMAES(Optimizer):
         self.restarts = check_choice(restarts, "restarts", owner, [None, "ipop", "bipop"])
         self.max_restarts = check_int(max_restarts, "max_restarts", owner, low=0)
         self.incpopsize = check_float(incpopsize, "incpopsize", owner, low=1.0, low_inclusive=False)
+        if seed is not None:  # the engine's numpy RandomState takes seeds below 2**32
+            check_int(seed, "seed", owner, low=0, high=2**32 - 1)
         super().__init__(x0, seed=seed, maximize=maximize)
         self.restart_bounds = None if restart_bounds is None else _check_box(restart_bounds, self.dim, owner)
+        self._check_memory(owner)
+        if not np.isfinite(np.abs(self.x0).max() + 100 * self.sigma0):  # pycma asserts on non-finite samples
+            raise ParameterError(f"The 'sigma0' parameter of {owner} must keep the samples x0 + sigma0 * N(0, I) "
+                                 f"finite (max|x0| + 100 sigma0 < 1.8e308). Got {self.sigma0!r} instead.")
         engine_seed = self.seed if self.seed is not None else int(self.rng.integers(2**32))
         self._rs = np.random.RandomState(engine_seed)
         self._es = self._new_engine(self.x0, self._popsize_arg, self.sigma0)
@@ -176,6 +182,22 @@ class CMAES(Optimizer):
             if over_budget:
                 why["bipop_budget"] = ctl["budget"]
             self._restart(why)
+
+    def _check_memory(self, owner: str) -> None:
+        """Refuse sizes pycma cannot hold before it tries (a huge popsize makes it hang, not fail): its
+        covariance (dim x dim unless separable), a population, and the population after one IPOP restart."""
+        d = self.dim
+        shape = f"an array of shape ({d},)"
+        if not self.separable:
+            check_memory(shape, "x0", owner, d * d,
+                         f"dim x dim covariance = {d} x {d} (separable=True keeps only its diagonal)")
+        pop = self._popsize_arg or 4 + int(3 * np.log(d))  # pycma's default
+        given = self._popsize_arg is not None
+        check_memory(pop if given else shape, "popsize" if given else "x0", owner, pop * d,
+                     f"popsize x dim = {pop} x {d}")
+        if self.restarts is not None:
+            check_memory(self.incpopsize, "incpopsize", owner, pop * self.incpopsize * d,
+                         f"popsize x incpopsize x dim (after one restart) = {pop} x {self.incpopsize:g} x {d}")
 
     # ------------------------------------------------------------------ restarts
     def _new_engine(self, x0: np.ndarray, popsize: int | None, sigma: float) -> cma.CMAEvolutionStrategy:
@@ -274,7 +296,7 @@ def _check_box(box: Any, dim: int, owner: str) -> tuple[np.ndarray, np.ndarray]:
     msg = (f"The 'restart_bounds' parameter of {owner} must be a (low, high) pair of scalars or (dim,) "
            f"arrays with low < high. Got {box!r} instead.")
     try:
-        low, high = (np.broadcast_to(np.asarray(b, dtype=np.float64), (dim,)).copy() for b in box)
+        low, high = (np.broadcast_to(np.asarray(real_array(b), dtype=np.float64), (dim,)).copy() for b in box)
     except (TypeError, ValueError):
         raise ParameterError(msg) from None
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(low < high)):

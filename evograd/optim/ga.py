@@ -21,7 +21,7 @@ from ..candidates import Candidates, DenseCandidates, draw_seeds
 from ..lineage import LineageCandidates, add_mutation, concat_lineages
 from ..noise import SOURCES
 from ..registry import register
-from ..validation import ParameterError, check_choice, check_float, check_int
+from ..validation import ParameterError, check_choice, check_float, check_int, check_memory
 from .base import Optimizer
 
 
@@ -113,6 +113,7 @@ class GA(Optimizer):
             popsize = n
         elif popsize is None:
             popsize = 64
+        check_memory(popsize, "popsize", owner, popsize * self.dim, f"popsize x dim = {popsize} x {self.dim}")
         self._popsize = popsize
         if truncation is None:
             truncation = min(popsize, max(2, popsize // 5))

@@ -15,7 +15,7 @@ from ..candidates import SeededCandidates, draw_seeds
 from ..noise import SOURCES, noise
 from ..registry import make, register
 from ..shaping import SHAPERS
-from ..validation import ParameterError, check_choice, check_float, check_int
+from ..validation import ParameterError, check_choice, check_float, check_int, check_memory
 from .base import Optimizer
 
 INNER_OPTIMIZERS = ("adam", "sgd")
@@ -117,6 +117,8 @@ class OpenAIES(Optimizer):
                                  "the ES owns them (pass lr=... directly).")
         self.optimizer_kwargs = dict(optimizer_kwargs)
         super().__init__(x0, seed=seed, maximize=maximize)
+        check_memory(self._popsize, "popsize", owner, self._popsize * self.dim,
+                     f"popsize x dim = {self._popsize} x {self.dim}")
         # The inner optimizer always minimizes: the base class already turned values into a minimized f.
         self.inner = make(self.optimizer, x0=self.x0, lr=self.lr, **self.optimizer_kwargs)
         self._center = self.x0.copy()

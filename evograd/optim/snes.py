@@ -18,7 +18,7 @@ from ..candidates import SeededCandidates, draw_seeds
 from ..noise import SOURCES, noise
 from ..registry import register
 from ..shaping import SHAPERS
-from ..validation import ParameterError, check_bool, check_choice, check_float, check_int
+from ..validation import ParameterError, check_bool, check_choice, check_float, check_int, check_memory, real_array
 from .base import Optimizer
 
 # Rows per block when forming sum_i u_i z_i^2, so the squared noise never exists as a full (n, dim) copy.
@@ -89,6 +89,7 @@ class SNES(Optimizer):
         if popsize is None:
             popsize = 4 + math.floor(3 * math.log(d))
             popsize += popsize % 2 if antithetic else 0
+        check_memory(popsize, "popsize", owner, popsize * d, f"popsize x dim = {popsize} x {d}")
         self._popsize = popsize
         self.lr_sigma = (3 + math.log(d)) / (5 * math.sqrt(d)) if lr_sigma is None else lr_sigma
         self.sigma = self._check_sigma0(sigma0, owner, d)
@@ -99,8 +100,8 @@ class SNES(Optimizer):
         if np.ndim(sigma0) == 0:
             return np.full(d, check_float(sigma0, "sigma0", owner, low=0.0, low_inclusive=False))
         try:
-            s = np.array(sigma0, dtype=np.float64)
-        except (TypeError, ValueError):
+            s = np.array(real_array(sigma0), dtype=np.float64)
+        except (TypeError, ValueError):  # NotRealError is a TypeError
             s = None
         if s is None or s.shape != (d,) or not np.all(np.isfinite(s)) or not np.all(s > 0):
             raise ParameterError(
