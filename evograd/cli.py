@@ -51,6 +51,16 @@ def _fresh_dir(name: str) -> Path:
     return out
 
 
+def _check_checkpoints(out: Path) -> None:
+    """Read every checkpoint of a run directory before resuming it: a damaged or hostile one stops the
+    command with one line naming it (`StateError`), and nothing in the directory is touched."""
+    from .experiment import CHECKPOINT
+    from .serialization import load_state
+
+    for path in sorted(Path(out).glob(f"*/seed*/{CHECKPOINT}")):
+        load_state(path)
+
+
 # ---------------------------------------------------------------------------------------------- compare
 def _cmd_compare(args) -> int:
     from .compare import run_compare
@@ -70,8 +80,11 @@ def _cmd_compare(args) -> int:
     from .config import dump_resolved
 
     check_not_running(config, out)  # a job left running (e.g. by a killed compare): refuse, naming its pid
+    if args.resume:
+        _check_checkpoints(out)  # before anything is started or written
     out.mkdir(parents=True, exist_ok=True)
-    dump_resolved(config, out / "config.resolved.yaml", _meta())
+    if not (args.resume and (out / "config.resolved.yaml").exists()):
+        dump_resolved(config, out / "config.resolved.yaml", _meta())
     results = run_compare(config, out, resume=bool(args.resume), jobs=args.jobs, quiet=args.quiet)
     table = _summarize(config, out, args.quiet)
     print(table)
@@ -108,11 +121,14 @@ def _cmd_run(args) -> int:
 
     for seed in seeds:  # a job still running in this directory (a `compare` job, another `run`): refuse
         check_free(job_dir(out, label, seed))
+    if args.resume:
+        _check_checkpoints(out)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     from .config import dump_resolved
 
-    (out / "config.json").write_text(json.dumps(config, indent=2))
-    dump_resolved(config, out / "config.resolved.yaml", _meta())
+    if not (args.resume and (out / "config.json").exists()):  # a resumed run keeps the files it was started with
+        (out / "config.json").write_text(json.dumps(config, indent=2))
+        dump_resolved(config, out / "config.resolved.yaml", _meta())
     status = 0
     for seed in seeds:
         if not args.quiet:

@@ -113,12 +113,15 @@ def run_job(config: dict, label: str, seed: int, out: str | os.PathLike, resume:
     try:
         block = method_block(config, label)
         if "function" in config["task"]:
-            result = _run_function_job(config, label, block, seed, d, progress)
+            result = _run_function_job(config, label, block, seed, d, resume, progress, checkpoint_seconds)
         elif block["name"] in ("ppo", "reinforce"):
             result = _run_rl_job(config, label, block, seed, d, resume, progress, checkpoint_seconds)
         else:
             result = _run_population_job(config, label, block, seed, d, resume, progress, checkpoint_seconds)
         result.update(status="ok", error=None)
+    except serialization.StateError as exc:  # a checkpoint that cannot be resumed: refused before the job
+        where = str(d / CHECKPOINT)              # wrote anything, and left as it was
+        raise serialization.StateError(str(exc) if where in str(exc) else f"{where}: {exc}") from None
     except Exception as exc:  # recorded, never propagated: one failing job must not lose the others
         result = {"method": label, "seed": seed, "status": "failed",
                   "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
@@ -133,6 +136,17 @@ def _json_default(o):
     if isinstance(o, np.generic):
         return o.item()
     return str(o)
+
+
+def _load_checkpoint(d: Path, keys: tuple[str, ...]) -> dict:
+    """The job's checkpoint as plain data (`StateError` if damaged or hostile), with the top-level keys
+    this kind of job resumes from; deeper mismatches surface as `StateError` when the state is applied."""
+    path = d / CHECKPOINT
+    state = serialization.load_state(path)
+    if not (isinstance(state, dict) and all(k in state for k in keys) and isinstance(state["loop"], dict)):
+        raise serialization.StateError(f"{path} is not a checkpoint of this kind of job (it needs the keys "
+                                       f"{', '.join(keys)})")
+    return state
 
 
 def _policy_block(config: dict, block: dict) -> dict:
@@ -176,7 +190,7 @@ def _run_population_job(config, label, block, seed, d: Path, resume, progress, c
     budget, ev = config["budget"], config.get("evaluation", {})
     state = None
     if resume and (d / CHECKPOINT).exists():
-        state = serialization.load_state(d / CHECKPOINT)
+        state = _load_checkpoint(d, ("loop", "optimizer", "problem"))
     throttle = _Throttle(checkpoint_seconds)
     saved_best = {"ret": -math.inf}
     meta = {"method": label, "optimizer": block["name"], "seed": seed, **_env_meta(config)}
@@ -269,8 +283,8 @@ def _run_rl_job(config, label, block, seed, d: Path, resume, progress, checkpoin
         else:
             env_arg = functools.partial(_time_limited, env_arg, int(env["max_episode_steps"]))
     state = None
-    if resume and (d / CHECKPOINT).exists():  # an RL state is numpy data only: no package is admitted
-        state = serialization.load_state(d / CHECKPOINT, allowed_packages=())
+    if resume and (d / CHECKPOINT).exists():
+        state = _load_checkpoint(d, ("loop", "params", "optimizer"))
     throttle = _Throttle(checkpoint_seconds)
     saved_best = {"ret": -math.inf}
     meta = {"method": label, "algorithm": block["name"], "seed": seed, **_env_meta(config)}
@@ -307,7 +321,10 @@ def _run_rl_job(config, label, block, seed, d: Path, resume, progress, checkpoin
                       "n_updates": res.n_updates}}
 
 
-def _run_function_job(config, label, block, seed, d: Path, progress) -> dict:
+def _run_function_job(config, label, block, seed, d: Path, resume, progress, checkpoint_seconds: float = 2.0) -> dict:
+    """A custom-fitness job. It checkpoints the optimizer state and the progress rows after generations
+    (throttled, and after the last), so a killed job resumed with `resume=True` runs the remaining budget
+    and ends exactly as an uninterrupted one: the evaluator's values depend only on the candidates."""
     from .config import resolve_attr
     from .minimize import minimize
     from .registry import make
@@ -318,23 +335,50 @@ def _run_function_job(config, label, block, seed, d: Path, progress) -> dict:
     x0 = np.broadcast_to(np.asarray(task.get("x0", 0.0), dtype=np.float64), (dim,)).copy()
     optimizer = make(block["name"], x0=x0, seed=seed, **_hyper(block))
     budget = config["budget"]
-    rows: list[dict] = []
-    throttle = _Throttle(1.0)
+    loop = {"rows": [], "elapsed": 0.0, "stop_reason": None}
+    if resume and (d / CHECKPOINT).exists():
+        state = _load_checkpoint(d, ("loop", "optimizer"))
+        with serialization.applying("the resume state"):
+            optimizer.load_state_dict(state["optimizer"])
+            loop = {"rows": [dict(r) for r in state["loop"]["rows"]], "elapsed": float(state["loop"]["elapsed"]),
+                    "stop_reason": state["loop"].get("stop_reason")}
+    throttle = _Throttle(checkpoint_seconds)
+    elapsed0 = loop["elapsed"]
+
+    def save() -> None:
+        _write_progress(d, loop["rows"], FUNCTION_COLUMNS, label, seed)
+        serialization.save_state(d / CHECKPOINT, {"version": 1, "kind": "function", "loop": loop,
+                                                  "optimizer": optimizer.state_dict()})
+        last = loop["rows"][-1] if loop["rows"] else {}
+        _status(d, evals=optimizer.evals, budget=budget.get("evals"), wall_s=loop["elapsed"],
+                best_value=last.get("best_value"))
 
     def record(opt, row):
-        rows.append({"generation": row["generation"], "evals": row["evals"], "wall_s": row["wall_s"],
-                     "best_value": row["best_value"], "gen_mean": row["gen_mean"]})
+        loop["rows"].append({"generation": row["generation"], "evals": row["evals"], "wall_s": elapsed0 + row["wall_s"],
+                             "best_value": row["best_value"], "gen_mean": row["gen_mean"]})
+        loop["elapsed"] = elapsed0 + row["wall_s"]
         if throttle.due():
-            _write_progress(d, rows, FUNCTION_COLUMNS, label, seed)
-            _status(d, evals=row["evals"], budget=budget.get("evals"), wall_s=row["wall_s"],
-                    best_value=row["best_value"])
+            save()
 
-    res = minimize(fn, optimizer, max_evals=budget.get("evals"), max_seconds=budget.get("seconds"),
-                   vectorized=bool(task.get("vectorized", False)), callback=record, progress=progress,
-                   **_worker_kwargs(config))
-    _write_progress(d, rows, FUNCTION_COLUMNS, label, seed)
-    thr = config.get("threshold")
-    return {"method": label, "seed": seed, "best_value": _num(res.value), "x": res.x, "evals": res.evals,
-            "wall_s": res.wall_s, "evals_to_threshold": _first_reaching(rows, "best_value", thr, "evals", False),
+    remaining_evals = None if budget.get("evals") is None else int(budget["evals"]) - optimizer.evals
+    remaining_s = None if budget.get("seconds") is None else float(budget["seconds"]) - elapsed0
+    if loop["stop_reason"] is None and _budget_left(optimizer, remaining_evals, remaining_s):
+        res = minimize(fn, optimizer, max_evals=remaining_evals, max_seconds=remaining_s,
+                       vectorized=bool(task.get("vectorized", False)), callback=record, progress=progress,
+                       **_worker_kwargs(config))
+        loop["stop_reason"], loop["elapsed"] = res.stop_reason, elapsed0 + res.wall_s
+    else:
+        loop["stop_reason"] = loop["stop_reason"] or ("max_evals" if remaining_evals is not None else "max_seconds")
+    save()
+    rows, best, thr = loop["rows"], optimizer.best, config.get("threshold")
+    return {"method": label, "seed": seed, "best_value": _num(best.value), "x": best.x, "evals": optimizer.evals,
+            "wall_s": loop["elapsed"], "evals_to_threshold": _first_reaching(rows, "best_value", thr, "evals", False),
             "seconds_to_threshold": _first_reaching(rows, "best_value", thr, "wall_s", False),
-            "extra": {"nonfinite": res.nonfinite, "stop_reason": res.stop_reason}}
+            "extra": {"nonfinite": optimizer.nonfinite, "stop_reason": loop["stop_reason"]}}
+
+
+def _budget_left(optimizer, evals: int | None, seconds: float | None) -> bool:
+    """Whether one more generation fits (a resumed job may have stopped right at its budget)."""
+    if seconds is not None and seconds <= 0:
+        return False
+    return evals is None or evals >= len(optimizer.ask_candidates())

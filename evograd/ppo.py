@@ -28,6 +28,7 @@ from .policies import RunningMeanStd
 from .registry import make as make_optimizer
 from .rl_common import ActorCritic, clip_grad_norm, make_vec_env, parse_schedule
 from .rl_loop import RLResult, RunLoop, check_checkpoint_args, learner_state, load_learner_state, reset_seed
+from .serialization import applying
 from .validation import ParameterError, check_bool, check_float, check_int, check_memory
 
 _OWNER = "train_ppo"
@@ -211,9 +212,10 @@ def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, ga
         obs = vn.obs(raw_obs, update=True)
         loop.start(ac, vn.obs_rms)
     else:
-        load_learner_state(_OWNER, "ppo", resume, ac, opt, rng)
-        vn.load_state(resume)
-        loop.start(ac, vn.obs_rms, resume=resume["loop"])
+        with applying("the resume state"):
+            load_learner_state(_OWNER, "ppo", resume, ac, opt, rng)
+            vn.load_state(resume)
+            loop.start(ac, vn.obs_rms, resume=resume["loop"])
         if not loop.done():  # live env states are not saved: fresh episodes, seeded by the update count
             raw_obs, _ = venv.reset(seed=reset_seed(loop.seed, loop.updates))
             obs = vn.obs(raw_obs, update=True)

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 from .registry import make as make_optimizer
 from .rl_common import ActorCritic, clip_grad_norm, env_factory, parse_schedule
 from .rl_loop import RLResult, RunLoop, check_checkpoint_args, learner_state, load_learner_state, run_episodes
+from .serialization import applying
 from .validation import check_bool, check_float, check_int, check_memory
 
 _OWNER = "train_reinforce"
@@ -83,9 +84,12 @@ def train_reinforce(env: "str | Callable[[], Any]", policy: Any = "mlp", seed: i
                 stored, env_action, _ = ac.sample(out, rng)
                 return env_action, stored
 
-            if resume is not None:
-                load_learner_state(o, "reinforce", resume, ac, opt, rng)
-            loop.start(ac, resume=None if resume is None else resume["loop"])
+            if resume is None:
+                loop.start(ac)
+            else:
+                with applying("the resume state"):
+                    load_learner_state(o, "reinforce", resume, ac, opt, rng)
+                    loop.start(ac, resume=resume["loop"])
             while not loop.done():
                 update = opt.generation
                 seeds = [int(np.random.SeedSequence([loop.seed, update, i]).generate_state(1)[0])

@@ -18,6 +18,7 @@ import numpy as np
 from .gym_problem import GymProblem
 from .optim.base import Optimizer
 from .progress import Progress, run_warnings
+from .serialization import applying
 from .validation import ParameterError, check_budget, check_int
 
 
@@ -95,10 +96,11 @@ def train(
                 "best_x": optimizer.center, "best_ret": -np.inf, "interval": eval_every, "next_eval": None,
                 "last_eval": (float("nan"), float("nan"))}
     else:
-        loop = dict(resume["loop"])
-        loop["history"] = [dict(r) for r in loop["history"]]
-        optimizer.load_state_dict(resume["optimizer"])
-        problem.load_state(resume["problem"])
+        with applying("the resume state"):
+            loop = dict(resume["loop"])
+            loop["history"] = [dict(r) for r in loop["history"]]
+            optimizer.load_state_dict(resume["optimizer"])
+            problem.load_state(resume["problem"])
 
     def wall() -> float:
         return loop["elapsed"] + time.perf_counter() - clock0

@@ -32,7 +32,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import evograd
-from evograd import ParameterError, functions as F
+from evograd import ParameterError
+from evograd import functions as F
 from evograd.config import ConfigError, load_config, validate
 from evograd.registry import available, get, hyperparameters, usable
 
@@ -40,7 +41,7 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="the ha
 FUZZ = settings(derandomize=True, database=None, deadline=None, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                                        HealthCheck.function_scoped_fixture])
-ComplexWarning = getattr(getattr(np, "exceptions", np), "ComplexWarning")
+ComplexWarning = getattr(np, "exceptions", np).ComplexWarning
 
 
 class Hang(Exception):

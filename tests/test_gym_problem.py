@@ -154,7 +154,7 @@ def test_resume_from_a_checkpoint_ends_with_the_same_result(name):
 
     def keep_generation_2(state):
         if state["loop"]["history"][-1]["generation"] == 2:  # through bytes, as a checkpoint file would
-            saved["state"] = serialization.loads(serialization.dumps(state), ("cma",))
+            saved["state"] = serialization.loads(serialization.dumps(state))
 
     kw = dict(max_env_steps=15_000, eval_every=3_000, eval_episodes=2)
     if name == "ga":

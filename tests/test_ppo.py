@@ -449,7 +449,7 @@ def test_killed_zoo_cartpole_run_resumes_from_its_file_and_still_learns(tmp_path
 
     with pytest.raises(Killed):
         train_ppo("CartPole-v1", checkpoint=kill_at_30_percent, **kw)
-    state = serialization.load_state(path, allowed_packages=())
+    state = serialization.load_state(path)
     killed_at, killed_params, last = len(state["loop"]["history"]), state["params"].copy(), {}
     r = train_ppo("CartPole-v1", resume=state, checkpoint=lambda st: last.update(params=st["params"].copy()),
                   **kw)
@@ -502,7 +502,7 @@ def test_experiment_rl_job_resumes_after_a_kill(tmp_path, monkeypatch):
     res = experiment.run_job(config, "ppo", 0, tmp_path)
     d = experiment.job_dir(tmp_path, "ppo", 0)
     assert res["status"] == "failed" and (d / experiment.CHECKPOINT).exists() and (d / "best.pt").exists()
-    saved = serialization.load_state(d / experiment.CHECKPOINT, allowed_packages=())
+    saved = serialization.load_state(d / experiment.CHECKPOINT)
     assert saved["loop"]["env_steps"] == 64
     load_policy(d / "best.pt")
     monkeypatch.setattr(serialization, "save_state", real_save)
@@ -514,7 +514,7 @@ def test_experiment_rl_job_resumes_after_a_kill(tmp_path, monkeypatch):
         rows = list(csv.DictReader(fh))
     assert [int(r["generation"]) for r in rows] == list(range(9))
     assert [int(r["env_steps"]) for r in rows] == [64 * i for i in range(9)]
-    final = serialization.load_state(d / experiment.CHECKPOINT, allowed_packages=())
+    final = serialization.load_state(d / experiment.CHECKPOINT)
     assert final["loop"]["env_steps"] == 512 and _rows(final["loop"]["history"][:2]) == _rows(saved["loop"]["history"])
     policy, meta = load_policy(d / "best.pt")
     assert meta["eval_return"] == pytest.approx(res["best_eval_return"])

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import restricted_pickle
 from ..registry import register
-from ..serialization import dumps, loads
 from ..shaping import finite_worst
 from ..validation import ParameterError, check_bool, check_choice, check_float, check_int, check_memory, real_array
 from .base import Optimizer
@@ -237,7 +237,7 @@ class CMAES(Optimizer):
     # ------------------------------------------------------------------ state
     def _state(self) -> dict[str, Any]:
         return {
-            "engine": self._dump_engine(),
+            "engine": dump_engine(self._es, self._rs),
             "randn_state": self._rs.get_state(legacy=False),
             "popsize0": self._popsize0,
             "control": _copy_plain(self._ctl),
@@ -246,50 +246,83 @@ class CMAES(Optimizer):
     def _load_state(self, state: dict[str, Any]) -> None:
         rs = np.random.RandomState()
         rs.set_state(state["randn_state"])
-        import cma
-
-        es = loads(state["engine"], allowed_packages=("cma",))
-        if not isinstance(es, cma.CMAEvolutionStrategy):
-            raise ParameterError(f"{type(self).__name__}: the saved engine is not a CMAEvolutionStrategy.")
-        for holder in _randn_holders(es):
-            _put(holder, rs.randn)
-        for archive in (es.sent_solutions, getattr(es, "archive", None)):
-            _rehash(archive)
+        es = load_engine(state["engine"], rs)
         self._rs, self._es, self._X = rs, es, None
         self._popsize0 = int(state["popsize0"])
         self._ctl = _copy_plain(state["control"])
 
-    def _dump_engine(self) -> bytes:
-        """Pickle the engine without its `randn` bound method: unpickling a bound method needs
-        `builtins.getattr`, which the restricted unpickler must refuse. The RandomState travels as
-        plain data (`randn_state`) and is re-attached on load."""
-        holders = _randn_holders(self._es)
-        saved = [_get(h) for h in holders]
-        try:
-            for h in holders:
-                _put(h, None)
-            return dumps(self._es)
-        finally:
-            for h, fn in zip(holders, saved):
-                _put(h, fn)
+# The pycma classes an engine is made of, for the pinned pycma minor version (pyproject: cma 4.5.*).
+# Each pair must be exactly a class's (__module__, __qualname__): `restricted_pickle.allow_classes` checks.
+CMA_CLASSES = (
+    ("cma.boundary_handler", "BoundNone"),
+    ("cma.boundary_handler", "BoundTransform"),
+    ("cma.evolution_strategy", "CMAEvolutionStrategy"),
+    ("cma.evolution_strategy", "_CMASolutionDict_empty"),
+    ("cma.evolution_strategy", "_CMASolutionDict_functional"),
+    ("cma.evolution_strategy", "_CMAStopDict"),
+    ("cma.evolution_strategy", "_StopTolXStagnation"),
+    ("cma.logger", "CMADataLogger"),
+    ("cma.optimization_tools", "BestSolution"),
+    ("cma.options_parameters", "CMAOptions"),
+    ("cma.options_parameters", "CMAParameters"),
+    ("cma.recombination_weights", "RecombinationWeights"),
+    ("cma.sampler", "GaussFullSampler"),
+    ("cma.sampler", "GaussStandardConstant"),
+    ("cma.sigma_adaptation", "CMAAdaptSigmaCSA"),
+    ("cma.transformations", "DiagonalDecoding"),
+    ("cma.transformations", "GenoPheno"),
+    ("cma.transformations", "RoundIntegerVariables"),
+    ("cma.utilities.utils", "BlancClass"),
+    ("cma.utilities.utils", "DictFromTagsInString"),
+    ("cma.utilities.utils", "ElapsedWCTime"),
+    ("cma.utilities.utils", "MoreToWrite"),
+    ("cma.utilities.utils", "SolutionDict"),
+)
 
 
-def _randn_holders(es: cma.CMAEvolutionStrategy) -> list:
-    """Every place pycma 4.5 keeps the `randn` callable: the options, the sampler, the input options."""
-    holders: list = [es.opts, es.sm]
-    inopts = es.inputargs.get("inopts") if isinstance(es.inputargs, dict) else None
-    if isinstance(inopts, dict) and "randn" in inopts:
-        holders.append(inopts)
-    return [h for h in holders if (isinstance(h, dict) and "randn" in h) or hasattr(h, "randn")]
+def _engine_callables(rs: np.random.RandomState) -> dict[str, Any]:
+    """The functions pycma keeps among an engine's options, by the name they travel under."""
+    import cma
+
+    return {"randn": rs.randn, "numpy.linalg.eigh": np.linalg.eigh,
+            "cma.options_parameters.is_feasible": cma.options_parameters.is_feasible,
+            "cma.evolution_strategy._pass": cma.evolution_strategy._pass}
 
 
-def _get(holder: Any) -> Any:
-    return dict.__getitem__(holder, "randn") if isinstance(holder, dict) else holder.randn
+def dump_engine(es: cma.CMAEvolutionStrategy, rs: np.random.RandomState) -> bytes:
+    """Pickle an engine with its callables (the `randn` bound to `rs`, pycma's option functions)
+    replaced by names, so the stream holds classes and numpy data only and `load_engine` can read it
+    through the allow-list. `rs` itself travels as plain data beside it."""
+    by_id = {id(fn): name for name, fn in _engine_callables(rs).items() if name != "randn"}
+
+    def persistent_id(obj: Any) -> str | None:
+        name = by_id.get(id(obj))
+        if name is None and getattr(obj, "__self__", None) is rs and getattr(obj, "__name__", None) == "randn":
+            name = "randn"
+        return name  # anything else is pickled as is; what the allow-list lacks is refused on load
+
+    return restricted_pickle.dumps(es, persistent_id)
 
 
-def _put(holder: Any, value: Any) -> None:
-    # dict.__setitem__ bypasses CMAOptions' own __setitem__, which would validate the value
-    dict.__setitem__(holder, "randn", value) if isinstance(holder, dict) else setattr(holder, "randn", value)
+def load_engine(data: Any, rs: np.random.RandomState) -> cma.CMAEvolutionStrategy:
+    """Unpickle an engine through the exact allow-list, then re-apply the options that keep it from
+    writing or reading files, and re-key its solution archives for this process."""
+    import cma
+
+    if not isinstance(data, bytes):
+        raise ParameterError("CMAES: the saved engine must be bytes.")
+    try:
+        es = restricted_pickle.loads(data, restricted_pickle.allow_classes(CMA_CLASSES), _engine_callables(rs))
+    except restricted_pickle.UnsafeStateError:
+        raise
+    except Exception as exc:  # a damaged stream: truncated, bad opcodes, wrong stack shapes
+        raise ParameterError(f"CMAES: the saved engine cannot be read ({type(exc).__name__}: {exc}).") from None
+    if type(es) is not cma.CMAEvolutionStrategy or not isinstance(es.opts, dict):
+        raise ParameterError("CMAES: the saved engine is not a CMAEvolutionStrategy.")
+    dict.update(es.opts, _QUIET)  # a state file must not switch on pycma's log files or signal file
+    for archive in (es.sent_solutions, getattr(es, "archive", None)):
+        _rehash(archive)
+    return es
 
 
 def _check_box(box: Any, dim: int, owner: str) -> tuple[np.ndarray, np.ndarray]:
