@@ -10,7 +10,7 @@ Used by bench_control.py (each run in its own process). What is identical for ev
     with evaluations is kept too (curve_wall_s, wall_s);
   * the schedule: the initial policy is evaluated, then the policy current at the first generation or
     update boundary after every `eval_every` training env steps, and the final policy at the end;
-  * the evaluation: `evograd.rl_loop.run_episodes` on EVAL_EPISODES fresh `gym.make(env)` envs reset with
+  * the evaluation: `evograd.rl.loop.run_episodes` on EVAL_EPISODES fresh `gym.make(env)` envs reset with
     seeds 10_000 + seed + i, deterministic actions (argmax for Discrete, the clipped mean for Box), in the
     main process. evograd's PPO evaluates with exactly this function and these seeds inside `train_ppo`
     (`eval_seed`), because its policy is not reachable between updates from the outside;
@@ -33,7 +33,7 @@ import torch  # noqa: E402
 
 # imported before any clock starts (importing evograd takes seconds on a busy machine): every library's
 # evaluations run through this one function
-from evograd.rl_loop import run_episodes  # noqa: E402
+from evograd.rl.loop import run_episodes  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVAL_EPISODES = 5
@@ -89,7 +89,7 @@ class Recorder:
 
 
 def _config(env_id: str) -> dict:
-    from evograd.config import load_config
+    from evograd.experiments.config import load_config
 
     return load_config(os.path.join(ROOT, PRESETS[env_id]["config"]))
 
@@ -124,7 +124,7 @@ def run_evograd_es(env_id, method, seed, budget, rec: Recorder, n_jobs=2) -> dic
     rec.evaluate(0, act())
     # train's own evaluation is switched off (one episode at the start and the end, inside the clock);
     # max_seconds is only a safety net
-    evograd.train(problem, opt, max_seconds=10 * budget + 600, eval_every=10**15, eval_episodes=1,
+    evograd.gym.train(problem, opt, max_seconds=10 * budget + 600, eval_every=10**15, eval_episodes=1,
                   callback=callback)
     wall = rec.wall()
     rec.evaluate(problem.env_steps, act())

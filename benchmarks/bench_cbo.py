@@ -8,7 +8,7 @@ the final consensus, as in ../shared/peers/cbx_bench.py, and its best_particle).
 CBXpy is run as the peer script ran it: `CBO(Rastrigin(), x=x0, f_dim="3D", seed=s, ...)` and its own
 `optimize()` loop, one run per seed ("single"), and seeds 0-9 as M=10 parallel runs in one dynamic
 ("batched", time divided by 10; --quick batches its 3 seeds). evograd runs through the public protocol
-only: `evograd.make("cbo", ...)` then `ask()` / `tell(f(X))` with the vectorized `evograd.functions`
+only: `evograd.make("cbo", ...)` then `ask()` / `tell(f(X))` with the vectorized `evograd.core.functions`
 (CBXpy's Rastrigin/Ackley objectives are the same functions). Single runs of both libraries alternate
 seed by seed, so load from other processes hits both alike.
 
@@ -39,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import evograd
-from evograd.functions import ackley, rastrigin
+from evograd.core.functions import ackley, rastrigin
 
 warnings.filterwarnings("ignore", module="cbx")
 

@@ -62,7 +62,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     import evograd as eg
-    from evograd.parallel import DaskBackend
+    from evograd.parallel.backends import DaskBackend
 
     probe = eg.GymProblem(args.env, policy="linear")
     P = np.random.default_rng(0).normal(scale=0.1, size=(args.popsize, probe.dim))

@@ -6,7 +6,7 @@ HalfCheetah-v5 4800 with CMA-ES at 1.17M. So our best seed is the figure to comp
 the paper on LunarLander and Swimmer; HalfCheetah is reported without a target), and the median over
 seeds is printed beside it (a seed that misses within its step cap counts as missing).
 
-Our runs go through `evograd.train` (GymProblem, linear policy with observation normalization, 2 loky
+Our runs go through `evograd.gym.train` (GymProblem, linear policy with observation normalization, 2 loky
 workers), stop at the first evaluation (5 deterministic episodes on fixed seeds, every `eval_every`
 training steps) whose mean reaches the threshold, and count training env steps only. That is stricter
 than a single training episode crossing the threshold.
@@ -51,7 +51,7 @@ CASES = {  # env: threshold, paper steps, method (config file + block, or inline
 def method_block(case: dict) -> dict:
     if case["config"] is None:
         return dict(case["method"])
-    from evograd.config import load_config
+    from evograd.experiments.config import load_config
 
     block = dict(load_config(os.path.join(ROOT, case["config"]))["methods"][case["method"]])
     return {k: v for k, v in block.items() if k not in ("episodes", "policy")}
@@ -65,7 +65,7 @@ def run_one(env_id: str, case: dict, seed: int, cap: int) -> dict:
     opt = evograd.make(block["name"], x0=problem.initial_params(), seed=seed,
                        **{k: v for k, v in block.items() if k != "name"})
     t0 = time.perf_counter()
-    res = evograd.train(problem, opt, max_env_steps=cap, eval_every=case["eval_every"], eval_episodes=5,
+    res = evograd.gym.train(problem, opt, max_env_steps=cap, eval_every=case["eval_every"], eval_episodes=5,
                         target_return=case["threshold"])
     hit = next((r for r in res.history if r["eval_return"] >= case["threshold"]), None)
     problem.close()

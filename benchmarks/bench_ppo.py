@@ -36,8 +36,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from evograd.ppo import train_ppo  # noqa: E402
-from evograd.rl_loop import run_episodes  # noqa: E402
+from evograd.rl.loop import run_episodes  # noqa: E402
+from evograd.rl.ppo import train_ppo  # noqa: E402
 
 warnings.filterwarnings("ignore")
 THRESH = 475.0

@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import gymnasium as gym
 import torch
 
-from evograd.rollouts import RolloutWorker
+from evograd.gym.rollouts import RolloutWorker
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 TARGET_VS_RAW = 0.8
@@ -107,7 +107,7 @@ def run_halfcheetah_worker(P: np.ndarray, generations: int, run_seed: int = 0, g
 def naive_linear_loop(env_id: str, P: np.ndarray, seconds: float, max_episode_steps: int, gen0: int = 0) -> float:
     """The obvious per-member loop (one env, W @ o + b, clip) on the same population: the same physics
     work as the worker, since MuJoCo's step cost depends on the actions (contacts)."""
-    from evograd.rollouts import episode_seed
+    from evograd.gym.rollouts import episode_seed
 
     env = gym.make(env_id, max_episode_steps=max_episode_steps)
     low, high = env.action_space.low, env.action_space.high

@@ -44,7 +44,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import evograd as eg  # noqa: E402
-from evograd.candidates import Candidates  # noqa: E402
+from evograd.core.candidates import Candidates  # noqa: E402
 
 
 def pickled_bytes(obj) -> int:

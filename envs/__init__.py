@@ -3,7 +3,7 @@
 pyproject.toml maps this directory onto the package name `evograd.envs` (setuptools package-dir), so nothing
 named `envs` lands in site-packages. Importing this package registers the `evograd/...` ids.
 """
-from evograd.envs_registration import ENV_IDS, register_envs
+from evograd.gym.registration import ENV_IDS, register_envs
 
 from .lqr import LQREnv, is_controllable
 

@@ -28,7 +28,7 @@ from typing import ClassVar
 import gymnasium as gym
 import numpy as np
 
-from evograd.validation import ParameterError, check_array, check_float, check_int
+from evograd.core.validation import ParameterError, check_array, check_float, check_int
 
 _OWNER = "LQREnv"
 

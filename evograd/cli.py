@@ -11,14 +11,14 @@ DEFAULT_RUNS = "runs"
 
 
 def _load(args) -> dict:
-    from .config import load_config
+    from .experiments.config import load_config
 
     return load_config(args.config, args.set or [])
 
 
 def _apply_worker_flags(config: dict, args) -> dict:
     """--workers/--dask override the config's `workers` section (also when resuming a run elsewhere)."""
-    from .config import check_workers
+    from .experiments.config import check_workers
 
     if args.workers is None and args.dask is None:
         return config
@@ -35,7 +35,7 @@ def _meta() -> dict:
 
 
 def _summarize(config: dict, out: Path, quiet: bool) -> str:
-    from . import report
+    from .experiments import report
 
     kind = "function" if "function" in config["task"] else "env"
     made = report.report(out, config.get("threshold"), task_kind=kind)
@@ -54,8 +54,8 @@ def _fresh_dir(name: str) -> Path:
 def _check_checkpoints(out: Path) -> None:
     """Read every checkpoint of a run directory before resuming it: a damaged or hostile one stops the
     command with one line naming it (`StateError`), and nothing in the directory is touched."""
-    from .experiment import CHECKPOINT
-    from .serialization import load_state
+    from .core.serialization import load_state
+    from .experiments.experiment import CHECKPOINT
 
     for path in sorted(Path(out).glob(f"*/seed*/{CHECKPOINT}")):
         load_state(path)
@@ -63,7 +63,7 @@ def _check_checkpoints(out: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- compare
 def _cmd_compare(args) -> int:
-    from .compare import run_compare
+    from .experiments.compare import run_compare
 
     if args.resume and not args.config:
         config = json.loads((Path(args.resume) / "config.json").read_text())
@@ -76,8 +76,8 @@ def _cmd_compare(args) -> int:
         if not args.resume and out.exists() and any(out.glob("*/seed*/result.json")):
             raise ValueError(f"{out} already holds results: pass --resume {out} to continue it, or another --out")
     config = _apply_worker_flags(config, args)
-    from .compare import check_not_running
-    from .config import dump_resolved
+    from .experiments.compare import check_not_running
+    from .experiments.config import dump_resolved
 
     check_not_running(config, out)  # a job left running (e.g. by a killed compare): refuse, naming its pid
     if args.resume:
@@ -94,7 +94,7 @@ def _cmd_compare(args) -> int:
 
 # ---------------------------------------------------------------------------------------------- run
 def _cmd_run(args) -> int:
-    from .experiment import job_dir, run_job
+    from .experiments.experiment import job_dir, run_job
 
     if args.resume and not args.config:
         config = json.loads((Path(args.resume) / "config.json").read_text())
@@ -117,14 +117,14 @@ def _cmd_run(args) -> int:
     seeds = [args.seed] if args.seed is not None else list(config["seeds"])[:1]
     config["seeds"] = seeds
     out = Path(args.resume or args.out or _fresh_dir(config["name"]))
-    from .joblock import JobLock, check_free
+    from .parallel.joblock import JobLock, check_free
 
     for seed in seeds:  # a job still running in this directory (a `compare` job, another `run`): refuse
         check_free(job_dir(out, label, seed))
     if args.resume:
         _check_checkpoints(out)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    from .config import dump_resolved
+    from .experiments.config import dump_resolved
 
     if not (args.resume and (out / "config.json").exists()):  # a resumed run keeps the files it was started with
         (out / "config.json").write_text(json.dumps(config, indent=2))
@@ -152,7 +152,7 @@ def _cmd_eval(args) -> int:
     import gymnasium as gym
     import numpy as np
 
-    from .policies import load_policy
+    from .gym.policies import load_policy
 
     policy, meta = load_policy(args.checkpoint)
     env_id = args.env or meta.get("env")
@@ -186,7 +186,7 @@ def _cmd_eval(args) -> int:
                       "mean": float(r.mean()), "std": float(r.std()), "min": float(r.min()), "max": float(r.max()),
                       "returns": [round(x, 3) for x in returns]}))
     if args.video:
-        from .video import write_video
+        from .gym.video import write_video
 
         write_video(frames, args.video, fps=args.fps)
         print(f"wrote {args.video} ({len(frames)} frames of episode 0)")
@@ -197,8 +197,8 @@ def _cmd_eval(args) -> int:
 def _cmd_list(args) -> int:
     import gymnasium as gym
 
-    from . import functions as F
-    from .registry import available, get, hyperparameters, usable
+    from .core import functions as F
+    from .optim.registry import available, get, hyperparameters, usable
 
     print("optimizers (evograd.make(name, ...) / config `name:`):")
     for name in available():
@@ -223,7 +223,7 @@ def _cmd_list(args) -> int:
 
 # ---------------------------------------------------------------------------------------------- functions
 def _cmd_functions(args) -> int:
-    from .function_comparison import compare, format_table
+    from .experiments.functions import compare, format_table
 
     results = compare(
         optimizers=args.optimizers, functions=args.functions, dim=args.dim, seeds=args.seeds,
@@ -294,9 +294,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except ModuleNotFoundError as exc:
+        extra = _EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"evograd: error: this needs {exc.name}, which is not installed: pip install 'evograd[{extra}]'",
+              file=sys.stderr)
+        return 2
     except (ValueError, RuntimeError, OSError, KeyError) as exc:
         print(f"evograd: error: {exc}", file=sys.stderr)
         return 2
+
+
+# the optional extra that brings each optional package (pyproject.toml's optional-dependencies)
+_EXTRAS = {"torch": "rl", "gymnasium": "rl", "pygame": "rl", "Box2D": "box2d", "mujoco": "mujoco",
+           "matplotlib": "plots", "distributed": "dask", "dask": "dask", "imageio": "video", "evotorch": "evotorch"}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from .evaluator import FunctionEvaluator, values_and_grads
+from .core.progress import Progress, run_warnings
+from .core.validation import ParameterError, check_budget, check_float
 from .optim.base import Optimizer
-from .progress import Progress, run_warnings
-from .validation import ParameterError, check_budget, check_float
+from .parallel.evaluator import FunctionEvaluator, values_and_grads
 
 
 @dataclass
@@ -61,7 +61,7 @@ def minimize(
     Parallel evaluation: n_jobs local worker processes (backend="joblib"), or backend="dask" on the
     scheduler at `address` (None: a local cluster of n_jobs workers). `timeout`: seconds one fn call
     may take before it counts as a failed (NaN) evaluation. `retries`: re-runs of work lost to a dead
-    worker process before its candidates are named in a `WorkerLostError` (see evograd.parallel).
+    worker process before its candidates are named in a `WorkerLostError` (see evograd.parallel.backends).
     """
     if not isinstance(optimizer, Optimizer):
         raise ParameterError(
@@ -144,7 +144,7 @@ def minimize(
 
 
 def _progress_bar(enabled: bool, max_evals, max_generations) -> Progress | None:
-    """A bar on a terminal; in a log, a line at each twentieth of the budget (see evograd.progress)."""
+    """A bar on a terminal; in a log, a line at each twentieth of the budget (see evograd.core.progress)."""
     if not enabled:
         return None
     if max_evals is not None:

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 import evograd
-from evograd.candidates import SeededCandidates, noise_from_seed
-from evograd.functions import rosenbrock, sphere
+from evograd.core.candidates import SeededCandidates, noise_from_seed
+from evograd.core.functions import rosenbrock, sphere
+from evograd.core.serialization import dumps, loads
 from evograd.optim.ars import ARS
-from evograd.serialization import dumps, loads
 
 
 def run(opt, fn, gens):

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 import evograd as eg
-from evograd.functions import rastrigin, rosenbrock, sphere
+from evograd.core.functions import rastrigin, rosenbrock, sphere
+from evograd.core.restricted_pickle import UnsafeStateError
+from evograd.core.serialization import dumps, loads
 from evograd.optim.base import NonFiniteWarning
 from evograd.optim.cmaes import CMAES, dump_engine, load_engine
-from evograd.restricted_pickle import UnsafeStateError
-from evograd.serialization import dumps, loads
 
 
 def run(opt, fn, gens):

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 import evograd
-from evograd.config import ConfigError, dump_resolved, load_config, method_kwargs, resolve_attr
+from evograd.experiments.config import ConfigError, dump_resolved, load_config, method_kwargs, resolve_attr
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
@@ -268,7 +268,7 @@ def test_dump_resolved_round_trips(tmp_path):
 def test_env_kwargs_and_missing_methods(tmp_path):
     import pickle
 
-    from evograd.config import env_constructor
+    from evograd.experiments.config import env_constructor
 
     cfg = load_config(REPO / "configs" / "lqr.yaml")
     make = pickle.loads(pickle.dumps(env_constructor(cfg["task"]["env"])))
@@ -282,7 +282,7 @@ def test_env_kwargs_and_missing_methods(tmp_path):
 # ------------------------------------------------------------------ hostile values (issue 12, item 4)
 FUNCTION_TASK = """\
 task:
-  function: {fn: "evograd.functions:sphere", dim: 4}
+  function: {fn: "evograd.core.functions:sphere", dim: 4}
 budget: {evals: 200}
 optimizer: {name: cmaes, sigma0: 1.0}
 """

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from evograd.validation import ParameterError
+from evograd.core.validation import ParameterError
 
 try:
     import evograd.envs
@@ -32,7 +32,8 @@ def test_pyproject_installs_envs_dir_as_evograd_envs_and_lists_every_subpackage(
 
 
 def test_import_evograd_registers_ids_and_installs_no_top_level_envs(tmp_path):
-    """A fresh interpreter outside the repository, as a user of the installed package would have."""
+    """A fresh interpreter outside the repository, as a user of the installed package would have: importing
+    evograd after gymnasium registers the ids (and evograd.gym does in any order)."""
     code = (
         "import importlib.util, gymnasium, evograd\n"
         "env = gymnasium.make('evograd/LQR-v0')\n"
@@ -42,6 +43,27 @@ def test_import_evograd_registers_ids_and_installs_no_top_level_envs(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
                             text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_wheel_holds_every_subpackage_and_each_imports_from_it(tmp_path):
+    """pyproject's explicit package list against the built wheel: install it alone into a folder and import
+    every subpackage from there (outside the repository, so nothing comes from the source tree)."""
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+                            "-q", "-w", str(tmp_path / "dist")], capture_output=True, text=True, timeout=300)
+    if build.returncode != 0 and "No module named" in build.stderr:
+        pytest.skip(f"cannot build a wheel here without build isolation: {build.stderr.strip()[-200:]}")
+    assert build.returncode == 0, build.stderr
+    (wheel,) = (tmp_path / "dist").glob("evograd-*.whl")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(tmp_path / "site"),
+                    str(wheel)], check=True, timeout=300)
+    packages = sorted(".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "evograd").rglob("__init__.py"))
+    site = str(tmp_path / "site")
+    code = ("import importlib, sys; site, mods = sys.argv[1], sys.argv[2:] + ['evograd.envs']\n"
+            "for m in mods: assert importlib.import_module(m).__file__.startswith(site), (m, site)\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", code, site, *packages], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120, env={**env, "PYTHONPATH": site})
     assert result.returncode == 0, result.stderr
 
 

@@ -1,4 +1,4 @@
-"""EvoTorch's algorithms behind evograd's protocol (evograd.evotorch_interop, the `evotorch` extra).
+"""EvoTorch's algorithms behind evograd's protocol (evograd.interop.evotorch, the `evotorch` extra).
 
 The first two tests run everywhere (they are about what happens WITHOUT EvoTorch); the rest skip when
 EvoTorch is not installed. The engine-equivalence tests are what a speed comparison rests on: fed the
@@ -15,7 +15,7 @@ import torch
 
 import evograd as eg
 from evograd import functions as F
-from evograd.candidates import DenseCandidates
+from evograd.core.candidates import DenseCandidates
 
 NAMES = ["evotorch_pgpe", "evotorch_cem", "evotorch_snes", "evotorch_xnes"]
 needs_evotorch = pytest.mark.skipif(importlib.util.find_spec("evotorch") is None, reason="EvoTorch not installed")
@@ -30,7 +30,8 @@ def test_without_evotorch_building_one_says_how_to_install_it(name, monkeypatch)
 
 
 def test_import_evograd_does_not_import_evotorch():
-    code = ("import sys, evograd; evograd.available(); evograd.hyperparameters(evograd.registry.get('evotorch_pgpe'))"
+    code = ("import sys, evograd; evograd.available(); "
+            "evograd.hyperparameters(evograd.optim.registry.get('evotorch_pgpe'))"
             "; assert 'evotorch' not in sys.modules and 'ray' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from evograd.joblock import LOCKED_EXIT, PARENT_PID_ENV, JobLock, JobRunningError, holder
-from evograd.progress import Progress, run_warnings, warn_repeating
+from evograd.core.progress import Progress, run_warnings, warn_repeating
+from evograd.parallel.joblock import LOCKED_EXIT, PARENT_PID_ENV, JobLock, JobRunningError, holder
 
 psutil = pytest.importorskip("psutil")
 
@@ -48,6 +48,8 @@ methods:
   cmaes: {name: cmaes, sigma0: 1.0, popsize: 8}
   wild: {name: snes, sigma0: 1.0e+5}
 """
+
+JOB = [sys.executable, "-m", "evograd.experiments.job"]
 
 
 def evograd(*args, timeout=300, log=None, check=True):
@@ -190,7 +192,7 @@ methods:
     (job / "result.json").unlink()  # ...unfinished, and with a long budget
     config = json.loads((out / "config.json").read_text())
     (out / "config.json").write_text(json.dumps({**config, "budget": {"evals": 100_000}}))
-    first = subprocess.Popen([sys.executable, "-m", "evograd.job", str(out / "config.json"), "cmaes", "0", str(out)],
+    first = subprocess.Popen(JOB + [str(out / "config.json"), "cmaes", "0", str(out)],
                              cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: holder(job) == first.pid and status(job), 60, "lock and status of the running job", first)
@@ -200,7 +202,7 @@ methods:
             assert proc.returncode == 2, args
             lines = proc.stderr.strip().splitlines()
             assert len(lines) == 1 and f"pid {first.pid}" in lines[0] and "running" in lines[0], proc.stderr
-        second = subprocess.run([sys.executable, "-m", "evograd.job", str(out / "config.json"), "cmaes", "0", str(out)],
+        second = subprocess.run(JOB + [str(out / "config.json"), "cmaes", "0", str(out)],
                                 cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
         assert second.returncode == LOCKED_EXIT and f"pid {first.pid}" in second.stderr
         # nothing of the running job was touched (its own progress files aside)
@@ -236,7 +238,7 @@ def test_job_lock_in_process(tmp_path):
 def test_a_job_process_whose_parent_is_already_gone_ends_at_once(tmp_path):
     # what a job started by a compare that died before the job could ask for PR_SET_PDEATHSIG sees: its
     # parent is not the pid it was given. It ends before touching anything.
-    proc = subprocess.run([sys.executable, "-m", "evograd.job", "nothing.json", "x", "0", str(tmp_path / "out")],
+    proc = subprocess.run(JOB + ["nothing.json", "x", "0", str(tmp_path / "out")],
                           cwd=REPO, env=dict(ENV, **{PARENT_PID_ENV: "1" if os.getppid() != 1 else "2"}),
                           capture_output=True, timeout=120)
     assert proc.returncode == 1 and not (tmp_path / "out").exists()

@@ -34,8 +34,8 @@ from hypothesis import strategies as st
 import evograd
 from evograd import ParameterError
 from evograd import functions as F
-from evograd.config import ConfigError, load_config, validate
-from evograd.registry import available, get, hyperparameters, usable
+from evograd.experiments.config import ConfigError, load_config, validate
+from evograd.optim.registry import available, get, hyperparameters, usable
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="the hang guard needs SIGALRM")
 FUZZ = settings(derandomize=True, database=None, deadline=None, print_blob=True,
@@ -121,13 +121,13 @@ ENV_PATHS = [
     "policy.hidden_sizes", "policy.activation", "policy.obs_norm", "policy.box_head", "policy.bias",
     "evaluation.every", "evaluation.episodes", "budget.env_steps", "optimizer.episodes", "optimizer.policy",
 ]
-FNS = ["evograd.functions:sphere", "evograd.functions:nope", "no_such_module_xyz:f", "evograd.functions",
-       "", "math:pi", "evograd.functions:FUNCTIONS", "evograd.functions:rosenbrock"]
+FNS = ["evograd.core.functions:sphere", "evograd.core.functions:nope", "no_such_module_xyz:f", "evograd.core.functions",
+       "", "math:pi", "evograd.core.functions:FUNCTIONS", "evograd.core.functions:rosenbrock"]
 
 
 def base_config(kind: str, method: str) -> dict:
     if kind == "function":
-        return {"name": "fz", "task": {"function": {"fn": "evograd.functions:sphere", "dim": 3, "x0": 0.5}},
+        return {"name": "fz", "task": {"function": {"fn": "evograd.core.functions:sphere", "dim": 3, "x0": 0.5}},
                 "budget": {"evals": 200}, "seeds": 2, "optimizer": {"name": method}}
     return {"name": "fz", "task": {"env": {"id": "CartPole-v1"}}, "budget": {"env_steps": 2000},
             "evaluation": {"every": 500, "episodes": 2}, "optimizer": {"name": method}}
@@ -181,7 +181,7 @@ def test_fuzzed_configs_validate_or_name_the_key(cfg, tmp_path_factory, monkeypa
     if "function" in out["task"] and out["budget"]["evals"] is not None:
         for block in [out["optimizer"], *out["methods"].values()]:
             if block:  # a budget below one generation is refused at load time
-                from evograd.config import method_kwargs
+                from evograd.experiments.config import method_kwargs
 
                 x0 = np.full(out["task"]["function"]["dim"], 0.5)
                 opt = evograd.make(block["name"], x0=x0, seed=0, **method_kwargs(block))
@@ -324,7 +324,7 @@ FOUND = [  # (what was wrong before, the call)
     ("an int past float's range in x0: OverflowError from numpy's cast",
      lambda: evograd.make("cmaes", x0=[10**400, 0, 0])),
     ("an int past float's range in a config float", lambda: validate(
-        {**FUNCTION_CFG, "task": {"function": {"fn": "evograd.functions:sphere", "dim": 3, "x0": 10**400}}})),
+        {**FUNCTION_CFG, "task": {"function": {"fn": "evograd.core.functions:sphere", "dim": 3, "x0": 10**400}}})),
     ("sigma0 that overflows the samples: a bare AssertionError from inside pycma at the first tell",
      lambda: one_generation(evograd.make("cmaes", x0=X0, sigma0=1e308))),
     ("a gradient optimizer without x0 in minimize: RuntimeError from ask",

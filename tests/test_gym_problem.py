@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import evograd as eg
-from evograd.policies import load_policy
-from evograd.rollouts import RolloutError
+from evograd.gym.policies import load_policy
+from evograd.gym.rollouts import RolloutError
 
 
 @pytest.mark.parametrize("env,policy,obs_norm", [("CartPole-v1", "linear", False),
@@ -144,7 +144,7 @@ def test_env_errors_name_the_candidate_and_nan_episodes_fail(n_jobs):
 
 @pytest.mark.parametrize("name", ["snes", "cmaes", "ga"])
 def test_resume_from_a_checkpoint_ends_with_the_same_result(name):
-    from evograd import serialization
+    from evograd.core import serialization
 
     def fresh():
         p = eg.GymProblem("LunarLander-v3", policy="linear", seed=0, obs_norm=True, max_episode_steps=200)
@@ -173,7 +173,7 @@ def test_seeded_candidates_are_evaluated_bit_for_bit_like_their_dense_rows(name,
     """Odd pairs per slice (popsize 10 on 2 workers: 5 + 5) make a mirrored pair straddle two tasks."""
     import pickle
 
-    from evograd.candidates import Candidates, SeededCandidates
+    from evograd.core.candidates import Candidates, SeededCandidates
 
     def fresh():
         return eg.GymProblem("Pendulum-v1", policy="mlp", hidden_sizes=(16,), episodes=2, seed=4, n_jobs=n_jobs,
@@ -203,8 +203,8 @@ def test_seeded_candidates_are_evaluated_bit_for_bit_like_their_dense_rows(name,
 def test_a_compact_task_ships_the_center_once_and_its_slice_of_seeds():
     import pickle
 
-    from evograd.gym_problem import evaluate_compact_slice
-    from evograd.rollouts import evaluate_slice
+    from evograd.gym.problem import evaluate_compact_slice
+    from evograd.gym.rollouts import evaluate_slice
 
     problem = eg.GymProblem("Pendulum-v1", policy="mlp", hidden_sizes=(64, 64), n_jobs=2, max_episode_steps=5)
     opt = eg.make("openai_es", x0=problem.initial_params(), popsize=40, seed=0)
@@ -223,6 +223,6 @@ def test_a_compact_task_ships_the_center_once_and_its_slice_of_seeds():
     assert size(dense) > 40 * per_center  # every row's parameters
     state = cands.slice_state(3, 8)  # rows 3..7: pairs 1, 2, 3, with local direction numbers
     assert np.array_equal(state["seeds"], cands.seeds[1:4]) and state["direction"].tolist() == [0, 1, 1, 2, 2]
-    from evograd.candidates import Candidates
+    from evograd.core.candidates import Candidates
 
     assert np.array_equal(Candidates.from_state(state).materialize(), cands.take(np.arange(3, 8)))

@@ -7,9 +7,8 @@ import pytest
 
 import evograd as eg
 from evograd import functions
-from evograd.candidates import Candidates, SeededCandidates
-from evograd.lineage import LineageCandidates, concat_lineages
-from evograd.noise import TABLE_SIZE, noise, noise_from_seed, noise_table, table_offset
+from evograd.core.candidates import Candidates, LineageCandidates, SeededCandidates, concat_lineages
+from evograd.core.noise import TABLE_SIZE, noise, noise_from_seed, noise_table, table_offset
 from evograd.optim.ga import GA
 
 
@@ -152,7 +151,7 @@ def test_encoding_defaults_and_the_crossover_error():
 
 @pytest.mark.parametrize("source", ["rng", "table"])
 def test_gym_problem_with_two_workers_gets_the_same_returns_from_seeds_as_from_rows(source):
-    from evograd.gym_problem import evaluate_compact_slice
+    from evograd.gym.problem import evaluate_compact_slice
 
     def fresh():
         return eg.GymProblem("CartPole-v1", policy="mlp", hidden_sizes=(8,), seed=0, n_jobs=2, max_episode_steps=25)

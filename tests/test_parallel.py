@@ -7,10 +7,17 @@ import numpy as np
 import pytest
 
 import evograd as eg
-from evograd.evaluator import EvaluationError, EvaluationTimeoutWarning, FunctionEvaluator
-from evograd.parallel import Backend, DaskBackend, JoblibBackend, WorkerLostError, WorkerLostWarning, make_backend
-from evograd.rollouts import RolloutError
-from evograd.validation import ParameterError
+from evograd.core.validation import ParameterError
+from evograd.gym.rollouts import RolloutError
+from evograd.parallel.backends import (
+    Backend,
+    DaskBackend,
+    JoblibBackend,
+    WorkerLostError,
+    WorkerLostWarning,
+    make_backend,
+)
+from evograd.parallel.evaluator import EvaluationError, EvaluationTimeoutWarning, FunctionEvaluator
 from tests import parallel_helpers as ph
 
 pytest.importorskip("distributed")
@@ -161,8 +168,8 @@ def test_a_hanging_env_fails_its_candidate_and_the_run_goes_on():
 
 
 def test_a_run_that_lost_its_workers_resumes_to_the_same_result(tmp_path):
-    from evograd.config import validate
-    from evograd.experiment import run_job
+    from evograd.experiments.config import validate
+    from evograd.experiments.experiment import run_job
 
     def config(counter):
         env = {"id": "tests.parallel_helpers:Reach",
@@ -217,7 +224,7 @@ workers: {n: 2}
 
 
 def test_workers_config_errors_name_the_key(tmp_path):
-    from evograd.config import ConfigError, validate
+    from evograd.experiments.config import ConfigError, validate
 
     base = {"task": {"env": {"id": "CartPole-v1"}}, "budget": {"env_steps": 1000}, "optimizer": {"name": "snes"}}
     with pytest.raises(ConfigError, match=r"workers\.address.*workers\.backend: dask"):

@@ -6,7 +6,8 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from evograd.policies import (
+from evograd.core.validation import ParameterError
+from evograd.gym.policies import (
     Policy,
     RunningMeanStd,
     get_flat_params,
@@ -16,7 +17,6 @@ from evograd.policies import (
     save_policy,
     set_flat_params,
 )
-from evograd.validation import ParameterError
 
 torch.set_num_threads(1)
 
@@ -201,7 +201,8 @@ def test_save_rejects_non_plain_metadata(tmp_path):
 def test_normalized_observations_are_clipped_only_when_asked():
     import gymnasium as gym
 
-    from evograd.policies import RunningMeanStd, make_policy
+    from evograd.core.running_stats import RunningMeanStd
+    from evograd.gym.policies import make_policy
 
     obs_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float64)
     pol = make_policy("linear", obs_space, gym.spaces.Discrete(2), obs_norm=True)

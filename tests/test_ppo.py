@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-import evograd.ppo as ppo_mod
+import evograd.rl.ppo as ppo_mod
 from evograd import ParameterError
-from evograd.ppo import compute_gae, train_ppo
-from evograd.reinforce import discounted_returns, train_reinforce
-from evograd.rl_common import ActorCritic, parse_schedule
-from evograd.rl_loop import run_episodes
+from evograd.rl.common import ActorCritic, parse_schedule
+from evograd.rl.loop import run_episodes
+from evograd.rl.ppo import compute_gae, train_ppo
+from evograd.rl.reinforce import discounted_returns, train_reinforce
 
 torch.set_num_threads(1)
 ZOO_CARTPOLE = dict(n_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
@@ -321,7 +321,7 @@ RESUME_KW = dict(seed=0, max_env_steps=500, normalize_obs=True, normalize_reward
 
 def _collect(states):
     """A checkpoint that keeps what a file would: each state through the restricted unpickler."""
-    from evograd import serialization
+    from evograd.core import serialization
 
     return lambda st: states.append(serialization.loads(serialization.dumps(st)))
 
@@ -417,7 +417,7 @@ def test_ppo_resume_continues_from_the_update_boundary(monkeypatch):
 
 
 def test_reinforce_resume_is_exact_and_schedules_continue(tmp_path):
-    from evograd import serialization
+    from evograd.core import serialization
 
     kw = dict(seed=1, max_env_steps=600, eval_episodes=2, eval_every=150, learning_rate="lin_1e-3")
     states = []
@@ -434,7 +434,7 @@ def test_reinforce_resume_is_exact_and_schedules_continue(tmp_path):
 
 
 def test_killed_zoo_cartpole_run_resumes_from_its_file_and_still_learns(tmp_path):
-    from evograd import serialization
+    from evograd.core import serialization
 
     class Killed(Exception):
         pass
@@ -486,8 +486,9 @@ def test_checkpoint_arguments_are_validated():
 
 
 def test_experiment_rl_job_resumes_after_a_kill(tmp_path, monkeypatch):
-    from evograd import experiment, serialization
-    from evograd.policies import load_policy
+    from evograd.core import serialization
+    from evograd.experiments import experiment
+    from evograd.gym.policies import load_policy
 
     config = {"name": "t", "task": {"env": {"id": "CartPole-v1"}}, "budget": {"env_steps": 512},
               "evaluation": {"every": 128, "episodes": 2},

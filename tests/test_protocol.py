@@ -6,7 +6,7 @@ import pytest
 
 import evograd as eg
 from evograd import functions as F
-from evograd.registry import hyperparameters
+from evograd.optim.registry import hyperparameters
 
 ALL = [n for n in eg.available() if eg.registry.usable(n)]  # evotorch_* need the extra
 POPULATION = [n for n in ALL if not eg.registry.get(n).needs_grad]

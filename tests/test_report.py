@@ -1,4 +1,4 @@
-"""evograd.report on synthetic run directories: numbers, missing-not-dropped medians, failed/killed jobs."""
+"""evograd.experiments.report on synthetic run directories: numbers, missing-not-dropped medians, failed/killed jobs."""
 import csv
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
-from evograd.report import REQUIRED_COLUMNS, plot_curves, read_runs, report, summarize, write_summary
+from evograd.experiments.report import REQUIRED_COLUMNS, plot_curves, read_runs, report, summarize, write_summary
 
 ENV_HEADER = ["method", "seed", "generation", "env_steps", "eval_env_steps", "wall_s", "return_mean",
               "return_max", "eval_return", "eval_return_std"]

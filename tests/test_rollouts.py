@@ -6,8 +6,10 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from evograd.policies import RunningMeanStd, make_policy, set_flat_params
-from evograd.rollouts import (
+from evograd.core.running_stats import RunningMeanStd
+from evograd.core.validation import ParameterError
+from evograd.gym.policies import make_policy, set_flat_params
+from evograd.gym.rollouts import (
     RolloutError,
     RolloutWorker,
     concat_results,
@@ -15,8 +17,7 @@ from evograd.rollouts import (
     episode_seeds,
     evaluate_slice,
 )
-from evograd.validation import ParameterError
-from evograd.vector_cartpole import VectorCartPole, default_rng_uniform, reset_state, seedseq_state
+from evograd.gym.vector_cartpole import VectorCartPole, default_rng_uniform, reset_state, seedseq_state
 
 torch.set_num_threads(1)
 GOOD = np.array([0, 0, 0, 0, 0, 0, 1, 1, 0, 0], dtype=np.float64)  # logit1 - logit0 = theta + theta_dot

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from evograd import shaping
-from evograd.candidates import Candidates, DenseCandidates, SeededCandidates, noise_from_seed
+from evograd.core import shaping
+from evograd.core.candidates import Candidates, DenseCandidates, SeededCandidates, noise_from_seed
 
 
 @pytest.mark.parametrize("name", list(shaping.SHAPERS))

@@ -9,10 +9,10 @@ import pytest
 
 import evograd
 from evograd import SeededCandidates, functions
-from evograd.candidates import Candidates
+from evograd.core.candidates import Candidates
+from evograd.core.shaping import nes_utilities
 from evograd.optim.base import NonFiniteWarning
 from evograd.optim.snes import SNES
-from evograd.shaping import nes_utilities
 
 
 def run(opt, f, gens):

@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evograd import experiment, registry, serialization
+from evograd.core import serialization
+from evograd.core.restricted_pickle import UnsafeStateError, allow_classes
+from evograd.core.serialization import StateError
+from evograd.experiments import experiment
+from evograd.optim import registry
 from evograd.optim.cmaes import CMA_CLASSES, CMAES
-from evograd.restricted_pickle import UnsafeStateError, allow_classes
-from evograd.serialization import StateError
 
 CONFIG = {"name": "t", "task": {"env": {"id": "CartPole-v1"}}, "budget": {"env_steps": 3000},
           "evaluation": {"every": 1000, "episodes": 2}, "policy": {"type": "linear"},
@@ -379,7 +381,7 @@ def test_cli_resume_of_a_hostile_run_prints_one_line_and_touches_nothing(tmp_pat
 
 
 # ---------------------------------------------------------------------------------------------- function jobs
-FUNCTION_CONFIG = {"name": "f", "task": {"function": {"fn": "evograd.functions:rastrigin", "dim": 6, "x0": 2.0}},
+FUNCTION_CONFIG = {"name": "f", "task": {"function": {"fn": "evograd.core.functions:rastrigin", "dim": 6, "x0": 2.0}},
                    "budget": {"evals": 800}, "threshold": 5.0,
                    "methods": {"cmaes": {"name": "cmaes", "sigma0": 1.0, "restarts": "ipop"},
                                "openai_es": {"name": "openai_es", "sigma0": 0.5, "lr": 0.1}}}

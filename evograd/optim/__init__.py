@@ -1,7 +1,5 @@
-"""Built-in optimizers; importing this package registers them all."""
-from .. import evotorch_interop  # noqa: F401  (registers evotorch_*; EvoTorch loads only when one is built)
-from . import ars, cbo, cmaes, ga, openai_es, snes  # noqa: F401  (registration side effects)
+"""Optimizers behind one protocol (numpy; pycma loads when a cmaes is built). Build them by name with
+`evograd.make` (see `registry`); the modules are imported on first use, not here."""
 from .base import Best, NonFiniteWarning, Optimizer
-from .gradient import SGD, Adam
 
-__all__ = ["Adam", "Best", "NonFiniteWarning", "Optimizer", "SGD"]
+__all__ = ["Best", "NonFiniteWarning", "Optimizer"]

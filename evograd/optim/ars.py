@@ -19,18 +19,17 @@ from typing import Any
 
 import numpy as np
 
-from ..candidates import SeededCandidates
-from ..noise import SOURCES
-from ..registry import register
-from ..shaping import finite_worst
-from ..validation import ParameterError, check_bool, check_choice, check_float, check_int, check_memory
-from .base import Optimizer
+from ..core.candidates import SeededCandidates
+from ..core.noise import SOURCES
+from ..core.shaping import finite_worst
+from ..core.validation import ParameterError, check_bool, check_choice, check_float, check_int, check_memory
+from .base import Optimizer, named
 from .openai_es import mirrored_candidates, pair_weights
 
 VERSIONS = ("brs", "v1", "v1-t", "v2", "v2-t")
 
 
-@register("ars")
+@named("ars")
 class ARS(Optimizer):
     """Augmented Random Search with mirrored directions and (optionally) top-b selection.
 
@@ -53,7 +52,7 @@ class ARS(Optimizer):
     scale_by_std : bool or None, default None
         Override the version's choice of dividing by sigma_R (True for every version but "brs").
     noise : {"rng", "table"}, default "rng"
-        Where the perturbations come from (see `evograd.noise`): "rng", a generator per seed; "table",
+        Where the perturbations come from (see `evograd.core.noise`): "rng", a generator per seed; "table",
         windows of a shared 128 MB table of normals, far cheaper to regenerate at large dim
         (what OpenAI's code did), at the price of directions that are shifted windows of one table.
     seed : int or None, default None

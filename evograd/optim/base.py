@@ -16,11 +16,22 @@ from typing import Any
 
 import numpy as np
 
-from ..candidates import Candidates, DenseCandidates
-from ..progress import warn_repeating
-from ..validation import NotRealError, ParameterError, check_array, check_bool, check_seed, real_array
+from ..core.candidates import Candidates, DenseCandidates
+from ..core.progress import warn_repeating
+from ..core.validation import NotRealError, ParameterError, check_array, check_bool, check_seed, real_array
 
 STATE_VERSION = 1
+
+
+def named(name: str):
+    """Class decorator of the built-in optimizers: the name `evograd.make` knows them by (the registry's
+    table maps it back to the class), recorded in their states."""
+
+    def deco(cls: type) -> type:
+        cls.name = name
+        return cls
+
+    return deco
 
 
 @dataclass(frozen=True)
@@ -100,7 +111,7 @@ class Optimizer:
         return self.ask_candidates().materialize()
 
     def ask_candidates(self) -> Candidates:
-        """Like `ask`, in the compact form an evaluator may ship to workers (see `evograd.candidates`)."""
+        """Like `ask`, in the compact form an evaluator may ship to workers (see `evograd.core.candidates`)."""
         if self._pending is None:
             cand = self._ask()
             if not isinstance(cand, Candidates):

@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..registry import register
-from ..validation import ParameterError, check_choice, check_float, check_int, check_memory
-from .base import Optimizer
+from ..core.validation import ParameterError, check_choice, check_float, check_int, check_memory
+from .base import Optimizer, named
 
 # |coordinate| bound applied after every step (CBXpy's post-processing): a diverging particle (isotropic
 # noise in high dimension does diverge) stays finite instead of poisoning the consensus with 0 * inf.
@@ -27,7 +26,7 @@ _ALPHA_MIN = 1e-5  # lower end of the ESS search (CBXpy's): keeps far-off partic
 _min, _sum = np.minimum.reduce, np.add.reduce  # the bare ufunc reductions skip ndarray.min/sum's wrappers
 
 
-@register("cbo")
+@named("cbo")
 class CBO(Optimizer):
     """Consensus-based optimization with anisotropic or isotropic noise and particle mini-batches.
 

@@ -18,11 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import restricted_pickle
-from ..registry import register
-from ..shaping import finite_worst
-from ..validation import ParameterError, check_bool, check_choice, check_float, check_int, check_memory, real_array
-from .base import Optimizer
+from ..core import restricted_pickle
+from ..core.shaping import finite_worst
+from ..core.validation import ParameterError, check_bool, check_choice, check_float, check_int, check_memory, real_array
+from .base import Optimizer, named
 
 if TYPE_CHECKING:  # pycma (and the scipy/matplotlib it pulls in) loads only when a cmaes is built: every
     import cma  # worker process imports evograd, and most never run CMA-ES
@@ -32,7 +31,7 @@ if TYPE_CHECKING:  # pycma (and the scipy/matplotlib it pulls in) loads only whe
 _QUIET = {"verbose": -9, "verb_log": 0, "signals_filename": ""}
 
 
-@register("cmaes")
+@named("cmaes")
 class CMAES(Optimizer):
     """Covariance matrix adaptation evolution strategy (pycma engine), optionally with restarts.
 

@@ -6,7 +6,7 @@ unchanged. Carried elites are evaluated again in the next generation, which is h
 an elite whose score was lucky on a noisy task.
 
 As in the paper, an individual is by default its seed list (`encoding="seeds"`): a base point plus the
-seeds of the mutations along its line of descent (`evograd.lineage.LineageCandidates`), so an evaluator
+seeds of the mutations along its line of descent (`evograd.core.candidates.LineageCandidates`), so an evaluator
 ships integers instead of parameters. This process keeps its parents' dense rows, so a generation here
 still costs one noise vector per child, O(n x dim), as with `encoding="dense"`.
 """
@@ -17,15 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from ..candidates import Candidates, DenseCandidates, draw_seeds
-from ..lineage import LineageCandidates, add_mutation, concat_lineages
-from ..noise import SOURCES
-from ..registry import register
-from ..validation import ParameterError, check_choice, check_float, check_int, check_memory
-from .base import Optimizer
+from ..core.candidates import Candidates, DenseCandidates, LineageCandidates, add_mutation, concat_lineages, draw_seeds
+from ..core.noise import SOURCES
+from ..core.validation import ParameterError, check_choice, check_float, check_int, check_memory
+from .base import Optimizer, named
 
 
-@register("ga")
+@named("ga")
 class GA(Optimizer):
     """Genetic algorithm with truncation selection, elitism and optional uniform crossover.
 
@@ -59,7 +57,7 @@ class GA(Optimizer):
         rows, mutation noise from the optimizer's own stream; required by crossover, whose children mix
         coordinates and have no seed list. None gives "seeds" without crossover and "dense" with it.
     noise : {"rng", "table"}, default "rng"
-        Source of the "seeds" encoding's mutation noise (see `evograd.noise`): "rng", a generator per
+        Source of the "seeds" encoding's mutation noise (see `evograd.core.noise`): "rng", a generator per
         seed; "table", windows of a shared 128 MB table of normals, much faster to regenerate at large dim.
     seed, maximize
         See `Optimizer`.

@@ -11,14 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from ..candidates import SeededCandidates, draw_seeds
-from ..noise import SOURCES, noise
-from ..registry import make, register
-from ..shaping import SHAPERS
-from ..validation import ParameterError, check_choice, check_float, check_int, check_memory
-from .base import Optimizer
+from ..core.candidates import SeededCandidates, draw_seeds
+from ..core.noise import SOURCES, noise
+from ..core.shaping import SHAPERS
+from ..core.validation import ParameterError, check_choice, check_float, check_int, check_memory
+from .base import Optimizer, named
+from .updates import RULES, make_rule
 
-INNER_OPTIMIZERS = ("adam", "sgd")
+INNER_OPTIMIZERS = tuple(RULES)
 
 
 def check_even_popsize(popsize: Any, owner: str) -> int:
@@ -50,7 +50,7 @@ def pair_weights(cand: SeededCandidates, per_candidate: np.ndarray) -> np.ndarra
     return w
 
 
-@register("openai_es")
+@named("openai_es")
 class OpenAIES(Optimizer):
     """OpenAI evolution strategy with mirrored sampling and a gradient-optimizer mean update.
 
@@ -67,17 +67,17 @@ class OpenAIES(Optimizer):
     lr : float > 0, default 0.01
         Learning rate of the inner optimizer (OpenAI's Adam step size).
     optimizer : {"adam", "sgd"}, default "adam"
-        Gradient optimizer that moves the center (`evograd.make(optimizer, x0=center, lr=lr, ...)`).
+        Update rule that moves the center (numpy, `evograd.optim.updates`, with torch.optim's formulas).
     optimizer_kwargs : dict or None, default None
         Extra hyperparameters for it, e.g. {"momentum": 0.9} for sgd or {"betas": (0.9, 0.999)} for adam.
     shaping : str, default "centered_ranks"
-        Name in `evograd.shaping.SHAPERS`; ranks make the update invariant to monotone changes of f.
+        Name in `evograd.core.shaping.SHAPERS`; ranks make the update invariant to monotone changes of f.
     weight_decay : float >= 0, default 0.005
         L2 coefficient added to the gradient estimate (g += weight_decay * center), keeping policy
         weights small as OpenAI did. Our estimate is divided by sigma (a true gradient of the smoothed
         utility), OpenAI's was not, so the same coefficient pulls 1/sigma times less hard here.
     noise : {"rng", "table"}, default "rng"
-        Where the perturbations come from (see `evograd.noise`): "rng", a generator per seed; "table",
+        Where the perturbations come from (see `evograd.core.noise`): "rng", a generator per seed; "table",
         windows of a shared 128 MB table of normals, far cheaper to regenerate at large dim
         (what OpenAI's code did), at the price of directions that are shifted windows of one table.
     seed : int or None, default None
@@ -119,8 +119,8 @@ class OpenAIES(Optimizer):
         super().__init__(x0, seed=seed, maximize=maximize)
         check_memory(self._popsize, "popsize", owner, self._popsize * self.dim,
                      f"popsize x dim = {self._popsize} x {self.dim}")
-        # The inner optimizer always minimizes: the base class already turned values into a minimized f.
-        self.inner = make(self.optimizer, x0=self.x0, lr=self.lr, **self.optimizer_kwargs)
+        # The update rule always minimizes: the base class already turned values into a minimized f.
+        self.inner = make_rule(self.optimizer, self.lr, owner, **self.optimizer_kwargs)
         self._center = self.x0.copy()
 
     @property
@@ -142,13 +142,15 @@ class OpenAIES(Optimizer):
         g = cand.noise().T @ w  # a matrix-vector product: no (n, dim) temporary
         if self.weight_decay:
             g += self.weight_decay * self._center
-        self.inner.ask()
-        self.inner.tell([0.0], grads=g[None, :])
-        self._center = self.inner._flat().numpy()
+        self._center = self.inner.step(self._center, g)
 
     def _state(self) -> dict[str, Any]:
-        return {"inner": self.inner.state_dict()}
+        return {"inner": self.inner.state_dict(), "center": self._center.copy()}
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.inner.load_state_dict(state["inner"])
-        self._center = self.inner._flat().numpy()
+        center = np.array(state["center"], dtype=np.float64)
+        if center.shape != (self.dim,):
+            raise ParameterError(f"{type(self).__name__}: the saved center has shape {center.shape}, "
+                                 f"not ({self.dim},).")
+        self._center = center

@@ -14,18 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from ..candidates import SeededCandidates, draw_seeds
-from ..noise import SOURCES, noise
-from ..registry import register
-from ..shaping import SHAPERS
-from ..validation import ParameterError, check_bool, check_choice, check_float, check_int, check_memory, real_array
-from .base import Optimizer
+from ..core.candidates import SeededCandidates, draw_seeds
+from ..core.noise import SOURCES, noise
+from ..core.shaping import SHAPERS
+from ..core.validation import ParameterError, check_bool, check_choice, check_float, check_int, check_memory, real_array
+from .base import Optimizer, named
 
 # Rows per block when forming sum_i u_i z_i^2, so the squared noise never exists as a full (n, dim) copy.
 _BLOCK_ELEMENTS = 1 << 22
 
 
-@register("snes")
+@named("snes")
 class SNES(Optimizer):
     """Separable NES: center `mu` and one step size per coordinate.
 
@@ -44,12 +43,12 @@ class SNES(Optimizer):
     lr_sigma : float or None, default None
         Step size of the log-sigma update; None gives the paper's (3 + ln d) / (5 sqrt d).
     shaping : str, default "nes"
-        Fitness shaping from `evograd.shaping.SHAPERS`; "nes" are the paper's log-rank utilities.
+        Fitness shaping from `evograd.core.shaping.SHAPERS`; "nes" are the paper's log-rank utilities.
     antithetic : bool, default False
         Sample mirrored pairs (z, -z), which removes the odd-order noise from the center's gradient
         estimate; `popsize` must then be even.
     noise : {"rng", "table"}, default "rng"
-        Where the perturbations come from (see `evograd.noise`): "rng", a generator per seed; "table",
+        Where the perturbations come from (see `evograd.core.noise`): "rng", a generator per seed; "table",
         windows of a shared 128 MB table of normals, far cheaper to regenerate at large dim
         (what OpenAI's code did), at the price of directions that are shifted windows of one table.
     seed, maximize

@@ -1,0 +1,82 @@
+"""Running mean and variance of observations (ARS V2's state normalization, PPO's VecNormalize), in numpy."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+STD_FLOOR = 1e-8  # ARS V2: dimensions that never moved are left unscaled instead of divided by ~0
+
+
+class RunningMeanStd:
+    """Mean and variance of a stream of observations, mergeable across workers without the raw data.
+
+    Starts at count 0 (no fake prior observation) so that merging the statistics of two batches gives
+    exactly the statistics of their concatenation, whatever the split across workers was.
+    """
+
+    def __init__(self, shape: Sequence[int] | int = ()):
+        shape = (int(shape),) if np.isscalar(shape) else tuple(int(s) for s in shape)
+        self.count = 0.0
+        self.mean = np.zeros(shape, dtype=np.float64)
+        self.var = np.ones(shape, dtype=np.float64)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.mean.shape
+
+    @property
+    def std(self) -> np.ndarray:
+        std = np.sqrt(self.var)
+        return np.where(std < STD_FLOOR, 1.0, std)
+
+    def update(self, batch: np.ndarray) -> None:
+        batch = np.asarray(batch, dtype=np.float64).reshape((-1,) + self.shape)
+        if len(batch) == 0:
+            return
+        self._merge(float(len(batch)), batch.mean(axis=0), batch.var(axis=0))
+
+    def merge(self, other: RunningMeanStd | dict | tuple) -> None:
+        """Fold in another worker's statistics: a RunningMeanStd, its `state()` dict, or (count, mean, var)."""
+        if isinstance(other, RunningMeanStd):
+            count, mean, var = other.count, other.mean, other.var
+        elif isinstance(other, dict):
+            count, mean, var = other["count"], other["mean"], other["var"]
+        else:
+            count, mean, var = other
+        mean = np.asarray(mean, dtype=np.float64).reshape(self.shape)
+        var = np.asarray(var, dtype=np.float64).reshape(self.shape)
+        if float(count) > 0:
+            self._merge(float(count), mean, var)
+
+    def _merge(self, n_b: float, mean_b: np.ndarray, var_b: np.ndarray) -> None:
+        # Chan, Golub & LeVeque parallel variance: combine the sums of squared deviations (M2).
+        n_a = self.count
+        if n_a == 0:
+            self.count, self.mean, self.var = n_b, mean_b.copy(), var_b.copy()
+            return
+        n = n_a + n_b
+        delta = mean_b - self.mean
+        m2 = self.var * n_a + var_b * n_b + delta**2 * (n_a * n_b / n)
+        self.mean = self.mean + delta * (n_b / n)
+        self.var = m2 / n
+        self.count = n
+
+    def copy(self) -> RunningMeanStd:
+        return RunningMeanStd.from_state(self.state())
+
+    def state(self) -> dict[str, Any]:
+        return {"count": float(self.count), "mean": self.mean.copy(), "var": self.var.copy()}
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> RunningMeanStd:
+        mean = np.asarray(d["mean"], dtype=np.float64)
+        rms = cls(mean.shape)
+        rms.count = float(d["count"])
+        rms.mean = mean.copy()
+        rms.var = np.asarray(d["var"], dtype=np.float64).reshape(mean.shape).copy()
+        return rms
+
+    def __repr__(self) -> str:
+        return f"RunningMeanStd(count={self.count:g}, shape={self.shape})"

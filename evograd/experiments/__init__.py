@@ -1,0 +1,1 @@
+"""Experiments from configs: typed config, one (method, seed) job, compare, report and plots."""

@@ -1,0 +1,119 @@
+"""Learning-curve plots of a run directory: evaluation return against training env steps and against
+wall-clock (best value against evaluations for function tasks), mean over seeds with a min-max band.
+
+Each seed's curve is a step function ("last evaluation so far") on the union of all seeds' x values, so
+nothing is interpolated; the line is dotted where only some seeds have data. Drawn on a bare Agg Figure
+(no pyplot), with matplotlib imported only here.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .records import RunRecord, detect_kind, read_config, read_runs, task_title
+
+
+def _step_aggregate(curves: list[tuple[np.ndarray, np.ndarray]], center: str):
+    """Each seed as a step function ("last evaluation so far", defined from its first to its last point)
+    on the union of all seeds' x. Returns grid, center (mean/median over the seeds defined at each point),
+    min, max, and `full`: whether every seed is defined over the whole interval [grid[i], grid[i+1]]."""
+    grid = np.unique(np.concatenate([x for x, _ in curves]))
+    vals = np.full((len(curves), grid.size), np.nan)
+    for i, (x, y) in enumerate(curves):
+        idx = np.searchsorted(x, grid, side="right") - 1
+        inside = (idx >= 0) & (grid <= x[-1])
+        vals[i, inside] = y[idx[inside]]
+    mid = np.nanmedian(vals, axis=0) if center == "median" else np.nanmean(vals, axis=0)
+    full_pt = np.isfinite(vals).all(axis=0)
+    full = full_pt & np.r_[full_pt[1:], full_pt[-1]]  # a seed ending at grid[i] does not cover what follows
+    return grid, mid, np.nanmin(vals, axis=0), np.nanmax(vals, axis=0), full
+
+
+def _step_line(grid: np.ndarray, y: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Polyline of a post-step function on the intervals in `keep` (NaN breaks elsewhere); each kept
+    interval also draws the jump into it, so solid and dotted parts join."""
+    xs = np.stack([grid, grid, np.r_[grid[1:], grid[-1]]], axis=1)
+    ys = np.stack([np.r_[y[0], y[:-1]], y, y], axis=1)
+    xs[~keep] = np.nan
+    return xs.ravel(), ys.ravel()
+
+
+def _plot_one(path: Path, records: list[RunRecord], xcol: str, ycol: str, xlabel: str, ylabel: str,
+              title: str, threshold: float | None, center: str, log_y: bool) -> Path:
+    import matplotlib  # lazily: `import evograd` must not pay for matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import EngFormatter
+
+    # a bare Figure on an Agg canvas, not pyplot: no global backend switch, no figure registry to leak
+    fig = Figure(figsize=(9, 5.4), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    colors = [c["color"] for c in matplotlib.rcParams["axes.prop_cycle"]]
+    partial_any, all_y = False, []
+    for k, label in enumerate(dict.fromkeys(r.label for r in records)):
+        curves = []
+        for r in (r for r in records if r.label == label):
+            x, y = r.column(xcol), r.column(ycol)
+            n = min(len(x), len(y))
+            m = np.isfinite(x[:n]) & np.isfinite(y[:n])
+            if m.any():
+                order = np.argsort(x[:n][m], kind="stable")
+                curves.append((x[:n][m][order], y[:n][m][order]))
+        if not curves:
+            continue
+        color = colors[k % len(colors)]
+        grid, mid, lo, hi, full = _step_aggregate(curves, center)
+        all_y.append(np.concatenate([lo, hi]))
+        runs = [r for r in records if r.label == label]
+        bad = sum(r.status != "ok" for r in runs)
+        text = f"{len(curves)} seeds" if len(curves) == len(runs) else f"{len(curves)} of {len(runs)} seeds"
+        text += f", {bad} failed/incomplete" if bad else ""
+        ax.plot(*_step_line(grid, mid, full), color=color, lw=2, label=f"{label} ({text})")
+        if (~full).any():
+            partial_any = True
+            ax.plot(*_step_line(grid, mid, ~full), color=color, lw=1.5, ls=":")
+        band = full | np.r_[False, full[:-1]]
+        if len(curves) > 1:
+            ax.fill_between(grid, lo, hi, where=band, step="post", color=color, alpha=0.18, lw=0)
+    if partial_any:
+        ax.plot([], [], color="0.35", lw=1.5, ls=":", label="fewer seeds have data")
+    if threshold is not None:
+        ax.axhline(threshold, color="0.25", ls="--", lw=1.2, label=f"threshold {threshold:g}")
+    if not all_y:
+        ax.text(0.5, 0.5, "no evaluations recorded yet", ha="center", va="center", transform=ax.transAxes)
+    elif log_y and all(np.all(v > 0) for v in all_y) and (threshold is None or threshold > 0):
+        ax.set_yscale("log")
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+    ax.set_xlabel(xlabel, fontsize=11)
+    ax.set_ylabel(ylabel, fontsize=11)
+    ax.grid(True, alpha=0.3)
+    ax.set_xlim(left=0)
+    fig.suptitle(title, fontsize=13, fontweight="bold")
+    ax.set_title(f"line: {center} over seeds, band: min–max over seeds "
+                 "(each seed held at its last evaluation)", fontsize=9.5, color="0.3")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize=9, framealpha=0.85)
+    fig.savefig(path)
+    return path
+
+
+def plot_curves(out_dir: str | Path, threshold: float | None = None, task_kind: str | None = None, *,
+                title: str | None = None, records: list[RunRecord] | None = None) -> list[Path]:
+    """Env tasks: curves_env_steps.png and curves_wall_clock.png (mean eval return); function tasks:
+    curves_evals.png and curves_wall_clock.png (median best value, log y when all values are positive)."""
+    out_dir = Path(out_dir)
+    cfg = read_config(out_dir)
+    records = read_runs(out_dir) if records is None else records
+    threshold = cfg.get("threshold") if threshold is None else threshold
+    kind = task_kind or detect_kind(records, cfg)
+    title = title or task_title(cfg, out_dir)
+    env = kind == "env"
+    ycol, ylabel, center = (("eval_return", "evaluation return", "mean") if env else
+                            ("best_value", "best value (minimized)", "median"))
+    specs = [("curves_env_steps.png", "env_steps", "training env steps") if env else
+             ("curves_evals.png", "evals", "function evaluations"),
+             ("curves_wall_clock.png", "wall_s", "wall-clock seconds")]
+    return [_plot_one(out_dir / f, records, x, ycol, xl, ylabel, title, threshold, center, not env)
+            for f, x, xl in specs]

@@ -1,0 +1,212 @@
+"""SGD and Adam: torch.optim on a flat parameter tensor, a "population of one whose tell needs a gradient".
+
+Two ways to use them:
+- with `x0`: the optimizer owns a flat float64 tensor; `ask()` returns it as shape (1, dim) and
+  `tell(values, grads)` takes grads of shape (1, dim). Evolution strategies use this for their mean update.
+- without `x0`, then `bind(params)`: the optimizer steps a torch module's own parameters (PPO's learner).
+  After `loss.backward()`, `tell(loss_value)` steps on the gradients already in `.grad`.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from ..core.validation import ParameterError, check_bool, check_float
+from ..optim.base import Optimizer, named
+
+
+class _TorchGradient(Optimizer):
+    needs_grad = True
+    torch_class: type = torch.optim.Optimizer
+
+    def __init__(self, x0: Any = None, seed: int | None = None, maximize: bool = False, **torch_kwargs):
+        super().__init__(x0, seed=seed, maximize=maximize, x0_optional=True)
+        self._torch_kwargs = torch_kwargs
+        self._params: list[torch.Tensor] | None = None
+        self._opt: torch.optim.Optimizer | None = None
+        self._bound = False
+        if self.x0 is not None:
+            self._attach([torch.tensor(self.x0, dtype=torch.float64)])
+
+    # ---------------------------------------------------------------- binding
+    def bind(self, params: Iterable[torch.Tensor]) -> "_TorchGradient":
+        """Step these tensors (e.g. `module.parameters()`) instead of a flat vector of our own."""
+        if self._params is not None:
+            raise RuntimeError(f"{type(self).__name__} is already bound to parameters.")
+        params = [p for p in params]
+        if not params:
+            raise ParameterError(f"{type(self).__name__}.bind() got no parameters.")
+        self._bound = True
+        self._attach(params)
+        self.x0 = self._flat().numpy().astype(np.float64)
+        return self
+
+    def _attach(self, params: list[torch.Tensor]) -> None:
+        self._params = params
+        self._opt = self.torch_class(params, **self._torch_kwargs)
+
+    def _require_params(self) -> None:
+        if self._params is None:
+            raise RuntimeError(
+                f"{type(self).__name__} has no parameters: pass x0=... or call bind(module.parameters()).")
+
+    def _flat(self) -> torch.Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in self._params]).to(torch.float64)
+
+    @property
+    def center(self) -> np.ndarray:
+        """The current parameters."""
+        self._require_params()
+        return self._flat().numpy().copy()
+
+    @property
+    def popsize(self) -> int:
+        return 1
+
+    @property
+    def lr(self) -> float:
+        return float(self._opt.param_groups[0]["lr"])
+
+    def set_lr(self, lr: float) -> None:
+        """Change the learning rate (schedules, e.g. PPO's linear decay)."""
+        lr = check_float(lr, "lr", type(self).__name__, low=0.0)
+        for group in self._opt.param_groups:
+            group["lr"] = lr
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        self._require_params()
+        return self._params
+
+    # ---------------------------------------------------------------- protocol
+    def _ask(self) -> np.ndarray:
+        self._require_params()
+        return self._flat().numpy()[None, :].copy()
+
+    def tell(self, values: Any, grads: Any = None) -> None:
+        if grads is None and self._bound:
+            if any(p.grad is None for p in self._params if p.requires_grad):
+                raise ParameterError(
+                    f"{type(self).__name__}.tell() got no grads and some bound parameters have no .grad: "
+                    "call loss.backward() first or pass grads."
+                )
+            grads = self._flat_grad()
+        super().tell(values, grads)
+
+    def _flat_grad(self) -> np.ndarray:
+        parts = [
+            (p.grad if p.grad is not None else torch.zeros_like(p)).detach().reshape(-1).to(torch.float64)
+            for p in self._params
+        ]
+        return torch.cat(parts).numpy()[None, :]
+
+    def _tell(self, f: np.ndarray, grads: np.ndarray) -> None:
+        if not np.all(np.isfinite(grads)):
+            raise ParameterError(f"The 'grads' passed to {type(self).__name__}.tell() contain NaN or inf.")
+        flat = torch.from_numpy(np.ascontiguousarray(grads[0]))
+        offset = 0
+        for p in self._params:
+            k = p.numel()
+            p.grad = flat[offset : offset + k].reshape(p.shape).to(p.dtype).clone()
+            offset += k
+        self._opt.step()
+        self._opt.zero_grad(set_to_none=True)
+
+    # ---------------------------------------------------------------- state
+    def _state(self) -> dict[str, Any]:
+        self._require_params()
+        sd = self._opt.state_dict()
+        return {
+            "x": self._flat().numpy().copy(),
+            "param_groups": [{k: v for k, v in g.items() if k != "params"} for g in sd["param_groups"]],
+            "state": {int(k): {n: _to_plain(v) for n, v in s.items()} for k, s in sd["state"].items()},
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self._require_params()
+        x = torch.as_tensor(np.asarray(state["x"]))
+        offset = 0
+        with torch.no_grad():
+            for p in self._params:
+                k = p.numel()
+                p.copy_(x[offset : offset + k].reshape(p.shape).to(p.dtype))
+                offset += k
+        current = self._opt.state_dict()
+        groups = []
+        for saved, cur in zip(state["param_groups"], current["param_groups"]):
+            groups.append({**saved, "params": cur["params"]})
+        inner = {int(k): {n: _from_plain(v) for n, v in s.items()} for k, s in state["state"].items()}
+        self._opt.load_state_dict({"state": inner, "param_groups": groups})
+
+
+def _to_plain(v: Any) -> Any:
+    return v.detach().cpu().numpy().copy() if isinstance(v, torch.Tensor) else v
+
+
+def _from_plain(v: Any) -> Any:
+    return torch.from_numpy(np.array(v)) if isinstance(v, np.ndarray) else v
+
+
+@named("sgd")
+class SGD(_TorchGradient):
+    """Stochastic gradient descent (torch.optim.SGD) through the protocol.
+
+    lr : float, default 0.001 (torch's default). momentum : float in [0, 1), default 0. nesterov : bool, default False.
+    weight_decay : float >= 0, default 0 (L2 penalty added to the gradient).
+    """
+
+    torch_class = torch.optim.SGD
+
+    def __init__(
+        self,
+        x0: Any = None,
+        lr: float = 0.001,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        seed: int | None = None,
+        maximize: bool = False,
+    ):
+        owner = type(self).__name__
+        lr = check_float(lr, "lr", owner, low=0.0, low_inclusive=False)
+        momentum = check_float(momentum, "momentum", owner, low=0.0, high=1.0, high_inclusive=False)
+        nesterov = check_bool(nesterov, "nesterov", owner)
+        weight_decay = check_float(weight_decay, "weight_decay", owner, low=0.0)
+        if nesterov and momentum == 0:
+            raise ParameterError(f"The 'nesterov' parameter of {owner} needs momentum > 0. Got momentum=0 instead.")
+        super().__init__(x0, seed=seed, maximize=maximize, lr=lr, momentum=momentum, nesterov=nesterov,
+                         weight_decay=weight_decay)
+
+
+@named("adam")
+class Adam(_TorchGradient):
+    """Adam (torch.optim.Adam) through the protocol.
+
+    lr : float, default 0.001. betas : (float, float), default (0.9, 0.999). eps : float, default 1e-8.
+    weight_decay : float >= 0, default 0 (L2 penalty added to the gradient).
+    """
+
+    torch_class = torch.optim.Adam
+
+    def __init__(
+        self,
+        x0: Any = None,
+        lr: float = 0.001,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        seed: int | None = None,
+        maximize: bool = False,
+    ):
+        owner = type(self).__name__
+        lr = check_float(lr, "lr", owner, low=0.0, low_inclusive=False)
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+            raise ParameterError(
+                f"The 'betas' parameter of {owner} must be a pair of floats in [0, 1). Got {betas!r} instead.")
+        b1 = check_float(betas[0], "betas", owner, low=0.0, high=1.0, high_inclusive=False)
+        b2 = check_float(betas[1], "betas", owner, low=0.0, high=1.0, high_inclusive=False)
+        eps = check_float(eps, "eps", owner, low=0.0, low_inclusive=False)
+        weight_decay = check_float(weight_decay, "weight_decay", owner, low=0.0)
+        super().__init__(x0, seed=seed, maximize=maximize, lr=lr, betas=(b1, b2), eps=eps, weight_decay=weight_decay)

@@ -1,0 +1,321 @@
+"""PPO (Schulman et al. 2017), the gradient RL baseline, run the way Stable-Baselines3 runs it.
+
+Hyperparameter names and defaults are SB3's, so an rl-baselines3-zoo entry can be pasted in and the
+comparison against SB3 measures the implementation, not the tuning. What SB3 does and we copy: a separate
+critic MLP, orthogonal init (actor head gain 0.01, critic head 1), GAE with the value of the final
+observation bootstrapped on time-limit truncation, advantages normalized per minibatch, clipped surrogate,
+unclipped value loss, grad-norm clipping, Adam with eps 1e-5, the learning-rate/clip schedules evaluated on
+the fraction of the budget left after each rollout, Box actions sampled from a state-independent Gaussian,
+clipped for the env but stored unclipped, and VecNormalize's observation/reward normalization.
+Optimization steps go through evograd's own `adam` (the ask/tell protocol), bound to one flat vector that
+every actor/critic parameter aliases. For plain Linear/tanh/ReLU networks the loss gradient is written out
+by hand (`evograd.rl.mlp_backprop`, checked against autograd in the tests): the zoo's CartPole setting spends
+most of its time in 20 small-batch steps per rollout, where autograd's bookkeeping costs more than the
+arithmetic. Other modules go through autograd. The actor is an evograd `Policy`, so the result is
+comparable with the evolution strategies' policies.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..core.running_stats import RunningMeanStd
+from ..core.serialization import applying
+from ..core.validation import ParameterError, check_bool, check_float, check_int, check_memory
+from ..optim.registry import make as make_optimizer
+from .common import ActorCritic, clip_grad_norm, make_vec_env, parse_schedule
+from .loop import RLResult, RunLoop, check_checkpoint_args, learner_state, load_learner_state, reset_seed
+from .mlp_backprop import ppo_loss_and_grads
+
+_OWNER = "train_ppo"
+
+
+def compute_gae(rewards, values, dones, last_values, gamma, gae_lambda, terminal_values=None):
+    """Generalized advantage estimates for a (T, n_envs) rollout; returns (advantages, returns).
+
+    dones[t] marks that the episode ended at step t (terminated or truncated). terminal_values[t] is the
+    critic's value of the final observation where the episode was *truncated* (0 where it terminated), so
+    a time limit is not mistaken for a terminal state: delta_t = r_t + gamma * V(final obs) - V(s_t).
+    Same numbers as SB3, which adds gamma * V(final obs) to the reward instead.
+    """
+    rewards, values, dones = (np.asarray(a, dtype=np.float64) for a in (rewards, values, dones))
+    T = rewards.shape[0]
+    term = np.zeros_like(rewards) if terminal_values is None else np.asarray(terminal_values, np.float64)
+    next_values = np.concatenate([values[1:], np.asarray(last_values, np.float64)[None]], axis=0)
+    next_values = np.where(dones > 0, term, next_values)
+    deltas = rewards + gamma * next_values - values
+    adv = np.zeros_like(rewards)
+    last = np.zeros_like(rewards[0])
+    for t in reversed(range(T)):
+        last = deltas[t] + gamma * gae_lambda * (1.0 - dones[t]) * last
+        adv[t] = last
+    return adv, adv + values
+
+
+class _VecNormalize:
+    """VecNormalize's arithmetic: running obs mean/var (clip 10) and rewards scaled by the running std of
+    the discounted return. Statistics are updated during collection only, as SB3 does in training mode."""
+
+    def __init__(self, ac: ActorCritic, n_envs: int, norm_obs: bool, norm_reward: bool, gamma: float,
+                 clip: float = 10.0, eps: float = 1e-8):
+        self.obs_rms = RunningMeanStd((ac.obs_dim,)) if norm_obs else None
+        self.ret_rms = RunningMeanStd(()) if norm_reward else None
+        self.returns = np.zeros(n_envs)
+        self.gamma, self.clip, self.eps = gamma, clip, eps
+
+    def obs(self, obs: np.ndarray, update: bool) -> np.ndarray:
+        if self.obs_rms is None:
+            return obs.astype(np.float32, copy=False)
+        if update:
+            self.obs_rms.update(obs)
+        z = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + self.eps)
+        return np.clip(z, -self.clip, self.clip).astype(np.float32)
+
+    def reward(self, reward: np.ndarray, dones: np.ndarray) -> np.ndarray:
+        if self.ret_rms is None:
+            return reward
+        self.returns = self.returns * self.gamma + reward
+        self.ret_rms.update(self.returns)
+        out = np.clip(reward / np.sqrt(self.ret_rms.var + self.eps), -self.clip, self.clip)
+        self.returns[dones] = 0.0
+        return out
+
+    def state(self) -> dict:
+        """The statistics (not the running returns, which belong to the live episodes)."""
+        return {"obs_rms": None if self.obs_rms is None else self.obs_rms.state(),
+                "ret_rms": None if self.ret_rms is None else self.ret_rms.state()}
+
+    def load_state(self, state: dict) -> None:
+        for key in ("obs_rms", "ret_rms"):
+            if (state.get(key) is None) != (getattr(self, key) is None):
+                raise ParameterError(f"The 'resume' state given to {_OWNER} was saved with {key} "
+                                     f"{'off' if state.get(key) is None else 'on'}; pass the same "
+                                     f"normalize_obs/normalize_reward as the checkpointed run.")
+            if state.get(key) is not None:
+                setattr(self, key, RunningMeanStd.from_state(state[key]))
+
+
+def train_ppo(env: "str | Callable[[], Any]", policy: Any = "mlp", seed: int = 0,
+              max_env_steps: int = 100_000, n_envs: int = 1, n_steps: int = 2048, batch_size: int = 64,
+              n_epochs: int = 10, gamma: float = 0.99, gae_lambda: float = 0.95,
+              clip_range: "float | str | Callable[[float], float]" = 0.2, ent_coef: float = 0.0,
+              vf_coef: float = 0.5, max_grad_norm: float = 0.5,
+              learning_rate: "float | str | Callable[[float], float]" = 3e-4,
+              normalize_advantage: bool = True, target_kl: float | None = None,
+              hidden_sizes: tuple[int, ...] = (64, 64), activation: str = "tanh",
+              critic_hidden_sizes: tuple[int, ...] | None = None, log_std_init: float = 0.0,
+              ortho_init: bool = True, normalize_obs: bool = False, normalize_reward: bool = False,
+              eval_every: int | None = None, eval_episodes: int = 10, eval_seed: int | None = None,
+              max_seconds: float | None = None, target_return: float | None = None,
+              env_kwargs: dict | None = None, torch_threads: int | None = 1,
+              callback: Callable[[dict], Any] | None = None, progress: bool = False,
+              checkpoint: Callable[[dict], Any] | None = None, resume: dict | None = None) -> RLResult:
+    """Train a policy with PPO on a Gymnasium env; returns an `RLResult` (best policy by evaluation).
+
+    Parameters (SB3 names; defaults are SB3's PPO defaults)
+    ----------
+    env : Gymnasium id or zero-argument constructor; `n_envs` copies run in a SyncVectorEnv.
+    policy : "mlp" (hidden_sizes, activation), "linear", or a torch module (obs_dim -> act_dim).
+    max_env_steps : training budget in env steps (evaluation steps are counted apart); the schedules
+        decay over it (over max_seconds when max_env_steps is None).
+    n_steps, batch_size, n_epochs : rollout length per env, minibatch size, passes over each rollout.
+    gamma, gae_lambda : discount and GAE lambda. clip_range, learning_rate : a float, an rl-zoo string
+        "lin_<value>" (linear decay to 0), or a callable of progress_remaining (1 -> 0).
+    ent_coef, vf_coef, max_grad_norm, normalize_advantage, target_kl : as in SB3.
+    critic_hidden_sizes : None gives hidden_sizes for an MLP actor and (64, 64) otherwise (a linear critic
+        does not learn CartPole with the zoo settings). log_std_init : initial log std of the Box Gaussian.
+    normalize_obs, normalize_reward : VecNormalize (clip 10, return std with PPO's gamma). The returned
+        policy carries the observation statistics (without the clip at 10 std).
+    eval_every, eval_episodes, eval_seed : deterministic evaluation of the initial policy, then every
+        eval_every training steps (None: 20 times over max_env_steps, else every 10 updates) and at the end;
+        episode i always resets with seed eval_seed + i (default 10_000 + seed).
+    max_seconds, target_return : stop on wall clock, or as soon as an evaluation mean reaches the target.
+    torch_threads : torch intra-op threads during training (restored afterwards); None leaves it alone.
+    callback : called with each update's history row; returning True stops training.
+    progress : show a tqdm bar.
+    checkpoint : called after every update with the run's state as plain data (numpy arrays, numbers,
+        strings, lists, dicts: `evograd.core.serialization.save_state` writes it, `load_state` reads it back
+        without unpickling code). resume : such a state; the run continues from that update boundary with
+        the same parameters, Adam moments, normalization statistics, sampling generator, counters,
+        schedules, history and best policy, until the budget. Pass the arguments of the checkpointed run.
+        The envs' live states are not saved: they are reset with a seed drawn from (seed, update count)
+        and unfinished training episodes are dropped, so a resumed run is not bit-identical to an
+        uninterrupted one.
+    """
+    o = _OWNER
+    seed = check_int(seed, "seed", o, low=0)
+    n_envs = check_int(n_envs, "n_envs", o, low=1)
+    n_steps = check_int(n_steps, "n_steps", o, low=1)
+    batch_size = check_int(batch_size, "batch_size", o, low=1)
+    n_epochs = check_int(n_epochs, "n_epochs", o, low=1)
+    big = "n_envs" if n_envs > n_steps else "n_steps"  # the rollout holds several values per env step
+    check_memory(max(n_envs, n_steps), big, o, n_steps * n_envs, f"n_steps x n_envs = {n_steps} x {n_envs}")
+    gamma = check_float(gamma, "gamma", o, low=0.0, high=1.0)
+    gae_lambda = check_float(gae_lambda, "gae_lambda", o, low=0.0, high=1.0)
+    ent_coef = check_float(ent_coef, "ent_coef", o)
+    vf_coef = check_float(vf_coef, "vf_coef", o, low=0.0)
+    max_grad_norm = check_float(max_grad_norm, "max_grad_norm", o, low=0.0, low_inclusive=False)
+    normalize_advantage = check_bool(normalize_advantage, "normalize_advantage", o)
+    if target_kl is not None:
+        target_kl = check_float(target_kl, "target_kl", o, low=0.0, low_inclusive=False)
+    normalize_obs = check_bool(normalize_obs, "normalize_obs", o)
+    normalize_reward = check_bool(normalize_reward, "normalize_reward", o)
+    lr_fn = parse_schedule(learning_rate, "learning_rate", o)
+    clip_fn = parse_schedule(clip_range, "clip_range", o)
+    check_checkpoint_args(o, checkpoint, resume)
+    if batch_size < 2 and normalize_advantage:  # SB3's rule: one advantage cannot be standardized
+        raise ParameterError(f"The 'batch_size' parameter of {o} must be an int >= 2 when "
+                             f"normalize_advantage is True. Got {batch_size} instead.")
+    loop = RunLoop(o, env, seed, max_env_steps, eval_every, eval_episodes, eval_seed, max_seconds,
+                   target_return, env_kwargs, torch_threads, callback, progress)
+    with loop.threads():
+        ac = ActorCritic(o, loop.spaces, policy, seed, hidden_sizes, activation, critic_hidden_sizes,
+                         log_std_init, ortho_init, obs_norm=normalize_obs)
+        opt = make_optimizer("adam", lr=lr_fn(1.0), eps=1e-5)
+        opt.bind([ac.flatten_parameters()])
+        venv = make_vec_env(env, n_envs, env_kwargs)
+        try:
+            return _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, gae_lambda,
+                          clip_fn, lr_fn, ent_coef, vf_coef, max_grad_norm, normalize_advantage, target_kl,
+                          _VecNormalize(ac, n_envs, normalize_obs, normalize_reward, gamma), checkpoint, resume)
+        finally:
+            venv.close()
+            loop.close()
+
+
+def _autograd_loss_and_grads(ac, obs, actions, old_logp, adv, returns, clip, vf_coef, ent_coef):
+    """The same loss as `mlp_backprop.ppo_loss_and_grads`, through autograd (any torch module)."""
+    logp, entropy = ac.evaluate(obs, actions)
+    values = ac.critic(obs)[:, 0]
+    log_ratio = logp - old_logp
+    ratio = torch.exp(log_ratio)
+    pg_loss = -torch.min(adv * ratio, adv * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)).mean()
+    vf_loss = F.mse_loss(returns, values)
+    ent = entropy.mean()
+    loss = pg_loss + vf_coef * vf_loss - ent_coef * ent
+    ac.flat_grad(zero=True)
+    loss.backward()
+    return loss.detach(), pg_loss, vf_loss, ent, log_ratio.detach(), ratio.detach()
+
+
+def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, gae_lambda, clip_fn, lr_fn,
+           ent_coef, vf_coef, max_grad_norm, normalize_advantage, target_kl, vn, checkpoint, resume) -> RLResult:
+    rng = np.random.default_rng(loop.seed)
+    T, N = n_steps, n_envs
+    manual = ac.pi_layers is not None and ac.v_layers is not None and ac.dtype == torch.float32
+    if resume is None:
+        raw_obs, _ = venv.reset(seed=loop.seed)
+        obs = vn.obs(raw_obs, update=True)
+        loop.start(ac, vn.obs_rms)
+    else:
+        with applying("the resume state"):
+            load_learner_state(_OWNER, "ppo", resume, ac, opt, rng)
+            vn.load_state(resume)
+            loop.start(ac, vn.obs_rms, resume=resume["loop"])
+        if not loop.done():  # live env states are not saved: fresh episodes, seeded by the update count
+            raw_obs, _ = venv.reset(seed=reset_seed(loop.seed, loop.updates))
+            obs = vn.obs(raw_obs, update=True)
+    ep_ret, ep_len = np.zeros(N), np.zeros(N, dtype=np.int64)
+    while not loop.done():
+        buf_obs = np.zeros((T, N, ac.obs_dim), np.float32)
+        act_shape, act_dtype = ((T, N), np.int64) if ac.discrete else ((T, N, ac.act_dim), np.float32)
+        buf_act = np.zeros(act_shape, act_dtype)
+        buf_logp, buf_val, buf_rew, buf_done, buf_term = (np.zeros((T, N)) for _ in range(5))
+        finished = []
+        for t in range(T):
+            with torch.no_grad():
+                obs_t = torch.from_numpy(obs)
+                out = ac.pi(obs_t)
+                buf_val[t] = ac.v(obs_t)[:, 0].numpy()
+            action, env_action, buf_logp[t] = ac.sample(out, rng)
+            raw_obs, reward, terminated, truncated, info = venv.step(env_action)
+            buf_obs[t], buf_act[t] = obs, action
+            dones = terminated | truncated
+            obs = vn.obs(raw_obs, update=True)
+            ep_ret += reward
+            ep_len += 1
+            buf_rew[t] = vn.reward(np.asarray(reward, np.float64), dones)
+            buf_done[t] = dones
+            bootstrap = truncated & ~terminated
+            if bootstrap.any():  # time limit: the final observation still has a future
+                final = np.stack([info["final_obs"][i] for i in np.flatnonzero(bootstrap)])
+                with torch.no_grad():
+                    v = ac.v(torch.from_numpy(vn.obs(final, update=False)))[:, 0].numpy()
+                buf_term[t, bootstrap] = v
+            for i in np.flatnonzero(dones):
+                finished.append((ep_ret[i], ep_len[i]))
+                ep_ret[i], ep_len[i] = 0.0, 0
+        loop.add_steps(T * N)
+        with torch.no_grad():
+            last_val = ac.v(torch.from_numpy(obs))[:, 0].numpy()
+        adv, ret = compute_gae(buf_rew, buf_val, buf_done, last_val, gamma, gae_lambda, buf_term)
+
+        progress_remaining = loop.progress_remaining()
+        lr, clip = lr_fn(progress_remaining), clip_fn(progress_remaining)
+        opt.set_lr(lr)
+        b_obs = torch.from_numpy(buf_obs.reshape(T * N, ac.obs_dim))
+        b_act = torch.from_numpy(buf_act.reshape((T * N,) + buf_act.shape[2:]))
+        b_logp = torch.from_numpy(buf_logp.reshape(-1)).float()
+        b_adv = torch.from_numpy(adv.reshape(-1)).float()
+        b_ret = torch.from_numpy(ret.reshape(-1)).float()
+        whole = batch_size >= T * N  # one minibatch: no shuffling needed, advantages normalized once
+        if whole and normalize_advantage and T * N > 1:
+            b_adv = (b_adv - b_adv.mean()) / (b_adv.std() + 1e-8)
+        stats = {"pg": [], "vf": [], "ent": [], "kl": [], "clipfrac": []}
+        stop = False
+        for epoch in range(n_epochs):
+            # diagnostics come from the last epoch's minibatches (every epoch's when target_kl may end early)
+            track = epoch == n_epochs - 1 or target_kl is not None
+            perm = None if whole else torch.from_numpy(rng.permutation(T * N))
+            for start in range(0, T * N, batch_size):
+                if whole:
+                    obs_b, act_b, logp_b, a, ret_b = b_obs, b_act, b_logp, b_adv, b_ret
+                else:
+                    idx = perm[start:start + batch_size]
+                    obs_b, act_b, logp_b, a, ret_b = (b_obs[idx], b_act[idx], b_logp[idx], b_adv[idx],
+                                                      b_ret[idx])
+                    if normalize_advantage and len(idx) > 1:
+                        a = (a - a.mean()) / (a.std() + 1e-8)
+                opt.ask()
+                if manual:
+                    loss, pg_loss, vf_loss, ent, log_ratio, ratio = ppo_loss_and_grads(
+                        ac, ac.pi_layers, ac.v_layers, obs_b, act_b, logp_b, a, ret_b, clip, vf_coef,
+                        ent_coef, track)
+                else:
+                    loss, pg_loss, vf_loss, ent, log_ratio, ratio = _autograd_loss_and_grads(
+                        ac, obs_b, act_b, logp_b, a, ret_b, clip, vf_coef, ent_coef)
+                if track:
+                    with torch.no_grad():
+                        approx_kl = ((ratio - 1.0) - log_ratio).mean()
+                        stats["kl"].append(approx_kl)
+                        stats["clipfrac"].append(((ratio - 1.0).abs() > clip).float().mean())
+                        stats["pg"].append(pg_loss.detach())
+                        stats["vf"].append(vf_loss.detach())
+                        stats["ent"].append(ent.detach())
+                    if target_kl is not None and float(approx_kl) > 1.5 * target_kl:
+                        stop = True  # SB3: skip this step and end the update early
+                        break
+                clip_grad_norm(ac.flat_grad(), max_grad_norm)
+                opt.tell(loss.item())
+            if stop:
+                break
+        mean = {k: float(torch.stack(v).mean()) if v else float("nan") for k, v in stats.items()}
+        var_ret = float(np.var(ret))
+        explained_var = float("nan") if var_ret == 0 else 1.0 - float(np.var(ret - buf_val)) / var_ret
+        row = {"learning_rate": lr, "clip_range": clip, "policy_loss": mean["pg"], "value_loss": mean["vf"],
+               "entropy": mean["ent"], "approx_kl": mean["kl"], "clip_fraction": mean["clipfrac"],
+               "explained_variance": explained_var, "train_episodes": len(finished),
+               "train_ep_len": float(np.mean([n for _, n in finished])) if finished else float("nan")}
+        if not ac.discrete:
+            row["std"] = float(torch.exp(ac.log_std.detach()).mean())
+        loop.end_iteration(row, [r for r, _ in finished], ac, vn.obs_rms)
+        if checkpoint is not None:
+            checkpoint(learner_state("ppo", loop, ac, opt, rng, **vn.state()))
+    return loop.finish(ac, vn.obs_rms, n_updates=opt.generation)
+
+
+__all__ = ["RLResult", "compute_gae", "train_ppo"]

@@ -1,0 +1,138 @@
+"""REINFORCE with a learned value baseline (Williams 1992; Sutton & Barto 2018, sec. 13.4).
+
+The simplest policy-gradient method, kept as the floor of the gradient baselines: complete episodes,
+Monte-Carlo returns-to-go G_t, and one gradient step per batch of episodes on
+    -mean(log pi(a_t|s_t) * (G_t - V(s_t))) + vf_coef * mean((V(s_t) - G_t)^2) - ent_coef * entropy.
+Same actor/critic, evaluation and accounting as PPO (`evograd.rl.common`), so the two are comparable. An
+episode cut by a time limit bootstraps its return with the critic's value of the final observation
+instead of pretending the task ended there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..core.serialization import applying
+from ..core.validation import check_bool, check_float, check_int, check_memory
+from ..optim.registry import make as make_optimizer
+from .common import ActorCritic, clip_grad_norm, env_factory, parse_schedule
+from .loop import RLResult, RunLoop, check_checkpoint_args, learner_state, load_learner_state, run_episodes
+
+_OWNER = "train_reinforce"
+
+
+def discounted_returns(rewards: np.ndarray, gamma: float, bootstrap: float = 0.0) -> np.ndarray:
+    """G_t = r_t + gamma * G_{t+1}, with G_T = bootstrap (the value of the state after the last step)."""
+    out = np.empty(len(rewards))
+    g = float(bootstrap)
+    for t in range(len(rewards) - 1, -1, -1):
+        g = rewards[t] + gamma * g
+        out[t] = g
+    return out
+
+
+def train_reinforce(env: "str | Callable[[], Any]", policy: Any = "mlp", seed: int = 0,
+                    max_env_steps: int = 100_000, n_episodes: int = 8, gamma: float = 0.99,
+                    learning_rate: "float | str | Callable[[float], float]" = 1e-3, ent_coef: float = 0.0,
+                    vf_coef: float = 0.5, max_grad_norm: float = 0.5, normalize_advantage: bool = True,
+                    hidden_sizes: tuple[int, ...] = (64, 64), activation: str = "tanh",
+                    critic_hidden_sizes: tuple[int, ...] | None = None, log_std_init: float = 0.0,
+                    ortho_init: bool = True, eval_every: int | None = None, eval_episodes: int = 10,
+                    eval_seed: int | None = None, max_seconds: float | None = None,
+                    target_return: float | None = None, env_kwargs: dict | None = None,
+                    torch_threads: int | None = 1, callback: Callable[[dict], Any] | None = None,
+                    progress: bool = False, checkpoint: Callable[[dict], Any] | None = None,
+                    resume: dict | None = None) -> RLResult:
+    """Train with REINFORCE + value baseline; returns an `RLResult` (best policy by evaluation).
+
+    n_episodes : complete episodes per gradient step (one env each; episode seeds derive from
+        (seed, update, slot)). learning_rate : float, "lin_<v>" or a callable of progress_remaining.
+    The remaining parameters mean what they mean in `train_ppo`. Every update starts fresh episodes
+    seeded by the update count, so here a run resumed from a checkpoint continues exactly as it would have.
+    """
+    o = _OWNER
+    n_episodes = check_int(n_episodes, "n_episodes", o, low=1)
+    check_memory(n_episodes, "n_episodes", o, n_episodes, "n_episodes", itemsize=1024,  # one env per episode
+                 unit="envs of at least 1 KiB")
+    gamma = check_float(gamma, "gamma", o, low=0.0, high=1.0)
+    ent_coef = check_float(ent_coef, "ent_coef", o)
+    vf_coef = check_float(vf_coef, "vf_coef", o, low=0.0)
+    max_grad_norm = check_float(max_grad_norm, "max_grad_norm", o, low=0.0, low_inclusive=False)
+    normalize_advantage = check_bool(normalize_advantage, "normalize_advantage", o)
+    lr_fn = parse_schedule(learning_rate, "learning_rate", o)
+    check_checkpoint_args(o, checkpoint, resume)
+    loop = RunLoop(o, env, seed, max_env_steps, eval_every, eval_episodes, eval_seed, max_seconds,
+                   target_return, env_kwargs, torch_threads, callback, progress)
+    envs = []
+    with loop.threads():
+        try:
+            ac = ActorCritic(o, loop.spaces, policy, loop.seed, hidden_sizes, activation, critic_hidden_sizes,
+                             log_std_init, ortho_init)
+            opt = make_optimizer("adam", lr=lr_fn(1.0), eps=1e-5)
+            opt.bind([ac.flatten_parameters()])
+            factory = env_factory(env, env_kwargs)
+            envs = [factory() for _ in range(n_episodes)]
+            rng = np.random.default_rng(loop.seed)
+
+            def act(obs):
+                with torch.no_grad():
+                    out = ac.pi(torch.as_tensor(obs, dtype=ac.dtype))
+                stored, env_action, _ = ac.sample(out, rng)
+                return env_action, stored
+
+            if resume is None:
+                loop.start(ac)
+            else:
+                with applying("the resume state"):
+                    load_learner_state(o, "reinforce", resume, ac, opt, rng)
+                    loop.start(ac, resume=resume["loop"])
+            while not loop.done():
+                update = opt.generation
+                seeds = [int(np.random.SeedSequence([loop.seed, update, i]).generate_state(1)[0])
+                         for i in range(n_episodes)]
+                rets, lens, trajs = run_episodes(envs, seeds, act, record=True)
+                loop.add_steps(int(lens.sum()))
+                obs = torch.as_tensor(np.concatenate([np.stack(tr["obs"]) for tr in trajs]), dtype=ac.dtype)
+                acts = torch.as_tensor(np.concatenate([np.stack(tr["act"]) for tr in trajs]))
+                finals = [tr["final_obs"] for tr in trajs]
+                with torch.no_grad():
+                    v_final = ac.critic(torch.as_tensor(np.stack(finals), dtype=ac.dtype))[:, 0].numpy()
+                g = np.concatenate([discounted_returns(np.asarray(tr["rew"]), gamma,
+                                                       v_final[i] if tr["truncated"] else 0.0)
+                                    for i, tr in enumerate(trajs)])
+                returns = torch.as_tensor(g, dtype=ac.dtype)
+                lr = lr_fn(loop.progress_remaining())
+                opt.set_lr(lr)
+                logp, entropy = ac.evaluate(obs, acts)
+                values = ac.critic(obs)[:, 0]
+                adv = returns - values.detach()
+                if normalize_advantage and len(adv) > 1:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                pg_loss = -(logp * adv).mean()
+                vf_loss = F.mse_loss(values, returns)
+                loss = pg_loss - ent_coef * entropy.mean() + vf_coef * vf_loss
+                opt.ask()
+                ac.flat_grad(zero=True)
+                loss.backward()
+                clip_grad_norm(ac.flat_grad(), max_grad_norm)
+                opt.tell(loss.item())
+                row = {"learning_rate": lr, "policy_loss": pg_loss.item(), "value_loss": vf_loss.item(),
+                       "entropy": entropy.mean().item(), "train_episodes": n_episodes,
+                       "train_ep_len": float(lens.mean())}
+                if not ac.discrete:
+                    row["std"] = float(torch.exp(ac.log_std.detach()).mean())
+                loop.end_iteration(row, rets, ac)
+                if checkpoint is not None:
+                    checkpoint(learner_state("reinforce", loop, ac, opt, rng))
+            return loop.finish(ac, None, n_updates=opt.generation)
+        finally:
+            for e in envs:
+                e.close()
+            loop.close()
+
+
+__all__ = ["discounted_returns", "train_reinforce"]
