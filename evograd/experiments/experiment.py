@@ -87,6 +87,30 @@ def _num(v):
     return None if math.isnan(v) or math.isinf(v) else v
 
 
+class _EnvCheckpoints:
+    """The checkpoint callback of an env job (population or RL): progress.csv, best.pt when the best
+    evaluation improved, checkpoint.state and status.json, throttled to one write per `seconds` and always
+    written once the budget is reached. `best(loop)` gives (best return, what `save_best` saves)."""
+
+    def __init__(self, d: Path, label: str, seed: int, budget_steps, seconds: float, best, save_best):
+        self.d, self.label, self.seed, self.budget_steps = d, label, seed, budget_steps
+        self.throttle, self.best, self.save_best, self.saved = _Throttle(seconds), best, save_best, -math.inf
+
+    def __call__(self, st: dict) -> None:
+        hist = st["loop"]["history"]
+        final = bool(self.budget_steps) and hist[-1]["env_steps"] >= self.budget_steps
+        if not (self.throttle.due() or final):
+            return
+        _write_progress(self.d, hist, ENV_COLUMNS, self.label, self.seed)
+        ret, what = self.best(st["loop"])
+        if what is not None and ret > self.saved:
+            self.save_best(what, ret)
+            self.saved = ret
+        serialization.save_state(self.d / CHECKPOINT, st)
+        _status(self.d, env_steps=hist[-1]["env_steps"], budget=self.budget_steps, wall_s=hist[-1]["wall_s"],
+                best_eval_return=ret)
+
+
 class _Throttle:
     """Call at most every `seconds` (checkpoint writes on fast tasks would otherwise dominate)."""
 
@@ -191,24 +215,11 @@ def _run_population_job(config, label, block, seed, d: Path, resume, progress, c
     state = None
     if resume and (d / CHECKPOINT).exists():
         state = _load_checkpoint(d, ("loop", "optimizer", "problem"))
-    throttle = _Throttle(checkpoint_seconds)
-    saved_best = {"ret": -math.inf}
     meta = {"method": label, "optimizer": block["name"], "seed": seed, **_env_meta(config)}
     budget_steps = budget.get("env_steps")
-
-    def checkpoint(st: dict) -> None:
-        hist = st["loop"]["history"]
-        final = bool(budget_steps) and hist[-1]["env_steps"] >= budget_steps
-        if not (throttle.due() or final):
-            return
-        _write_progress(d, hist, ENV_COLUMNS, label, seed)
-        if st["loop"]["best_ret"] > saved_best["ret"]:
-            problem.save_policy(d / "best.pt", st["loop"]["best_x"],
-                                {**meta, "eval_return": st["loop"]["best_ret"]})
-            saved_best["ret"] = st["loop"]["best_ret"]
-        serialization.save_state(d / CHECKPOINT, st)
-        _status(d, env_steps=hist[-1]["env_steps"], budget=budget_steps, wall_s=hist[-1]["wall_s"],
-                best_eval_return=st["loop"]["best_ret"])
+    checkpoint = _EnvCheckpoints(
+        d, label, seed, budget_steps, checkpoint_seconds, best=lambda loop: (loop["best_ret"], loop["best_x"]),
+        save_best=lambda x, ret: problem.save_policy(d / "best.pt", x, {**meta, "eval_return": ret}))
 
     with problem:  # releases the workers (and a Dask cluster the problem started) however the run ends
         res = train(problem, optimizer, max_env_steps=budget_steps, max_seconds=budget.get("seconds"),
@@ -285,25 +296,12 @@ def _run_rl_job(config, label, block, seed, d: Path, resume, progress, checkpoin
     state = None
     if resume and (d / CHECKPOINT).exists():
         state = _load_checkpoint(d, ("loop", "params", "optimizer"))
-    throttle = _Throttle(checkpoint_seconds)
-    saved_best = {"ret": -math.inf}
     meta = {"method": label, "algorithm": block["name"], "seed": seed, **_env_meta(config)}
     budget_steps = budget.get("env_steps")
-
-    def checkpoint(st: dict) -> None:
-        loop = st["loop"]
-        hist = loop["history"]
-        final = bool(budget_steps) and hist[-1]["env_steps"] >= budget_steps
-        if not (throttle.due() or final):
-            return
-        _write_progress(d, hist, ENV_COLUMNS, label, seed)
-        if loop["best_policy"] is not None and loop["best_return"] > saved_best["ret"]:
-            save_policy(d / "best.pt", policy_from_payload(loop["best_policy"]),
-                        {**meta, "eval_return": _num(loop["best_return"])})
-            saved_best["ret"] = loop["best_return"]
-        serialization.save_state(d / CHECKPOINT, st)
-        _status(d, env_steps=hist[-1]["env_steps"], budget=budget_steps, wall_s=hist[-1]["wall_s"],
-                best_eval_return=loop["best_return"])
+    checkpoint = _EnvCheckpoints(
+        d, label, seed, budget_steps, checkpoint_seconds, best=lambda loop: (loop["best_return"], loop["best_policy"]),
+        save_best=lambda payload, ret: save_policy(d / "best.pt", policy_from_payload(payload),
+                                                   {**meta, "eval_return": _num(ret)}))
 
     res = fn(env_arg, seed=seed,
              max_env_steps=budget_steps, max_seconds=budget.get("seconds"),
