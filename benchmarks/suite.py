@@ -43,6 +43,8 @@ CASES = {
     "control": ("bench_control.py", [], ["--quick"], 4 * 3600, 400),
     "paper": ("bench_paper.py", [], ["--quick"], 3 * 3600, 240),
     "highdim": ("bench_highdim.py", [], None, 1800, 0),
+    "mlp_backprop": ("bench_mlp_backprop.py", [], ["--quick"], 600, 120),
+    "import": ("bench_import.py", [], ["--quick"], 300, 120),
 }
 VERSIONS = ("evograd", "torch", "numpy", "gymnasium", "mujoco", "Box2D", "cma", "joblib", "evotorch", "ray",
             "stable-baselines3", "cbx", "scipy", "matplotlib")

@@ -173,7 +173,21 @@ def dask(d):
                 r2 >= t, missed_by(r2, t, False))]
 
 
-EXTRACTORS = {"dask": dask, "cmaes": cmaes, "cbo": cbo, "rollouts": rollouts, "workers": workers,
+def mlp_backprop(d):
+    t = d["target"]
+    return [row("mlp_backprop", f"PPO loss+grad, {r['case']}: hand-written vs autograd", f"{r['manual_us']:.0f} us",
+                f"{r['autograd_us']:.0f} us", f"{r['speedup']:.2f}x faster", f">= {t}x", r["keep"],
+                missed_by(r["speedup"], t, False)) for r in d["rows"]]
+
+
+def import_time(d):
+    return [row("import", "import evograd after numpy, fresh interpreter (median)", f"{d['evograd_s'] * 1e3:.0f} ms",
+                f"{d['numpy_s'] * 1e3:.0f} ms (numpy)", f"+{d['extra_s'] * 1e3:.0f} ms", "<= +100 ms",
+                d["extra_s"] <= 0.1, note=f"torch loaded: {d['torch_loaded']}, gymnasium: {d['gymnasium_loaded']}")]
+
+
+EXTRACTORS = {"dask": dask, "mlp_backprop": mlp_backprop, "import": import_time, "cmaes": cmaes, "cbo": cbo,
+              "rollouts": rollouts, "workers": workers,
               "ppo_cartpole": ppo_cartpole,
               "ppo_pendulum": ppo_pendulum, "control": control, "paper": paper}
 

@@ -204,14 +204,14 @@ def test_hand_written_gradients_equal_autograd(env_id, policy, activation):
     old_logp = logp0 + 0.3 * torch.randn(n, generator=gen)
     adv, ret = torch.randn(n, generator=gen), torch.randn(n, generator=gen)
     args = (obs, actions, old_logp, adv, ret, 0.2, 0.5, 0.01)
-    ppo_mod._autograd_loss_and_grads(ac, *args)
+    ppo_mod.autograd_loss_and_grads(ac, *args)
     g_auto = ac.flat_grad().clone()
     ac.flat_grad().fill_(float("nan"))  # every entry must be written by the hand-written pass
     out = ppo_mod.ppo_loss_and_grads(ac, ac.pi_layers, ac.v_layers, *args)
     ratio = out[5]
     assert ((ratio - 1).abs() > 0.2).any() and ((ratio - 1).abs() < 0.2).any()
     torch.testing.assert_close(ac.flat_grad(), g_auto, rtol=1e-4, atol=1e-6)
-    assert out[0].item() == pytest.approx(ppo_mod._autograd_loss_and_grads(ac, *args)[0].item(), rel=1e-6)
+    assert out[0].item() == pytest.approx(ppo_mod.autograd_loss_and_grads(ac, *args)[0].item(), rel=1e-6)
 
 
 def test_custom_module_trains_through_autograd():

@@ -187,7 +187,7 @@ def train_ppo(env: "str | Callable[[], Any]", policy: Any = "mlp", seed: int = 0
             loop.close()
 
 
-def _autograd_loss_and_grads(ac, obs, actions, old_logp, adv, returns, clip, vf_coef, ent_coef):
+def autograd_loss_and_grads(ac, obs, actions, old_logp, adv, returns, clip, vf_coef, ent_coef):
     """The same loss as `mlp_backprop.ppo_loss_and_grads`, through autograd (any torch module)."""
     logp, entropy = ac.evaluate(obs, actions)
     values = ac.critic(obs)[:, 0]
@@ -286,7 +286,7 @@ def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, ga
                         ac, ac.pi_layers, ac.v_layers, obs_b, act_b, logp_b, a, ret_b, clip, vf_coef,
                         ent_coef, track)
                 else:
-                    loss, pg_loss, vf_loss, ent, log_ratio, ratio = _autograd_loss_and_grads(
+                    loss, pg_loss, vf_loss, ent, log_ratio, ratio = autograd_loss_and_grads(
                         ac, obs_b, act_b, logp_b, a, ret_b, clip, vf_coef, ent_coef)
                 if track:
                     with torch.no_grad():
