@@ -44,7 +44,8 @@ from evograd.core.functions import ackley, rastrigin
 warnings.filterwarnings("ignore", module="cbx")
 
 D, TOL = 20, 0.25
-SETTING = {"sigma": 10.1, "alpha": 30.0, "dt": 0.01}
+SETTING = {"sigma": 10.1, "alpha": 30.0, "dt": 0.01}  # CBXpy's names
+OURS = {"diffusion": SETTING["sigma"], "alpha": SETTING["alpha"], "dt": SETTING["dt"]}  # the same, in evograd's
 FUNCTIONS = {"rastrigin": rastrigin, "ackley": ackley}
 
 
@@ -62,7 +63,7 @@ def run_evograd(fname: str, seed: int, n: int, steps: int) -> dict:
     f = FUNCTIONS[fname]
     x0 = initial(seed, n)
     t0, c0 = time.perf_counter(), time.process_time()
-    opt = evograd.make("cbo", x0=x0, noise="anisotropic", seed=seed, **SETTING)
+    opt = evograd.make("cbo", x0=x0, diffusion_type="anisotropic", seed=seed, **OURS)
     for _ in range(steps):
         X = opt.ask()
         opt.tell(f(X))
@@ -132,7 +133,7 @@ def protocol_overhead_cpu(n: int, steps: int) -> float:
     f = rastrigin(initial(0, n))
     times = []
     for public in (True, False, True, False):
-        opt = evograd.make("cbo", x0=initial(0, n), seed=0, **SETTING)
+        opt = evograd.make("cbo", x0=initial(0, n), seed=0, **OURS)
         c0 = time.process_time()
         for _ in range(steps):
             if public:

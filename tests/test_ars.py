@@ -19,7 +19,7 @@ def run(opt, fn, gens):
 
 def one_step(version, top_directions=None, f=None, **kw):
     """Tell one hand-picked generation (dim 3, N = 4) and return (optimizer, deltas, rewards per pair)."""
-    opt = ARS(x0=np.array([0.5, -1.0, 2.0]), n_directions=4, top_directions=top_directions, step_size=0.1,
+    opt = ARS(x0=np.array([0.5, -1.0, 2.0]), popsize=8, top_directions=top_directions, lr=0.1,
               sigma0=0.05, version=version, seed=2, **kw)
     cand = opt.ask_candidates()
     deltas = np.stack([noise_from_seed(s, 3) for s in cand.seeds])
@@ -69,6 +69,7 @@ def test_default_top_directions():
     assert ARS(x0=np.zeros(2), n_directions=8, version="v1").top_directions == 8
     assert ARS(x0=np.zeros(2), n_directions=1).top_directions == 1
     assert ARS(x0=np.zeros(2), n_directions=5).popsize == 10
+    assert ARS(x0=np.zeros(2), popsize=16).top_directions == 4 and ARS(x0=np.zeros(2)).popsize == 16
 
 
 def test_equal_rewards_do_not_move():
@@ -143,8 +144,10 @@ def test_nan_values_never_crash_nor_win():
     "kwargs,param",
     [
         ({"sigma0": 0.0}, "sigma0"),
-        ({"step_size": -0.1}, "step_size"),
+        ({"lr": -0.1}, "lr"),
         ({"n_directions": 0}, "n_directions"),
+        ({"popsize": 7}, "popsize"),
+        ({"popsize": 10, "n_directions": 4}, "n_directions"),
         ({"n_directions": 4, "top_directions": 5}, "top_directions"),
         ({"n_directions": 4, "top_directions": 0}, "top_directions"),
         ({"n_directions": 4, "top_directions": 2, "version": "v1"}, "top_directions"),
@@ -159,3 +162,47 @@ def test_invalid_parameters_name_the_parameter(kwargs, param):
 
 def test_registered():
     assert isinstance(evograd.make("ars", x0=np.zeros(2), version="brs"), ARS)
+
+
+# ------------------------------------------------------------------ the vocabulary: popsize, lr, aliases
+def _trace(opt, gens=8):
+    out = []
+    for _ in range(gens):
+        X = opt.ask()
+        out.append(X.copy())
+        opt.tell(rosenbrock_rows(X))
+    return out
+
+
+def rosenbrock_rows(X):
+    return np.sum(100.0 * (X[:, 1:] - X[:, :-1] ** 2) ** 2 + (1 - X[:, :-1]) ** 2, axis=1)
+
+
+@pytest.mark.parametrize("k", [1, 3, 8])
+def test_n_directions_alias_equals_twice_the_popsize_bit_for_bit(k):
+    kw = {"x0": np.full(4, 1.5), "seed": 11}
+    a, b = ARS(n_directions=k, **kw), ARS(popsize=2 * k, **kw)
+    assert a.popsize == b.popsize == 2 * k and a.n_directions == b.n_directions == k
+    assert a.top_directions == b.top_directions
+    for Xa, Xb in zip(_trace(a), _trace(b)):
+        np.testing.assert_array_equal(Xa, Xb)
+    np.testing.assert_array_equal(a.center, b.center)
+    assert evograd.serialization.dumps(a.state_dict()) == evograd.serialization.dumps(b.state_dict())
+    # both given in agreement is fine; in disagreement, an error naming the alias
+    assert ARS(popsize=2 * k, n_directions=k, x0=np.zeros(2)).popsize == 2 * k
+    with pytest.raises(evograd.ParameterError, match="'n_directions'.*popsize = 2 x n_directions"):
+        ARS(popsize=2 * k + 2, n_directions=k, x0=np.zeros(2))
+
+
+def test_step_size_is_deprecated_for_lr_and_means_the_same():
+    kw = {"x0": np.full(3, 0.5), "popsize": 8, "seed": 4}
+    with pytest.deprecated_call(match="'step_size' parameter of ARS.*now called 'lr'"):
+        old = evograd.make("ars", step_size=0.07, **kw)
+    new = evograd.make("ars", lr=0.07, **kw)
+    assert old.lr == 0.07
+    for Xa, Xb in zip(_trace(old), _trace(new)):
+        np.testing.assert_array_equal(Xa, Xb)
+    with pytest.deprecated_call(match="'step_size' attribute of ARS"):
+        assert old.step_size == 0.07
+    with pytest.raises(evograd.ParameterError, match="'step_size'.*old name of 'lr'.*not both"):
+        ARS(step_size=0.1, lr=0.2, **kw)

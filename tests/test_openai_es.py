@@ -163,3 +163,20 @@ def test_nan_values_never_crash_nor_win():
 def test_invalid_parameters_name_the_parameter(kwargs, param):
     with pytest.raises(evograd.ParameterError, match=f"'{param}'"):
         OpenAIES(x0=np.zeros(3), **kwargs)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_lr_lives_in_the_update_rule_and_reports_the_loaded_value(optimizer):
+    a = run(OpenAIES(x0=np.ones(4), popsize=6, lr=0.05, optimizer=optimizer, seed=1), sphere, 3)
+    b = OpenAIES(x0=np.ones(4), popsize=6, lr=0.3, optimizer=optimizer, seed=1)
+    b.load_state_dict(loads(dumps(a.state_dict())))
+    assert b.lr == b.inner.lr == 0.05  # one source of truth: the rule it steps with
+    for _ in range(2):  # and it steps with it: the same centers as the run it was saved from
+        Xa, Xb = a.ask(), b.ask()
+        a.tell(sphere(Xa))
+        b.tell(sphere(Xb))
+    np.testing.assert_array_equal(a.center, b.center)
+    b.lr = 0.2  # setting it sets the rule's, and the next state says so
+    assert b.inner.lr == 0.2 and b.state_dict()["algorithm"]["inner"]["lr"] == 0.2
+    with pytest.raises(evograd.ParameterError, match="'lr'"):
+        b.lr = -1.0

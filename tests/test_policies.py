@@ -84,9 +84,9 @@ def test_obs_norm_is_frozen_and_in_state_dict():
     obs = torch.ones(1, 4)
     expected = ((1.0 - rms.mean) / np.sqrt(rms.var))[:2]
     np.testing.assert_allclose(p(obs).detach().numpy()[0], expected, rtol=1e-5)
-    before = p.get_obs_stats().state()
+    before = p.get_obs_stats().state_dict()
     p(torch.randn(50, 4))  # forward never updates the statistics
-    after = p.get_obs_stats().state()
+    after = p.get_obs_stats().state_dict()
     assert before["count"] == after["count"] and np.array_equal(before["mean"], after["mean"])
     sd = p.state_dict()
     assert {"obs_mean", "obs_var", "obs_count", "obs_norm_enabled"} <= set(sd)
@@ -141,13 +141,13 @@ def test_running_mean_std_merge_equals_concatenation():
         part.update(chunk[50:])
     merged = RunningMeanStd(3)
     merged.merge(parts[0])
-    merged.merge(parts[1].state())  # dict form
+    merged.merge(parts[1].state_dict())  # dict form
     merged.merge((parts[2].count, parts[2].mean, parts[2].var))  # tuple form
     merged.merge(RunningMeanStd(3))  # empty: no effect
     assert merged.count == 1000
     np.testing.assert_allclose(merged.mean, data.mean(0), rtol=1e-12)
     np.testing.assert_allclose(merged.var, data.var(0), rtol=1e-10)
-    back = RunningMeanStd.from_state(merged.state())
+    back = RunningMeanStd.from_state_dict(merged.state_dict())
     assert back.count == merged.count and np.array_equal(back.var, merged.var)
 
 
@@ -217,3 +217,60 @@ def test_normalized_observations_are_clipped_only_when_asked():
     again = make_policy("linear", obs_space, gym.spaces.Discrete(2), obs_norm=True)
     again.load_state_dict(state)
     assert float(again.obs_clip) == 10.0
+
+
+# ------------------------------------------------------------------ state_dict / load_state_dict everywhere
+def test_running_mean_std_state_dict_round_trip_and_old_names():
+    rms = RunningMeanStd(3)
+    rms.update(np.random.default_rng(1).normal(2.0, 3.0, (40, 3)))
+    state = rms.state_dict()
+    other = RunningMeanStd(3)
+    other.load_state_dict(state)
+    back = RunningMeanStd.from_state_dict(state)
+    for r in (other, back):
+        assert r.count == rms.count and np.array_equal(r.mean, rms.mean) and np.array_equal(r.var, rms.var)
+    state["mean"][0] = 99.0  # the loaded copy is its own
+    assert other.mean[0] != 99.0
+    with pytest.raises(ValueError, match="shape"):
+        RunningMeanStd(4).load_state_dict(rms.state_dict())
+    with pytest.deprecated_call(match=r"RunningMeanStd.state\(\) is deprecated.*state_dict\(\)"):
+        old = rms.state()
+    with pytest.deprecated_call(match=r"RunningMeanStd.from_state\(\) is deprecated.*from_state_dict\(\)"):
+        again = RunningMeanStd.from_state(old)
+    assert np.array_equal(again.var, rms.var) and again.count == rms.count
+
+
+def test_policy_state_dict_round_trip_carries_weights_and_obs_statistics():
+    p = make_policy("mlp", PENDULUM_OBS, PENDULUM_ACT, hidden_sizes=(8,), obs_norm=True)
+    rms = RunningMeanStd(3)
+    rms.update(np.random.default_rng(2).normal(size=(30, 3)))
+    p.set_obs_stats(rms, clip=5.0)
+    q = make_policy("mlp", PENDULUM_OBS, PENDULUM_ACT, hidden_sizes=(8,), obs_norm=True)
+    q.load_state_dict(p.state_dict())
+    np.testing.assert_array_equal(get_flat_params(q), get_flat_params(p))
+    got = q.get_obs_stats()
+    assert got.count == rms.count and np.array_equal(got.mean, rms.mean) and float(q.obs_clip) == 5.0
+    obs = np.random.default_rng(3).normal(size=(5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(q.act(obs), p.act(obs))
+
+
+def test_gym_problem_state_dict_round_trip_and_old_names():
+    from evograd.gym.problem import GymProblem
+
+    a = GymProblem("CartPole-v1", policy="linear", obs_norm=True, seed=0)
+    b = GymProblem("CartPole-v1", policy="linear", obs_norm=True, seed=0)
+    X = np.random.default_rng(0).normal(size=(4, a.dim))
+    a.evaluate(X)
+    a.evaluate_policy(X[0], episodes=2)
+    b.load_state_dict(a.state_dict())
+    for key in ("generation", "env_steps", "eval_env_steps", "failed_evaluations"):
+        assert getattr(b, key) == getattr(a, key), key
+    assert b.obs_rms.count == a.obs_rms.count and np.array_equal(b.obs_rms.var, a.obs_rms.var)
+    np.testing.assert_array_equal(b.evaluate(X), a.evaluate(X))  # the same frozen statistics, seeds, counters
+    assert GymProblem.maximize is True and "maximized" in GymProblem.__doc__
+    with pytest.deprecated_call(match=r"GymProblem.state\(\) is deprecated.*state_dict\(\)"):
+        old = a.state()
+    c = GymProblem("CartPole-v1", policy="linear", obs_norm=True, seed=0)
+    with pytest.deprecated_call(match=r"GymProblem.load_state\(\) is deprecated.*load_state_dict\(\)"):
+        c.load_state(old)
+    assert c.env_steps == a.env_steps

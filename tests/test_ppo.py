@@ -373,11 +373,11 @@ def test_ppo_resume_continues_from_the_update_boundary(monkeypatch):
 
     class SpyNormalize(ppo_mod._VecNormalize):  # the statistics the resumed run starts from
         def obs(self, obs, update):
-            seen.setdefault("obs_rms", self.obs_rms.state())
+            seen.setdefault("obs_rms", self.obs_rms.state_dict())
             return super().obs(obs, update)
 
         def reward(self, reward, dones):
-            seen.setdefault("ret_rms", self.ret_rms.state())
+            seen.setdefault("ret_rms", self.ret_rms.state_dict())
             return super().reward(reward, dones)
 
     monkeypatch.setattr(ppo_mod, "_VecNormalize", SpyNormalize)

@@ -165,3 +165,93 @@ def test_population_x0_only_for_ga_and_cbo():
     for name in ("cmaes", "snes", "openai_es", "ars"):
         with pytest.raises(eg.ParameterError, match="'x0'.*\\(dim,\\)"):
             eg.make(name, x0=P0)
+
+
+# ------------------------------------------------------------------ one vocabulary
+OLD_NAMES = [(name, old) for name in eg.available() for old in eg.registry.renamed_parameters(eg.registry.get(name))]
+
+
+def test_the_renamed_names_are_the_documented_ones():
+    assert sorted(OLD_NAMES) == sorted([
+        ("ars", "step_size"), ("snes", "lr_center"), ("cbo", "sigma"), ("cbo", "noise"), ("cbo", "batch_size"),
+        *[(f"evotorch_{a}", old) for a in ("pgpe", "snes", "xnes") for old in ("center_learning_rate",
+                                                                               "stdev_learning_rate")],
+        ("evotorch_snes", "scale_learning_rate"), ("evotorch_xnes", "scale_learning_rate")])
+
+
+@pytest.mark.parametrize("name", eg.available())
+def test_no_constructor_uses_a_retired_name(name):
+    # sigma0 is the search scale, lr the step size, popsize the candidates per ask, noise the noise source
+    accepted = hyperparameters(eg.registry.get(name))
+    assert not {"sigma", "step_size", "lr_center", "batch_size", "center_learning_rate",
+                "stdev_learning_rate", "learning_rate"} & set(accepted)
+    if "noise" in accepted and eg.registry.usable(name):
+        eg.make(name, x0=np.ones(3), noise="table")
+
+
+@pytest.mark.parametrize("name,old", OLD_NAMES)
+def test_each_old_name_warns_or_names_the_new_one(name, old):
+    from evograd.optim.base import renamed_arguments
+
+    cls = eg.registry.get(name)
+    r = eg.registry.renamed_parameters(cls)[old]
+    value = 0.25 if r.new not in ("popsize", "scale_lr_sigma") else (6 if r.new == "popsize" else False)
+    if not r.keeps_working:
+        with pytest.raises(eg.ParameterError, match=rf"'{old}' parameter of {cls.__name__} was renamed '{r.new}'"):
+            renamed_arguments(cls, {old: value}, {})
+    else:
+        with pytest.deprecated_call(match=rf"'{old}' parameter of {cls.__name__} .*now called '{r.new}'"):
+            assert renamed_arguments(cls, {old: value}, {})[r.new] == value
+    if not eg.registry.usable(name):
+        return  # the EvoTorch adapters build only with the extra installed
+    x0 = np.ones(8)
+    if r.keeps_working:  # through make, the same optimizer as with the new name, bit for bit
+        with pytest.deprecated_call():
+            a = eg.make(name, x0=x0, seed=2, **{old: value})
+        b = eg.make(name, x0=x0, seed=2, **{r.new: value})
+        for _ in range(3):
+            Xa, Xb = a.ask(), b.ask()
+            assert np.array_equal(Xa, Xb)
+            a.tell(F.rastrigin(Xa))
+            b.tell(F.rastrigin(Xb))
+    else:
+        with pytest.raises(eg.ParameterError, match=f"renamed '{r.new}'"):
+            eg.make(name, x0=x0, **{old: value})
+
+
+@pytest.mark.parametrize("name,old", [(n, o) for n, o in OLD_NAMES if eg.registry.usable(n)])
+def test_each_old_name_in_a_config_is_an_error_naming_the_new_one(name, old):
+    from pathlib import Path
+
+    from evograd.experiments.config import load_config
+    from evograd.experiments.config_errors import ConfigError
+
+    new = eg.registry.renamed_parameters(eg.registry.get(name))[old].new
+    path = Path(__file__).resolve().parents[1] / "configs" / "custom_fitness.yaml"
+    with pytest.raises(ConfigError, match=rf"optimizer\.{old}: renamed '{new}'"):
+        load_config(path, [f"optimizer={name}", f"optimizer.{old}=1"])
+
+
+@pytest.mark.parametrize("name", POPULATION)
+def test_popsize_is_the_number_of_candidates_asked(name):
+    for kw in ({}, {"popsize": 6}):
+        opt = eg.make(name, x0=np.ones(5), seed=0, **kw)
+        for _ in range(3):
+            X = opt.ask()
+            assert X.shape == (opt.popsize, 5) and len(opt.ask_candidates()) == opt.popsize
+            opt.tell(F.sphere(X))
+        if kw:
+            assert opt.popsize == 6
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_attributes_agree_with_the_loaded_state(name):
+    a = eg.make(name, x0=np.ones(4), seed=3)
+    X = a.ask()
+    a.tell(F.sphere(X), **({"grads": 2 * X} if a.needs_grad else {}))
+    b = eg.make(name, x0=np.ones(4), seed=8)
+    b.load_state_dict(a.state_dict())
+    assert b.seed == 3 and b.state_dict()["seed"] == 3  # the stream continues seed 3's run: say so
+    for attr in ("lr", "popsize", "generation", "evals", "maximize"):
+        if hasattr(a, attr):
+            assert getattr(b, attr) == getattr(a, attr), attr

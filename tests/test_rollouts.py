@@ -137,7 +137,7 @@ def test_results_identical_for_any_split_and_slot_count():
     stats = RunningMeanStd(4)
     stats.update(rng.normal(0.0, [0.5, 0.5, 0.05, 0.5], (100, 4)))
     full = worker.evaluate(P, ids, 9, 4, obs_norm_state=stats)
-    halves = [worker.evaluate(P[s], ids[s], 9, 4, obs_norm_state=stats.state()) for s in (slice(0, 100),
+    halves = [worker.evaluate(P[s], ids[s], 9, 4, obs_norm_state=stats.state_dict()) for s in (slice(0, 100),
                                                                                        slice(100, 256))]
     joined = concat_results(halves)
     assert np.array_equal(joined.episode_returns, full.episode_returns)

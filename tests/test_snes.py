@@ -43,7 +43,7 @@ def test_defaults_follow_the_paper():
         opt = SNES(x0=np.zeros(d))
         assert opt.popsize == 4 + math.floor(3 * math.log(d))
         assert opt.lr_sigma == pytest.approx((3 + math.log(d)) / (5 * math.sqrt(d)))
-        assert opt.lr_center == 1.0 and opt.shaping == "nes" and not opt.antithetic
+        assert opt.lr == 1.0 and opt.shaping == "nes" and not opt.antithetic
         np.testing.assert_array_equal(opt.sigma, np.ones(d))
     assert SNES(x0=np.zeros(10), antithetic=True).popsize % 2 == 0
     assert SNES(x0=np.zeros(10), popsize=2).popsize == 2
@@ -51,7 +51,7 @@ def test_defaults_follow_the_paper():
 
 def test_one_update_matches_the_formula():
     opt = SNES(
-        x0=np.array([0.5, -1.0, 2.0]), sigma0=[0.3, 1.0, 2.0], popsize=6, lr_center=0.7, lr_sigma=0.2, seed=3
+        x0=np.array([0.5, -1.0, 2.0]), sigma0=[0.3, 1.0, 2.0], popsize=6, lr=0.7, lr_sigma=0.2, seed=3
     )
     mu, sigma = opt.mu.copy(), opt.sigma.copy()
     cand = opt.ask_candidates()
@@ -157,7 +157,7 @@ def test_nan_values_never_crash_nor_win():
         ({"popsize": 1}, "popsize"),
         ({"popsize": 2.5}, "popsize"),
         ({"popsize": 5, "antithetic": True}, "popsize"),
-        ({"lr_center": 0.0}, "lr_center"),
+        ({"lr": 0.0}, "lr"),
         ({"lr_sigma": -0.1}, "lr_sigma"),
         ({"shaping": "ranks!"}, "shaping"),
         ({"antithetic": "yes"}, "antithetic"),
@@ -166,3 +166,19 @@ def test_nan_values_never_crash_nor_win():
 def test_invalid_parameters_name_the_parameter(kwargs, name):
     with pytest.raises(evograd.ParameterError, match=f"'{name}' parameter of SNES"):
         SNES(x0=np.zeros(3), **kwargs)
+
+
+def test_lr_center_is_deprecated_for_lr_and_means_the_same():
+    kw = {"x0": np.full(4, 1.5), "popsize": 8, "seed": 6}
+    with pytest.deprecated_call(match="'lr_center' parameter of SNES.*now called 'lr'"):
+        old = evograd.make("snes", lr_center=0.6, **kw)
+    new = evograd.make("snes", lr=0.6, **kw)
+    for _ in range(6):
+        Xa, Xb = old.ask(), new.ask()
+        np.testing.assert_array_equal(Xa, Xb)
+        old.tell(functions.rosenbrock(Xa))
+        new.tell(functions.rosenbrock(Xb))
+    np.testing.assert_array_equal(old.mu, new.mu)
+    np.testing.assert_array_equal(old.sigma, new.sigma)
+    with pytest.deprecated_call(match="'lr_center' attribute of SNES"):
+        assert old.lr_center == 0.6

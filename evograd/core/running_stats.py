@@ -1,6 +1,7 @@
 """Running mean and variance of observations (ARS V2's state normalization, PPO's VecNormalize), in numpy."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,7 +39,7 @@ class RunningMeanStd:
         self._merge(float(len(batch)), batch.mean(axis=0), batch.var(axis=0))
 
     def merge(self, other: RunningMeanStd | dict | tuple) -> None:
-        """Fold in another worker's statistics: a RunningMeanStd, its `state()` dict, or (count, mean, var)."""
+        """Fold in another worker's statistics: a RunningMeanStd, its `state_dict()`, or (count, mean, var)."""
         if isinstance(other, RunningMeanStd):
             count, mean, var = other.count, other.mean, other.var
         elif isinstance(other, dict):
@@ -64,19 +65,43 @@ class RunningMeanStd:
         self.count = n
 
     def copy(self) -> RunningMeanStd:
-        return RunningMeanStd.from_state(self.state())
+        return RunningMeanStd.from_state_dict(self.state_dict())
+
+    def state_dict(self) -> dict[str, Any]:
+        """count, mean and var as plain data (copies)."""
+        return {"count": float(self.count), "mean": self.mean.copy(), "var": self.var.copy()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take over the statistics of `state_dict()` (of the same shape)."""
+        mean = np.asarray(state["mean"], dtype=np.float64)
+        if mean.shape != self.shape:
+            raise ValueError(f"RunningMeanStd.load_state_dict: the state has shape {mean.shape}, this one {self.shape}")
+        self.count = float(state["count"])
+        self.mean = mean.copy()
+        self.var = np.asarray(state["var"], dtype=np.float64).reshape(mean.shape).copy()
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> RunningMeanStd:
+        """A new RunningMeanStd holding `state` (its shape is the state's)."""
+        rms = cls(np.shape(state["mean"]))
+        rms.load_state_dict(state)
+        return rms
 
     def state(self) -> dict[str, Any]:
-        return {"count": float(self.count), "mean": self.mean.copy(), "var": self.var.copy()}
+        """Deprecated name of `state_dict()`."""
+        _deprecated("state()", "state_dict()")
+        return self.state_dict()
 
     @classmethod
     def from_state(cls, d: dict[str, Any]) -> RunningMeanStd:
-        mean = np.asarray(d["mean"], dtype=np.float64)
-        rms = cls(mean.shape)
-        rms.count = float(d["count"])
-        rms.mean = mean.copy()
-        rms.var = np.asarray(d["var"], dtype=np.float64).reshape(mean.shape).copy()
-        return rms
+        """Deprecated name of `from_state_dict()`."""
+        _deprecated("from_state()", "from_state_dict()")
+        return cls.from_state_dict(d)
 
     def __repr__(self) -> str:
         return f"RunningMeanStd(count={self.count:g}, shape={self.shape})"
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(f"RunningMeanStd.{old} is deprecated: it is now called {new} (state_dict()/load_state_dict() in "
+                  "every stateful object). The old name still works for now.", DeprecationWarning, stacklevel=3)

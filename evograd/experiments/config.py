@@ -162,9 +162,11 @@ def _apply_override(raw: dict, item: str) -> tuple[str, str]:
 
 
 def _has_own_sigma(name: Any) -> bool:
-    from ..optim.registry import available, get, hyperparameters
+    from ..optim.registry import available, get, hyperparameters, renamed_parameters
 
-    return isinstance(name, str) and name in available() and "sigma" in hyperparameters(get(name))
+    # an old `sigma` (CBO's diffusion) stays `sigma`, for check_method to name its new name
+    return isinstance(name, str) and name in available() and (
+        "sigma" in hyperparameters(get(name)) or "sigma" in renamed_parameters(get(name)))
 
 
 def _resolve(raw: dict, default_name: str) -> dict:

@@ -188,7 +188,7 @@ def _policy_dim(env: dict, policy: dict, policy_key: str) -> int:
 
 
 def check_method(raw: Any, key: str, ctx: Context) -> dict:
-    from ..optim.registry import available, get, hyperparameters
+    from ..optim.registry import available, get, hyperparameters, renamed_parameters
 
     raw = {"name": raw} if isinstance(raw, str) else raw  # `optimizer: cmaes` is short for {name: cmaes}
     if not isinstance(raw, dict):
@@ -219,6 +219,10 @@ def check_method(raw: Any, key: str, ctx: Context) -> dict:
         if not ctx.is_env:
             hints["episodes"] = "function tasks have no episodes"
         allowed = [p for p in hyperparameters(cls) if p not in hints]
+    for old, r in ({} if rl else renamed_parameters(cls)).items():  # never read an old name as another
+        if old in raw:
+            raise ConfigError(f"renamed {r.new!r}{f' ({r.note})' if r.note else ''}: write {r.new} instead",
+                              key=f"{key}.{old}")
     alias = not rl and "sigma" in raw and "sigma" not in allowed
     if alias:
         if "sigma0" in raw:

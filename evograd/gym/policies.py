@@ -73,7 +73,8 @@ class Policy(nn.Module):
 
     `kind` is "linear", "mlp" or "custom"; the rollout engine uses it to pick a fast numpy path for
     linear policies. `spec` is the make_policy keyword set (spaces excluded) as plain data, which is
-    what a worker process needs to rebuild the same policy.
+    what a worker process needs to rebuild the same policy. Its state is torch's `state_dict()` /
+    `load_state_dict()`: the weights and, as buffers, the observation statistics and clip.
     """
 
     def __init__(self, net: nn.Module, observation_space, action_space, kind: str, spec: dict, obs_norm: bool,
@@ -164,7 +165,8 @@ class Policy(nn.Module):
             self.obs_count.fill_(rms.count)
 
     def get_obs_stats(self) -> RunningMeanStd:
-        return RunningMeanStd.from_state(
+        """A copy of the frozen statistics (they travel in the module's `state_dict()` as buffers)."""
+        return RunningMeanStd.from_state_dict(
             {"count": float(self.obs_count), "mean": self.obs_mean.double().numpy(),
              "var": self.obs_var.double().numpy()}
         )

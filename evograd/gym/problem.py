@@ -16,6 +16,7 @@ O(slice length x dim) and the returns are bit-identical to shipping the dense ro
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -32,10 +33,15 @@ from .policies import Policy, make_policy, num_params, save_policy, set_flat_par
 from .rollouts import RolloutResult, concat_results, evaluate_slice
 
 _EVAL_SALT = 0x5EED_E7A1  # evaluation episodes use their own fixed seeds, never the training ones
+_RENAMED = ("GymProblem.{old} is deprecated: it is now called {new} (state_dict()/load_state_dict() in every "
+            "stateful object). The old name still works for now.")
 
 
 class GymProblem:
-    """Mean episode return of a policy, for every row of a population (maximized).
+    """Mean episode return of a policy, for every row of a population.
+
+    Returns are maximized (`maximize = True`): `train` builds on that, switching its optimizer to
+    maximize=True before the first tell, so nobody flips signs by hand.
 
     Parameters
     ----------
@@ -177,17 +183,28 @@ class GymProblem:
         meta = {"env": self.env_id, "seed": self.seed, **(metadata or {})}
         save_policy(path, self.policy(x), meta)
 
-    def state(self) -> dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """Counters and observation statistics as plain data (for checkpoints)."""
         return {"generation": self.generation, "env_steps": self.env_steps, "eval_env_steps": self.eval_env_steps,
-                "failed_evaluations": self.failed_evaluations, "obs_rms": self.obs_rms.state()}
+                "failed_evaluations": self.failed_evaluations, "obs_rms": self.obs_rms.state_dict()}
 
-    def load_state(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state_dict()` of a problem built with the same arguments."""
         self.generation = int(state["generation"])
         self.env_steps = int(state["env_steps"])
         self.eval_env_steps = int(state["eval_env_steps"])
         self.failed_evaluations = int(state["failed_evaluations"])
-        self.obs_rms = RunningMeanStd.from_state(state["obs_rms"])
+        self.obs_rms.load_state_dict(state["obs_rms"])
+
+    def state(self) -> dict[str, Any]:
+        """Deprecated name of `state_dict()`."""
+        warnings.warn(_RENAMED.format(old="state()", new="state_dict()"), DeprecationWarning, stacklevel=2)
+        return self.state_dict()
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Deprecated name of `load_state_dict()`."""
+        warnings.warn(_RENAMED.format(old="load_state()", new="load_state_dict()"), DeprecationWarning, stacklevel=2)
+        self.load_state_dict(state)
 
     def close(self) -> None:
         """Release the workers (a Dask cluster this problem started is shut down)."""
@@ -239,7 +256,7 @@ class GymProblem:
     def _task_maker(self, P, ids, run_seed, generation, episodes, collect) -> Callable[[int, int], tuple]:
         """make_task(a, b): the (function, args, kwargs) evaluating rows a..b-1 in a worker. A compact
         population ships each slice's `slice_state`; dense rows ship as they are."""
-        frozen = self.obs_rms.state() if self.obs_norm else None
+        frozen = self.obs_rms.state_dict() if self.obs_norm else None
         args = (self.env, self.policy_spec)
         kw = {"episodes": episodes, "max_episode_steps": self.max_episode_steps, "obs_norm_state": frozen,
               "collect_obs_stats": collect, "timeout": self.timeout}

@@ -251,7 +251,7 @@ class RolloutWorker:
             self._high = np.asarray(self.action_space.high, np.float64).reshape(-1, 1)
         mean = std = None
         if self.policy.obs_norm and obs_norm_state is not None:
-            rms = obs_norm_state if isinstance(obs_norm_state, RunningMeanStd) else RunningMeanStd.from_state(
+            rms = obs_norm_state if isinstance(obs_norm_state, RunningMeanStd) else RunningMeanStd.from_state_dict(
                 obs_norm_state)  # frozen for this generation; no stats means identity, as in ARS
             mean, std = rms.mean.reshape(O, 1), rms.std.reshape(O, 1)
 

@@ -63,7 +63,8 @@ def train(
     checkpoint: Callable[[dict], Any] | None = None,
     resume: dict | None = None,
 ) -> TrainResult:
-    """Train a policy with a population optimizer until a budget ends.
+    """Train a policy with a population optimizer until a budget ends; episode returns are maximized
+    (the optimizer is switched to maximize=True before its first tell, so nobody flips signs by hand).
 
     eval_every: training env steps between evaluations of the optimizer's center (default: 1/20 of
     max_env_steps, else every 10 generations' worth of steps). The center is also evaluated before the
@@ -100,7 +101,7 @@ def train(
             loop = dict(resume["loop"])
             loop["history"] = [dict(r) for r in loop["history"]]
             optimizer.load_state_dict(resume["optimizer"])
-            problem.load_state(resume["problem"])
+            problem.load_state_dict(resume["problem"])
 
     def wall() -> float:
         return loop["elapsed"] + time.perf_counter() - clock0
@@ -132,7 +133,7 @@ def train(
 
     def snapshot() -> dict[str, Any]:
         state = dict(loop, elapsed=wall())
-        return {"version": 1, "loop": state, "optimizer": optimizer.state_dict(), "problem": problem.state()}
+        return {"version": 1, "loop": state, "optimizer": optimizer.state_dict(), "problem": problem.state_dict()}
 
     history = loop["history"]
     if not history:  # generation 0: the starting point, evaluated like every later center

@@ -17,9 +17,11 @@ Parameters every adapter takes: `x0` (initial center, shape (dim,)); `sigma0` (f
 default 1.0: the initial standard deviation, EvoTorch's `stdev_init`, which EvoTorch requires);
 `radius_init` (float or None: EvoTorch's alternative, the norm of the initial stdev vector; when given it
 replaces sigma0); `seed` and `maximize` (see `Optimizer`). Other names and defaults are EvoTorch's
-unless a class docstring says "ours".
+unless a class docstring says "ours", except the step sizes, named as in every evograd optimizer: `lr` is
+EvoTorch's `center_learning_rate`, `lr_sigma` its `stdev_learning_rate` and `scale_lr_sigma` its
+`scale_learning_rate` (the EvoTorch names still work, with a DeprecationWarning).
 
-One module, about 430 lines: four thin adapters whose length is mostly the parameter documentation of
+One module, about 450 lines: four thin adapters whose length is mostly the parameter documentation of
 EvoTorch's algorithms; splitting them would scatter one interface over several files.
 """
 from __future__ import annotations
@@ -32,10 +34,10 @@ import torch
 
 from ..core.shaping import finite_worst
 from ..core.validation import ParameterError, check_bool, check_choice, check_float, check_int, check_memory, real_array
-from ..optim.base import Optimizer, named
+from ..optim.base import Optimizer, Renamed, named, renamed_arguments
 
 RANKINGS = ("centered", "linear", "nes", "normalized", "raw")  # evotorch.tools.ranking.rankers
-# optimizer_config keys of each functional center optimizer (besides center_learning_rate)
+# optimizer_config keys of each functional center optimizer (besides its learning rate, our lr)
 CENTER_OPTIMIZERS = {"clipup": ("momentum", "max_speed"), "adam": ("beta1", "beta2", "epsilon"), "sgd": ("momentum",)}
 # "No limit" on the stdev's relative change for EvoTorch's functional API. It turns None into inf, and its
 # limiter computes |stdev| * inf = NaN once a stdev entry reaches exactly 0 (a converged CEM does), which
@@ -187,13 +189,13 @@ class EvoTorchPGPE(_Functional):
         See the module docstring.
     popsize : int or None, default None
         Even when `symmetric`. Required by EvoTorch; None gives 4 + floor(3 ln d) rounded up to even (ours).
-    center_learning_rate : float or None, default None
-        Required by EvoTorch; None gives radius / 36 (ours), radius being the norm of the initial stdev.
-        ClipUp caps the step at max_speed = 2 * center_learning_rate (EvoTorch's default), so this makes
-        radius = 18 * max_speed, the ratio of EvoTorch's documented Humanoid setting (radius_init=0.27,
-        max_speed=0.015), whatever the scale of the problem.
-    stdev_learning_rate : float, default 0.1
-        Required by EvoTorch; 0.1 is the value of its documented PGPE settings.
+    lr : float or None, default None
+        EvoTorch's center_learning_rate, which it requires; None gives radius / 36 (ours), radius being the
+        norm of the initial stdev. ClipUp caps the step at max_speed = 2 * lr (EvoTorch's default), so this
+        makes radius = 18 * max_speed, the ratio of EvoTorch's documented Humanoid setting
+        (radius_init=0.27, max_speed=0.015), whatever the scale of the problem.
+    lr_sigma : float, default 0.1
+        EvoTorch's stdev_learning_rate, which it requires; 0.1 is the value of its documented PGPE settings.
     ranking_method : str, default "centered"
         "centered", "linear", "nes", "normalized" or "raw".
     optimizer : str, default "clipup"
@@ -209,20 +211,23 @@ class EvoTorchPGPE(_Functional):
     """
 
     _funcs = ("pgpe_ask", "pgpe_tell")
+    renamed_parameters = {"center_learning_rate": Renamed("lr", note="EvoTorch's name"),
+                          "stdev_learning_rate": Renamed("lr_sigma", note="EvoTorch's name")}
 
     def __init__(self, x0: Any = None, sigma0: Any = 1.0, radius_init: float | None = None,
-                 popsize: int | None = None, center_learning_rate: float | None = None,
-                 stdev_learning_rate: float = 0.1, ranking_method: str = "centered", optimizer: str = "clipup",
+                 popsize: int | None = None, lr: float | None = None,
+                 lr_sigma: float = 0.1, ranking_method: str = "centered", optimizer: str = "clipup",
                  optimizer_config: dict | None = None, stdev_min: float | None = None,
                  stdev_max: float | None = None, stdev_max_change: float | None = 0.2, symmetric: bool = True,
-                 seed: int | None = None, maximize: bool = False):
+                 seed: int | None = None, maximize: bool = False, **renamed: Any):
         _require_evotorch(self.name)  # first: without EvoTorch no other message helps
         owner = type(self).__name__
+        new = renamed_arguments(EvoTorchPGPE, renamed, {"lr": lr, "lr_sigma": lr_sigma})
+        lr, lr_sigma = new["lr"], new["lr_sigma"]
         symmetric = check_bool(symmetric, "symmetric", owner)
-        if center_learning_rate is not None:
-            center_learning_rate = check_float(center_learning_rate, "center_learning_rate", owner, low=0.0,
-                                               low_inclusive=False)
-        stdev_learning_rate = check_float(stdev_learning_rate, "stdev_learning_rate", owner, low=0.0)
+        if lr is not None:
+            lr = check_float(lr, "lr", owner, low=0.0, low_inclusive=False)
+        lr_sigma = check_float(lr_sigma, "lr_sigma", owner, low=0.0)
         self.ranking_method = check_choice(ranking_method, "ranking_method", owner, RANKINGS)
         self.optimizer = check_choice(optimizer, "optimizer", owner, CENTER_OPTIMIZERS)
         allowed = CENTER_OPTIMIZERS[self.optimizer]
@@ -235,11 +240,11 @@ class EvoTorchPGPE(_Functional):
         bounds = self._stdev_bounds(owner, stdev_min, stdev_max, stdev_max_change, functional=True)
         super().__init__(x0, sigma0, radius_init, popsize, seed, maximize, even_popsize=symmetric)
         radius = self.radius_init if self.radius_init is not None else float(np.linalg.norm(self._stdev0))
-        self.center_learning_rate = radius / 36 if center_learning_rate is None else center_learning_rate
+        self.lr = radius / 36 if lr is None else lr
         from evotorch.algorithms.functional import pgpe
 
-        self._st = pgpe(center_init=torch.from_numpy(self.x0.copy()), center_learning_rate=self.center_learning_rate,
-                        stdev_learning_rate=stdev_learning_rate, objective_sense="min",
+        self._st = pgpe(center_init=torch.from_numpy(self.x0.copy()), center_learning_rate=self.lr,
+                        stdev_learning_rate=lr_sigma, objective_sense="min",
                         ranking_method=self.ranking_method, optimizer=self.optimizer, optimizer_config=config,
                         symmetric=symmetric, **bounds, **self._spread())
 
@@ -307,25 +312,28 @@ class _EvoTorchNES(_EvoTorchOptimizer):
     _distribution = ""  # class name in evotorch.distributions
     _stdev_lr = (0.0, 0.5)  # EvoTorch's default stdev learning rate: factor * (3 + ln d) / d**power
 
-    def __init__(self, x0, sigma0, radius_init, popsize, center_learning_rate, stdev_learning_rate,
-                 scale_learning_rate, ranking_method, seed, maximize, bounds=None):
+    renamed_parameters = {"center_learning_rate": Renamed("lr", note="EvoTorch's name"),
+                          "stdev_learning_rate": Renamed("lr_sigma", note="EvoTorch's name"),
+                          "scale_learning_rate": Renamed("scale_lr_sigma", note="EvoTorch's name")}
+
+    def __init__(self, x0, sigma0, radius_init, popsize, lr, lr_sigma, scale_lr_sigma, ranking_method, seed,
+                 maximize, bounds=None):
         _require_evotorch(self.name)
         owner = type(self).__name__
-        self.center_learning_rate = check_float(center_learning_rate, "center_learning_rate", owner, low=0.0,
-                                                low_inclusive=False)
-        if stdev_learning_rate is not None:
-            stdev_learning_rate = check_float(stdev_learning_rate, "stdev_learning_rate", owner, low=0.0)
-        scale = check_bool(scale_learning_rate, "scale_learning_rate", owner)
+        self.lr = check_float(lr, "lr", owner, low=0.0, low_inclusive=False)
+        if lr_sigma is not None:
+            lr_sigma = check_float(lr_sigma, "lr_sigma", owner, low=0.0)
+        scale = check_bool(scale_lr_sigma, "scale_lr_sigma", owner)
         self.ranking_method = check_choice(ranking_method, "ranking_method", owner, RANKINGS)
         super().__init__(x0, sigma0, radius_init, popsize, seed, maximize)
         self._bounds = bounds or {}
         d = self.dim
         factor, power = self._stdev_lr
         default = factor * (3 + math.log(d)) / d**power
-        if stdev_learning_rate is None:
-            self.stdev_learning_rate = default
+        if lr_sigma is None:
+            self.lr_sigma = default
         else:
-            self.stdev_learning_rate = stdev_learning_rate * default if scale else stdev_learning_rate
+            self.lr_sigma = lr_sigma * default if scale else lr_sigma
         from evotorch.tools import to_stdev_init
 
         stdev = torch.as_tensor(to_stdev_init(solution_length=d, **self._spread()), dtype=torch.float64)
@@ -348,7 +356,7 @@ class _EvoTorchNES(_EvoTorchOptimizer):
         if told is None:
             return
         g = self._dist.compute_gradients(*told, objective_sense="min", ranking_method=self.ranking_method)
-        lrs = {"mu": self.center_learning_rate, "sigma": self.stdev_learning_rate}
+        lrs = {"mu": self.lr, "sigma": self.lr_sigma}
         new = self._dist.update_parameters(g, learning_rates=lrs)
         if any(v is not None for v in self._bounds.values()):
             from evotorch.tools import modify_tensor
@@ -375,11 +383,12 @@ class EvoTorchSNES(_EvoTorchNES):
         See the module docstring.
     popsize : int or None, default None
         None gives 4 + floor(3 ln d).
-    center_learning_rate : float, default 1.0
-    stdev_learning_rate : float or None, default None
-        None gives 0.2 (3 + ln d) / sqrt(d).
-    scale_learning_rate : bool, default True
-        A given stdev_learning_rate multiplies that default instead of replacing it.
+    lr : float, default 1.0
+        EvoTorch's center_learning_rate.
+    lr_sigma : float or None, default None
+        EvoTorch's stdev_learning_rate; None gives 0.2 (3 + ln d) / sqrt(d).
+    scale_lr_sigma : bool, default True
+        EvoTorch's scale_learning_rate: a given lr_sigma multiplies that default instead of replacing it.
     ranking_method : str, default "nes"
         "nes", "centered", "linear", "normalized" or "raw".
     stdev_min, stdev_max, stdev_max_change : float or None, default None
@@ -390,14 +399,16 @@ class EvoTorchSNES(_EvoTorchNES):
     _stdev_lr = (0.2, 0.5)
 
     def __init__(self, x0: Any = None, sigma0: Any = 1.0, radius_init: float | None = None,
-                 popsize: int | None = None, center_learning_rate: float = 1.0,
-                 stdev_learning_rate: float | None = None, scale_learning_rate: bool = True,
-                 ranking_method: str = "nes", stdev_min: float | None = None, stdev_max: float | None = None,
-                 stdev_max_change: float | None = None, seed: int | None = None, maximize: bool = False):
+                 popsize: int | None = None, lr: float = 1.0, lr_sigma: float | None = None,
+                 scale_lr_sigma: bool = True, ranking_method: str = "nes", stdev_min: float | None = None,
+                 stdev_max: float | None = None, stdev_max_change: float | None = None, seed: int | None = None,
+                 maximize: bool = False, **renamed: Any):
         _require_evotorch(self.name)
+        new = renamed_arguments(EvoTorchSNES, renamed,
+                                {"lr": lr, "lr_sigma": lr_sigma, "scale_lr_sigma": scale_lr_sigma})
         bounds = self._stdev_bounds(type(self).__name__, stdev_min, stdev_max, stdev_max_change, functional=False)
-        super().__init__(x0, sigma0, radius_init, popsize, center_learning_rate, stdev_learning_rate,
-                         scale_learning_rate, ranking_method, seed, maximize, bounds)
+        super().__init__(x0, sigma0, radius_init, popsize, new["lr"], new["lr_sigma"], new["scale_lr_sigma"],
+                         ranking_method, seed, maximize, bounds)
 
     @property
     def stdev(self) -> np.ndarray:
@@ -415,11 +426,12 @@ class EvoTorchXNES(_EvoTorchNES):
         See the module docstring (sigma0 is the diagonal of the initial A).
     popsize : int or None, default None
         None gives 4 + floor(3 ln d).
-    center_learning_rate : float, default 1.0
-    stdev_learning_rate : float or None, default None
-        None gives 0.6 (3 + ln d) / (d sqrt(d)).
-    scale_learning_rate : bool, default True
-        A given stdev_learning_rate multiplies that default instead of replacing it.
+    lr : float, default 1.0
+        EvoTorch's center_learning_rate.
+    lr_sigma : float or None, default None
+        EvoTorch's stdev_learning_rate; None gives 0.6 (3 + ln d) / (d sqrt(d)).
+    scale_lr_sigma : bool, default True
+        EvoTorch's scale_learning_rate: a given lr_sigma multiplies that default instead of replacing it.
     ranking_method : str, default "nes"
         "nes", "centered", "linear", "normalized" or "raw".
     """
@@ -428,8 +440,11 @@ class EvoTorchXNES(_EvoTorchNES):
     _stdev_lr = (0.6, 1.5)
 
     def __init__(self, x0: Any = None, sigma0: Any = 1.0, radius_init: float | None = None,
-                 popsize: int | None = None, center_learning_rate: float = 1.0,
-                 stdev_learning_rate: float | None = None, scale_learning_rate: bool = True,
-                 ranking_method: str = "nes", seed: int | None = None, maximize: bool = False):
-        super().__init__(x0, sigma0, radius_init, popsize, center_learning_rate, stdev_learning_rate,
-                         scale_learning_rate, ranking_method, seed, maximize)
+                 popsize: int | None = None, lr: float = 1.0, lr_sigma: float | None = None,
+                 scale_lr_sigma: bool = True, ranking_method: str = "nes", seed: int | None = None,
+                 maximize: bool = False, **renamed: Any):
+        _require_evotorch(self.name)
+        new = renamed_arguments(EvoTorchXNES, renamed,
+                                {"lr": lr, "lr_sigma": lr_sigma, "scale_lr_sigma": scale_lr_sigma})
+        super().__init__(x0, sigma0, radius_init, popsize, new["lr"], new["lr_sigma"], new["scale_lr_sigma"],
+                         ranking_method, seed, maximize)

@@ -4,15 +4,23 @@ The base class does the shared work (argument checks, the sign convention, NaN h
 counters, the random stream, state round trips) so an algorithm module writes only `_ask`/`_tell`
 and the few lines of state that are its own.
 
-Sign convention, documented once: internally everything is minimized. `tell` receives the user's raw
-values; when the optimizer was built with `maximize=True` they are negated before the algorithm sees
-them. `best.value` is always a raw value as the user passed it in.
+Sign convention, documented once: optimizers minimize unless built with `maximize=True`. Internally
+everything is minimized: `tell` receives the user's raw values, negated before the algorithm sees them
+when `maximize=True`. `best.value` is always a raw value as the user passed it in.
+
+Names (the vocabulary table in README.md): `popsize` is the number of candidates one `ask` returns,
+`sigma0` the initial search scale (the standard deviation of the first population around x0), `lr` a
+step size, `noise` the noise source ("rng" or "table"). A name an optimizer no longer uses is listed in
+its `renamed_parameters` (see `Renamed`): it keeps working with a DeprecationWarning, or it raises an
+error naming its replacement where its meaning changed; never a silent change of meaning.
 """
 from __future__ import annotations
 
+import inspect
 import math
+import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -46,6 +54,62 @@ class NonFiniteWarning(RuntimeWarning):
     """Some evaluations returned NaN or inf; they were ranked worst."""
 
 
+@dataclass(frozen=True)
+class Renamed:
+    """A parameter (and attribute) name an optimizer no longer uses, and what replaced it.
+
+    keeps_working=True: the old name still works, with a DeprecationWarning, and means exactly what `new`
+    means. False: it raises an error naming `new`, because keeping it would change its meaning (CBO's
+    `sigma` is now its `diffusion`, while `sigma0` is the search scale everywhere). `note` says why.
+    """
+
+    new: str
+    keeps_working: bool = True
+    note: str = ""
+
+    def message(self, old: str, owner: str, what: str = "parameter") -> str:
+        note = f" ({self.note})" if self.note else ""
+        if self.keeps_working:
+            return (f"The '{old}' {what} of {owner} is deprecated: it is now called '{self.new}'{note}. "
+                    "The old name still works for now.")
+        use = f"{self.new}=..." if what == "parameter" else f".{self.new}"
+        return f"The '{old}' {what} of {owner} was renamed '{self.new}'{note}. Use {use} instead."
+
+
+def renamed_arguments(cls: type, old: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """The new names' values with the old names among a constructor's `**old` keyword arguments folded in.
+
+    `cls` is the class whose `__init__` received them (its `renamed_parameters` and its defaults decide);
+    `current` maps each new name to the value received. An old name that keeps working warns and takes its
+    new name's place; one that does not raises ParameterError naming the new one; giving an old name and its
+    new one (at a value other than its default) is an error; a name that never was a parameter is the
+    TypeError Python gives for an unexpected keyword.
+    """
+    owner = cls.__name__
+    out = dict(current)
+    defaults = inspect.signature(cls.__init__).parameters
+    for key, value in old.items():
+        r = cls.renamed_parameters.get(key)
+        if r is None:
+            raise TypeError(f"{owner}.__init__() got an unexpected keyword argument '{key}'")
+        if not r.keeps_working:
+            raise ParameterError(r.message(key, owner))
+        default = defaults[r.new].default
+        if r.new in out and not (out[r.new] is default or _plain_equal(out[r.new], default)):
+            raise ParameterError(f"The '{key}' parameter of {owner} is the old name of '{r.new}': give one of "
+                                 f"them, not both. Got {key}={value!r} and {r.new}={out[r.new]!r}.")
+        warnings.warn(r.message(key, owner), DeprecationWarning, stacklevel=3)
+        out[r.new] = value
+    return out
+
+
+def _plain_equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):  # arrays
+        return False
+
+
 class Optimizer:
     """Base class. Subclasses set `name` (via `@register`) and implement `_ask`, `_tell`,
     `_state`/`_load_state`, and may set `needs_grad`.
@@ -57,12 +121,14 @@ class Optimizer:
     seed : int or None
         Seeds the optimizer's own `numpy.random.Generator`; numpy's global state is never touched.
     maximize : bool, default False
-        Treat larger values as better.
+        Treat larger values as better (optimizers minimize otherwise).
     """
 
     name = "optimizer"
     needs_grad = False
     allow_population_x0 = False  # GA and CBO accept an (n, dim) initial population
+    # old parameter (and attribute) names -> what replaced them; see `Renamed`
+    renamed_parameters: ClassVar[dict[str, Renamed]] = {}
 
     def __init__(self, x0: Any, seed: int | None = None, maximize: bool = False, *, x0_optional: bool = False):
         owner = type(self).__name__
@@ -210,6 +276,7 @@ class Optimizer:
                 f"{owner}: this state belongs to optimizer {state.get('optimizer')!r}, not {self.name!r}.")
         if state.get("dim") is not None and self.x0 is not None and state["dim"] != self.dim:
             raise ParameterError(f"{owner}: state has dim {state['dim']}, this optimizer has dim {self.dim}.")
+        self.seed = state.get("seed", self.seed)  # the stream continues the saved run's: report its seed
         self.maximize = bool(state["maximize"])
         self.generation = int(state["generation"])
         self.evals = int(state["evals"])
@@ -224,6 +291,7 @@ class Optimizer:
     # ------------------------------------------------------------------ for subclasses
     @property
     def popsize(self) -> int:
+        """Candidates per generation: the number of rows the next `ask` returns, in every optimizer."""
         raise NotImplementedError  # pragma: no cover
 
     def _ask(self) -> Candidates | np.ndarray:
@@ -266,6 +334,17 @@ class Optimizer:
             self._best_f = float(f[i])
             self._best_value = float(raw[i])
             self._best_x = self._pending.take([i])[0].copy()
+
+    def __getattr__(self, name: str) -> Any:
+        # reached only when the normal look-up fails: an old attribute name warns or names its replacement
+        r = None if name.startswith("_") else type(self).renamed_parameters.get(name)
+        if r is None:
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+        message = r.message(name, type(self).__name__, "attribute")
+        if not r.keeps_working:
+            raise AttributeError(message)
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        return getattr(self, r.new)
 
     def __repr__(self) -> str:
         dim = "?" if self.x0 is None else self.dim

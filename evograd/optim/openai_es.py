@@ -101,7 +101,7 @@ class OpenAIES(Optimizer):
         owner = type(self).__name__
         self._popsize = check_even_popsize(popsize, owner)
         self.sigma = check_float(sigma0, "sigma0", owner, low=0.0, low_inclusive=False)
-        self.lr = check_float(lr, "lr", owner, low=0.0, low_inclusive=False)
+        lr = check_float(lr, "lr", owner, low=0.0, low_inclusive=False)
         self.optimizer = check_choice(optimizer, "optimizer", owner, INNER_OPTIMIZERS)
         self.shaping = check_choice(shaping, "shaping", owner, SHAPERS)
         self.weight_decay = check_float(weight_decay, "weight_decay", owner, low=0.0)
@@ -120,7 +120,7 @@ class OpenAIES(Optimizer):
         check_memory(self._popsize, "popsize", owner, self._popsize * self.dim,
                      f"popsize x dim = {self._popsize} x {self.dim}")
         # The update rule always minimizes: the base class already turned values into a minimized f.
-        self.inner = make_rule(self.optimizer, self.lr, owner, **self.optimizer_kwargs)
+        self.inner = make_rule(self.optimizer, lr, owner, **self.optimizer_kwargs)
         self._center = self.x0.copy()
 
     @property
@@ -130,6 +130,15 @@ class OpenAIES(Optimizer):
     @property
     def popsize(self) -> int:
         return self._popsize
+
+    @property
+    def lr(self) -> float:
+        """The update rule's step size: after `load_state_dict`, the saved one (the rule holds the only copy)."""
+        return self.inner.lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self.inner.lr = check_float(value, "lr", type(self).__name__, low=0.0, low_inclusive=False)
 
     def _ask(self) -> SeededCandidates:
         return mirrored_candidates(self.rng, self._center, self.sigma, self._popsize // 2, self.noise)

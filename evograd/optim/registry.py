@@ -86,8 +86,9 @@ def make(name: str, **kwargs):
     """
     cls = get(name)
     accepted = hyperparameters(cls)
+    old_names = renamed_parameters(cls)  # the constructor warns about these, or refuses them naming the new one
     for key in kwargs:
-        if key not in accepted:
+        if key not in accepted and key not in old_names:
             hint = difflib.get_close_matches(key, list(accepted), n=1, cutoff=0.6)
             msg = f"{cls.__name__} ({name!r}) got an unknown parameter {key!r}."
             if hint:
@@ -98,7 +99,14 @@ def make(name: str, **kwargs):
 
 
 def hyperparameters(cls: type) -> list[str]:
-    """Names of the keyword arguments a registered optimizer's constructor takes."""
+    """Names of the keyword arguments a registered optimizer's constructor takes (current names only; the
+    old ones are in `renamed_parameters`)."""
     params = inspect.signature(cls.__init__).parameters
     variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
     return [p for p in params if p != "self" and params[p].kind not in variadic]
+
+
+def renamed_parameters(cls: type) -> dict:
+    """Old parameter names of a registered optimizer -> `evograd.optim.base.Renamed` (the new name, whether
+    the old one still works with a DeprecationWarning or raises an error naming the new one, and why)."""
+    return dict(getattr(cls, "renamed_parameters", {}))

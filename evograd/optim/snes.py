@@ -18,7 +18,7 @@ from ..core.candidates import SeededCandidates, draw_seeds
 from ..core.noise import SOURCES, noise
 from ..core.shaping import SHAPERS
 from ..core.validation import ParameterError, check_bool, check_choice, check_float, check_int, check_memory, real_array
-from .base import Optimizer, named
+from .base import Optimizer, Renamed, named, renamed_arguments
 
 # Rows per block when forming sum_i u_i z_i^2, so the squared noise never exists as a full (n, dim) copy.
 _BLOCK_ELEMENTS = 1 << 22
@@ -38,10 +38,10 @@ class SNES(Optimizer):
     popsize : int or None, default None
         Samples per generation, >= 2. None gives the paper's 4 + floor(3 ln d) (rounded up to even when
         `antithetic`).
-    lr_center : float, default 1.0
+    lr : float, default 1.0
         Step size of the center update (the paper's eta_mu).
     lr_sigma : float or None, default None
-        Step size of the log-sigma update; None gives the paper's (3 + ln d) / (5 sqrt d).
+        Step size of the log-sigma update (the paper's eta_sigma); None gives its (3 + ln d) / (5 sqrt d).
     shaping : str, default "nes"
         Fitness shaping from `evograd.core.shaping.SHAPERS`; "nes" are the paper's log-rank utilities.
     antithetic : bool, default False
@@ -53,22 +53,28 @@ class SNES(Optimizer):
         (what OpenAI's code did), at the price of directions that are shifted windows of one table.
     seed, maximize
         See `Optimizer`.
+
+    Renamed: `lr_center` is now `lr` (the old name works, with a DeprecationWarning).
     """
+
+    renamed_parameters = {"lr_center": Renamed("lr", note="every optimizer's step size is 'lr'")}
 
     def __init__(
         self,
         x0: Any = None,
         sigma0: Any = 1.0,
         popsize: int | None = None,
-        lr_center: float = 1.0,
+        lr: float = 1.0,
         lr_sigma: float | None = None,
         shaping: str = "nes",
         antithetic: bool = False,
         noise: str = "rng",
         seed: int | None = None,
         maximize: bool = False,
+        **renamed: Any,
     ):
         owner = type(self).__name__
+        lr = renamed_arguments(SNES, renamed, {"lr": lr})["lr"]
         antithetic = check_bool(antithetic, "antithetic", owner)
         if popsize is not None:
             popsize = check_int(popsize, "popsize", owner, low=2)
@@ -77,7 +83,7 @@ class SNES(Optimizer):
                     f"The 'popsize' parameter of {owner} must be an even int when antithetic=True. "
                     f"Got {popsize} instead."
                 )
-        self.lr_center = check_float(lr_center, "lr_center", owner, low=0.0, low_inclusive=False)
+        self.lr = check_float(lr, "lr", owner, low=0.0, low_inclusive=False)
         if lr_sigma is not None:
             lr_sigma = check_float(lr_sigma, "lr_sigma", owner, low=0.0)
         self.shaping = check_choice(shaping, "shaping", owner, SHAPERS)
@@ -148,7 +154,7 @@ class SNES(Optimizer):
         for a in range(0, k, step):
             zb = z[a : a + step]
             grad_sigma += u_sq[a : a + step] @ (zb * zb)
-        self.mu += self.lr_center * self.sigma * grad_mu
+        self.mu += self.lr * self.sigma * grad_mu
         self.sigma *= np.exp(0.5 * self.lr_sigma * grad_sigma)
 
     def _state(self) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 tracking, and history rows with the columns of `evograd.gym.train`, so gradient and evolutionary runs are
 evaluated, accounted for (training env steps in `env_steps`, evaluation steps and time beside them) and
 plotted the same way. It also owns the plain-data checkpoint format both share (`learner_state`,
-`load_learner_state`, `RunLoop.state`): a run resumes from an update boundary with the same parameters,
+`load_learner_state`, `RunLoop.state_dict`): a run resumes from an update boundary with the same parameters,
 optimizer, counters, schedule clock, history and best policy; the envs' live states are not saved.
 """
 from __future__ import annotations
@@ -141,7 +141,7 @@ class RunLoop:
 
     def start(self, ac, obs_rms: RunningMeanStd | None = None, resume: dict | None = None) -> None:
         """Start the clock and evaluate the initial policy (row 0, as `evograd.gym.train` does); or, with
-        `resume` (a `state()`), continue that run's clock, counters, history and best policy instead."""
+        `resume` (a `state_dict()`), continue that run's clock, counters, history and best policy instead."""
         self.t0, self.c0 = time.perf_counter(), time.process_time()
         self.setup_s = self.t0 - self.t_setup
         if resume is None:
@@ -155,7 +155,7 @@ class RunLoop:
             self.bar = (Progress("train", steps, "steps", initial=min(self.env_steps, steps)) if steps
                         else Progress("train", None, "updates", initial=len(self.history) - 1))
 
-    def state(self) -> dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """The loop's part of a checkpoint, as plain data (the history list is a copy; its rows are not)."""
         best = None if self.best_policy is None else policy_payload(self.best_policy)
         return {"env_steps": int(self.env_steps), "eval_env_steps": int(self.eval_env_steps),
@@ -212,7 +212,8 @@ class RunLoop:
 
     def _set_obs_stats(self, actor: Policy, obs_rms: RunningMeanStd | None) -> None:
         if obs_rms is not None:  # VecNormalize divides by sqrt(var + 1e-8); the Policy by sqrt(var)
-            actor.set_obs_stats(RunningMeanStd.from_state({**obs_rms.state(), "var": obs_rms.var + 1e-8}), clip=10.0)
+            stats = RunningMeanStd.from_state_dict({**obs_rms.state_dict(), "var": obs_rms.var + 1e-8})
+            actor.set_obs_stats(stats, clip=10.0)
 
     def evaluate(self, actor: Policy) -> tuple[float, float]:
         t = time.perf_counter()
@@ -338,7 +339,7 @@ def learner_state(algorithm: str, loop: RunLoop, ac, opt, rng: np.random.Generat
     that draws from it, e.g. dropout, resumes with a different stream)."""
     return {"version": STATE_VERSION, "algorithm": algorithm, "params": ac.flat[0].detach().numpy().copy(),
             "optimizer": opt.state_dict(), "rng": rng.bit_generator.state, "updates": loop.updates,
-            **extra, "loop": loop.state()}
+            **extra, "loop": loop.state_dict()}
 
 
 def load_learner_state(owner: str, algorithm: str, state: dict, ac, opt, rng: np.random.Generator) -> None:

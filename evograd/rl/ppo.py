@@ -84,19 +84,19 @@ class _VecNormalize:
         self.returns[dones] = 0.0
         return out
 
-    def state(self) -> dict:
+    def state_dict(self) -> dict:
         """The statistics (not the running returns, which belong to the live episodes)."""
-        return {"obs_rms": None if self.obs_rms is None else self.obs_rms.state(),
-                "ret_rms": None if self.ret_rms is None else self.ret_rms.state()}
+        return {"obs_rms": None if self.obs_rms is None else self.obs_rms.state_dict(),
+                "ret_rms": None if self.ret_rms is None else self.ret_rms.state_dict()}
 
-    def load_state(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> None:
         for key in ("obs_rms", "ret_rms"):
             if (state.get(key) is None) != (getattr(self, key) is None):
                 raise ParameterError(f"The 'resume' state given to {_OWNER} was saved with {key} "
                                      f"{'off' if state.get(key) is None else 'on'}; pass the same "
                                      f"normalize_obs/normalize_reward as the checkpointed run.")
             if state.get(key) is not None:
-                setattr(self, key, RunningMeanStd.from_state(state[key]))
+                setattr(self, key, RunningMeanStd.from_state_dict(state[key]))
 
 
 def train_ppo(env: "str | Callable[[], Any]", policy: Any = "mlp", seed: int = 0,
@@ -114,7 +114,8 @@ def train_ppo(env: "str | Callable[[], Any]", policy: Any = "mlp", seed: int = 0
               env_kwargs: dict | None = None, torch_threads: int | None = 1,
               callback: Callable[[dict], Any] | None = None, progress: bool = False,
               checkpoint: Callable[[dict], Any] | None = None, resume: dict | None = None) -> RLResult:
-    """Train a policy with PPO on a Gymnasium env; returns an `RLResult` (best policy by evaluation).
+    """Train a policy with PPO on a Gymnasium env, maximizing its return; returns an `RLResult` (best
+    policy by evaluation).
 
     Parameters (SB3 names; defaults are SB3's PPO defaults)
     ----------
@@ -214,7 +215,7 @@ def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, ga
     else:
         with applying("the resume state"):
             load_learner_state(_OWNER, "ppo", resume, ac, opt, rng)
-            vn.load_state(resume)
+            vn.load_state_dict(resume)
             loop.start(ac, vn.obs_rms, resume=resume["loop"])
         if not loop.done():  # live env states are not saved: fresh episodes, seeded by the update count
             raw_obs, _ = venv.reset(seed=reset_seed(loop.seed, loop.updates))
@@ -314,7 +315,7 @@ def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, ga
             row["std"] = float(torch.exp(ac.log_std.detach()).mean())
         loop.end_iteration(row, [r for r, _ in finished], ac, vn.obs_rms)
         if checkpoint is not None:
-            checkpoint(learner_state("ppo", loop, ac, opt, rng, **vn.state()))
+            checkpoint(learner_state("ppo", loop, ac, opt, rng, **vn.state_dict()))
     return loop.finish(ac, vn.obs_rms, n_updates=opt.generation)
 
 

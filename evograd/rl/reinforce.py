@@ -47,7 +47,8 @@ def train_reinforce(env: "str | Callable[[], Any]", policy: Any = "mlp", seed: i
                     torch_threads: int | None = 1, callback: Callable[[dict], Any] | None = None,
                     progress: bool = False, checkpoint: Callable[[dict], Any] | None = None,
                     resume: dict | None = None) -> RLResult:
-    """Train with REINFORCE + value baseline; returns an `RLResult` (best policy by evaluation).
+    """Train with REINFORCE + value baseline, maximizing the return; returns an `RLResult` (best policy
+    by evaluation).
 
     n_episodes : complete episodes per gradient step (one env each; episode seeds derive from
         (seed, update, slot)). learning_rate : float, "lin_<v>" or a callable of progress_remaining.
