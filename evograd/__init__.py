@@ -24,6 +24,7 @@ _LAZY = {
     # Gymnasium tasks and gradient RL (torch, gymnasium)
     "GymProblem": "evograd.gym.problem", "TrainResult": "evograd.gym.train", "train": "evograd.gym.train",
     "RLResult": "evograd.rl.loop", "train_ppo": "evograd.rl.ppo", "train_reinforce": "evograd.rl.reinforce",
+    "PPOConfig": "evograd.rl.settings", "ReinforceConfig": "evograd.rl.settings",
 }
 _SUBMODULES = {"functions": "evograd.core.functions", "serialization": "evograd.core.serialization",
                "registry": "evograd.optim.registry"}

@@ -1,4 +1,4 @@
-"""The `evograd` command: run, compare, eval, list, functions."""
+"""The `evograd` command: run, compare, eval, list, functions, schema."""
 from __future__ import annotations
 
 import argparse
@@ -235,6 +235,14 @@ def _cmd_functions(args) -> int:
     return 1 if any(r.error for r in results) else 0
 
 
+# ---------------------------------------------------------------------------------------------- schema
+def _cmd_schema(args) -> int:
+    from .experiments.config import schema
+
+    print(json.dumps(schema(), indent=args.indent))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evograd", description="Evolution strategies, CMA-ES, GA, CBO and PPO on the same policies, one protocol.")
@@ -285,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-jobs", type=int, default=2, help="parallel runs (joblib workers)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_functions)
+
+    p = sub.add_parser("schema", help="print the JSON schema of experiment configs (sections and method blocks)")
+    p.add_argument("--indent", type=int, default=2, help="JSON indentation (default: 2)")
+    p.set_defaults(func=_cmd_schema)
     return parser
 
 

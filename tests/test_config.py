@@ -339,3 +339,116 @@ def test_cli_prints_hostile_config_errors_as_one_line(tmp_path, capsys, text):
     err = capsys.readouterr().err
     assert err.startswith(f"evograd: error: {path}: ") and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ typed models (pydantic), the schema
+def test_import_evograd_leaves_pydantic_for_the_first_config(tmp_path):
+    import subprocess
+
+    code = ("import sys, evograd, evograd.cli; assert 'pydantic' not in sys.modules; "
+            "from evograd.experiments.config import validate; assert 'pydantic' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+@pytest.mark.parametrize("old,new,key,words", [
+    ("seeds: 2", "seeds: 2\nworkers: {n: true}", "workers.n", "must be an int >= 1, got True"),
+    ("seeds: 2", "seeds: 2\nworkers: {timeout: 0}", "workers.timeout", "must be a float > 0 or null, got 0"),
+    ("seeds: 2", "seeds: [0, x]", "seeds", "must be an int >= 1 or a non-empty list of ints >= 0, got [0, 'x']"),
+    ("seeds: 2", "seeds: 2\npolicy: {hidden_sizes: [8, 0]}", "policy.hidden_sizes[1]", "must be an int >= 1, got 0"),
+    ("seeds: 2", "seeds: 2\npolicy: {obs_norm: yes please}", "policy.obs_norm", "must be a bool, got 'yes please'"),
+    ("id: CartPole-v1}", "id: CartPole-v1, kwargs: {1: 2}}", "task.env.kwargs", "string keys, got the key 1"),
+    ("id: CartPole-v1}", "id: CartPole-v1, max_episode_steps: 2.5}", "task.env.max_episode_steps",
+     "must be an int >= 1 or null, got 2.5"),
+    ("sigma0: 0.5}", "sigma0: 0.5, separable: maybe}", "methods.cmaes.separable", "must be a bool, got 'maybe'"),
+    ("sigma0: 0.5}", "sigma0: 0.5, max_restarts: [1]}", "methods.cmaes.max_restarts", "got [1]"),
+    ("n_steps: 32", "n_steps: 32, gamma: high", "methods.ppo.gamma", "must be a float in the range [0.0, 1.0]"),
+    ("n_steps: 32", "n_steps: 32, target_kl: [1]", "methods.ppo.target_kl", "got [1]"),
+    ("n_steps: 32", "n_steps: 32, policy: {type: cnn}", "methods.ppo.policy.type", "must be one of 'linear', 'mlp'"),
+    ("n_steps: 32", "n_steps: 32, resume: true", "methods.ppo.resume", "the runner sets it from --resume"),
+])
+def test_wrong_types_name_the_key_the_value_and_what_is_expected(tmp_path, old, new, key, words):
+    msg = error(write(tmp_path, edit(BASE, old, new)))
+    assert msg.startswith(f"{tmp_path / 'exp.yaml'}: {key}: "), msg
+    assert words in msg and "\n" not in msg
+
+
+def test_method_blocks_are_generated_from_the_constructors_and_trainer_configs():
+    import dataclasses
+    import inspect
+
+    from evograd.experiments.config_models import OPT_RUNNER_SET, RL_POLICY_OWNED, RL_RUNNER_SET, method_model
+    from evograd.optim.registry import get, hyperparameters
+    from evograd.rl.settings import PPOConfig, ReinforceConfig
+
+    for name in ES:
+        cls, model = get(name), method_model(name, False)
+        params = inspect.signature(cls.__init__).parameters
+        expected = [p for p in hyperparameters(cls) if p not in OPT_RUNNER_SET]
+        assert list(model.model_fields) == ["name", *expected], name
+        for p in expected:  # one source of defaults: the constructor's
+            default = params[p].default
+            assert model.model_fields[p].default == (list(default) if isinstance(default, tuple) else default)
+        assert list(method_model(name, True).model_fields)[:3] == ["name", "policy", "episodes"]
+    for name, settings in (("ppo", PPOConfig), ("reinforce", ReinforceConfig)):
+        fields = {f.name: f.default for f in dataclasses.fields(settings)
+                  if f.name not in RL_RUNNER_SET and f.name not in RL_POLICY_OWNED}
+        model = method_model(name, True)
+        assert list(model.model_fields) == ["name", "policy", *fields]
+        assert all(model.model_fields[k].default == (list(v) if isinstance(v, tuple) else v)
+                   for k, v in fields.items())
+
+
+def test_resolved_blocks_hold_every_hyperparameter_with_the_types_the_constructor_takes(tmp_path):
+    cfg = load_config(write(tmp_path, BASE), ["methods.cmaes.popsize=2e1", "methods.ppo.gamma=1"])
+    cma, ppo = cfg["methods"]["cmaes"], cfg["methods"]["ppo"]
+    assert cma["popsize"] == 20 and isinstance(cma["popsize"], int) and cma["max_restarts"] == 9
+    assert ppo["gamma"] == 1.0 and isinstance(ppo["gamma"], float) and ppo["n_epochs"] == 10
+    assert ppo["critic_hidden_sizes"] is None and ppo["clip_range"] == 0.2
+
+
+def test_schema_command_prints_the_json_schema(capsys):
+    import json
+
+    from evograd.cli import main
+
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["required"] == ["task"] and schema["additionalProperties"] is False
+    defs = schema["$defs"]
+    assert {"Task", "EnvTask", "FunctionTask", "Policy", "Budget", "Evaluation", "Workers"} <= set(defs)
+    assert set(ES) | {"ppo", "reinforce"} <= set(defs) and "adam" not in defs  # population methods and RL only
+    assert defs["Evaluation"]["properties"]["episodes"] == {"default": 10, "minimum": 1, "title": "Episodes",
+                                                            "type": "integer"}
+    assert defs["Policy"]["properties"]["type"]["enum"] == ["linear", "mlp"]
+    assert defs["ppo"]["properties"]["n_steps"]["default"] == 2048 and "seed" not in defs["ppo"]["properties"]
+    assert defs["cmaes"]["properties"]["sigma0"]["default"] == 0.5
+    for path in CONFIGS:  # every key of every shipped config is one the schema describes
+        raw = yaml.safe_load(path.read_text())
+        assert set(raw) <= set(schema["properties"]), path.name
+        for block in [raw.get("optimizer"), *(raw.get("methods") or {}).values()]:
+            keys = set(block) - {"sigma"} if isinstance(block, dict) else set()
+            assert keys <= set(defs[block["name"]]["properties"]), (path.name, block["name"])
+
+
+def test_train_ppo_takes_one_config_object_and_keywords_over_it():
+    from evograd import ParameterError
+    from evograd.rl.ppo import PPOConfig, train_ppo
+    from evograd.rl.reinforce import ReinforceConfig, train_reinforce
+
+    class Asked(Exception):
+        pass
+
+    def env():  # the trainers check every setting before they first build an env
+        raise Asked
+
+    with pytest.raises(ParameterError, match="'n_steps' parameter of train_ppo"):
+        train_ppo(env, PPOConfig(n_steps=0))
+    with pytest.raises(Asked):
+        train_ppo(env, PPOConfig(n_steps=0), n_steps=8)  # the keyword replaces the config's value
+    with pytest.raises(ParameterError, match="unknown parameter 'n_step'. Did you mean 'n_steps'"):
+        train_ppo(env, n_step=8)
+    with pytest.raises(ParameterError, match="'config' parameter of train_reinforce must be a ReinforceConfig"):
+        train_reinforce(env, PPOConfig())
+    with pytest.raises(ParameterError, match="'n_episodes' parameter of train_reinforce"):
+        train_reinforce(env, ReinforceConfig(n_episodes=0))
+    assert PPOConfig().learning_rate == 3e-4 and ReinforceConfig().learning_rate == 1e-3

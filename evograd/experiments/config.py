@@ -1,10 +1,10 @@
-"""Experiment configs: YAML loaded safely, checked against a small declarative schema, resolved to plain data.
+"""Experiment configs: YAML loaded safely, checked against typed models, resolved to plain data.
 
 Every mistake is reported before anything runs, as "<file>: <dotted.key>: <what is wrong>", so a typo in a
-long config costs seconds instead of a failed overnight job. No rule is written twice: optimizer
-hyperparameters are checked by building the optimizer once (its constructor owns the rules), PPO/REINFORCE
-arguments by their signature's annotations plus a dry call that stops where the function first asks for an
-env (all of `train_ppo`'s argument checks run before that point).
+long config costs seconds instead of a failed overnight job. The sections are pydantic models
+(config_models), the method blocks are models generated from the optimizers' and trainers' own parameters,
+and what only an optimizer knows is asked of it by building it once (config_methods). What the rest of the
+code receives is plain data (dicts and lists), as `yaml.safe_load` gives it back from config.resolved.yaml.
 """
 from __future__ import annotations
 
@@ -18,12 +18,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
-from ..core.validation import memory_problem
-from .config_errors import ConfigError
-from .config_methods import POLICY, Context, Field, check_keys, check_method, check_section, policy_dict, to_plain
-from .references import EnvMaker, env_constructor, resolve_attr, rl_function
+from .config_errors import ConfigError, validated
+from .config_methods import Context, check_method
+from .config_models import Config, Workers, schema, sigma_is_alias
+from .references import EnvMaker, env_constructor, resolve_attr
 
 
 # ---------------------------------------------------------------- YAML
@@ -62,32 +63,9 @@ def _parse(text: str, file: str | None) -> Any:
         raise ConfigError(f"invalid YAML: {' '.join(str(exc).split())}", file) from None
 
 
-# ---------------------------------------------------------------- schema
-ENV = {"id": Field("str"), "kwargs": Field("mapping", {}),
-       "max_episode_steps": Field("int", None, low=1, nullable=True)}
-FUNCTION = {"fn": Field("str"), "dim": Field("int", low=1), "x0": Field("x0", 0.0),
-            "vectorized": Field("bool", False)}
-BUDGET = {"env_steps": Field("int", None, low=1, nullable=True),
-          "evals": Field("int", None, low=1, nullable=True),
-          "seconds": Field("float", None, low=0.0, low_inclusive=False, nullable=True)}
-EVALUATION = {"every": Field("int", 10_000, low=1), "episodes": Field("int", 10, low=1)}
-WORKERS = {"backend": Field("choice", "joblib", choices=("joblib", "dask")), "n": Field("int", 1, low=1),
-           "address": Field("str", None, nullable=True),
-           "timeout": Field("float", None, low=0.0, low_inclusive=False, nullable=True),
-           "retries": Field("int", 2, low=0)}
-TOP = {"name": Field("str", None, nullable=True), "task": {"env": ENV, "function": FUNCTION},
-       "policy": POLICY, "budget": BUDGET, "threshold": Field("float", None, nullable=True),
-       "evaluation": EVALUATION, "seeds": Field("seeds", 1), "jobs": Field("int", 1, low=1),
-       "workers": WORKERS,
-       "optimizer": None, "methods": None}  # method blocks: checked by method against the optimizer/PPO
-
-
 def check_workers(raw: Any) -> dict:
     """The `workers` section: where one run's populations are evaluated (see evograd.parallel.backends)."""
-    workers = check_section(raw, WORKERS, "workers")
-    if workers["address"] is not None and workers["backend"] != "dask":
-        raise ConfigError("is a Dask scheduler address; set workers.backend: dask to use it", key="workers.address")
-    return workers
+    return validated(Workers, raw, "workers").model_dump()
 
 
 # ---------------------------------------------------------------- loading
@@ -153,7 +131,7 @@ def _apply_override(raw: dict, item: str) -> tuple[str, str]:
         node = cur
     last = parts[-1]
     block = parts[:-1] == ["optimizer"] or (len(parts) == 3 and parts[0] == "methods")
-    if block and last in ("sigma", "sigma0") and not _has_own_sigma(node.get("name")):
+    if block and last in ("sigma", "sigma0") and sigma_is_alias(node.get("name")):
         node.pop("sigma", None)  # either spelling replaces the file's sigma or sigma0
         node.pop("sigma0", None)
         last = "sigma0"
@@ -161,57 +139,17 @@ def _apply_override(raw: dict, item: str) -> tuple[str, str]:
     return path.strip(), item
 
 
-def _has_own_sigma(name: Any) -> bool:
-    from ..optim.registry import available, get, hyperparameters, renamed_parameters
-
-    # an old `sigma` (CBO's diffusion) stays `sigma`, for check_method to name its new name
-    return isinstance(name, str) and name in available() and (
-        "sigma" in hyperparameters(get(name)) or "sigma" in renamed_parameters(get(name)))
-
-
 def _resolve(raw: dict, default_name: str) -> dict:
-    check_keys(raw, TOP, "")
-    out: dict[str, Any] = {"name": TOP["name"].check(raw.get("name"), "name") or default_name}
-    task = raw.get("task")
-    if not isinstance(task, dict):
-        raise ConfigError(f"must be a mapping with exactly one of env, function, got {task!r}", key="task")
-    check_keys(task, TOP["task"], "task")
-    if len(task) != 1:
-        raise ConfigError("needs exactly one of env, function", key="task")
-    kind = next(iter(task))
-    body = check_section(task[kind], TOP["task"][kind], f"task.{kind}")
-    is_env = kind == "env"
+    cfg = validated(Config, raw)
+    kind, is_env = cfg.task.kind, cfg.task.kind == "env"
+    out = cfg.model_dump(exclude={"optimizer", "methods"})
+    out["name"] = out["name"] or default_name
+    out["task"] = {kind: out["task"][kind]}
     if not is_env:
-        if not callable(resolve_attr(body["fn"], "task.function.fn")):
-            raise ConfigError(f"{body['fn']!r} is not callable", key="task.function.fn")
-        too_big = memory_problem(body["dim"], "dim")  # refused before x0 is broadcast to it
-        if too_big:
-            raise ConfigError(f"{too_big}, got {body['dim']}", key="task.function.dim")
-        if isinstance(body["x0"], list) and len(body["x0"]) != body["dim"]:
-            raise ConfigError(f"must be one float or a list of dim={body['dim']} floats, got "
-                              f"{len(body['x0'])} values", key="task.function.x0")
-        for section in ("policy", "evaluation"):
-            if section in raw:
-                raise ConfigError("only for env tasks", key=section)
-    out["task"] = {kind: body}
-    policy_raw = policy_dict(raw.get("policy"))
-    out["policy"] = check_section(policy_raw, POLICY, "policy") if is_env else None
-    out["budget"] = budget = check_section(raw.get("budget"), BUDGET, "budget")
-    if all(v is None for v in budget.values()):
-        raise ConfigError("needs at least one of env_steps, evals, seconds", key="budget")
-    wrong = "evals" if is_env else "env_steps"
-    if budget[wrong] is not None:
-        raise ConfigError("env tasks count env steps (budget.env_steps)" if is_env else
-                          "function tasks count evaluations (budget.evals)", key=f"budget.{wrong}")
-    out["threshold"] = TOP["threshold"].check(raw.get("threshold"), "threshold")
-    out["evaluation"] = check_section(raw.get("evaluation"), EVALUATION, "evaluation") if is_env else None
-    out["seeds"] = TOP["seeds"].check(raw.get("seeds", 1), "seeds")
-    out["jobs"] = TOP["jobs"].check(raw.get("jobs", 1), "jobs")
-    out["workers"] = check_workers(raw.get("workers"))
-
-    ctx = Context(out, policy_raw)
-    out["optimizer"] = None if raw.get("optimizer") is None else check_method(raw["optimizer"], "optimizer", ctx)
-    methods = raw.get("methods")
+        out["policy"] = out["evaluation"] = None
+    ctx = Context(out, cfg.policy.model_dump(exclude_unset=True))
+    out["optimizer"] = None if cfg.optimizer is None else check_method(cfg.optimizer, "optimizer", ctx)
+    methods = cfg.methods
     if methods is not None and not (isinstance(methods, dict) and methods):
         raise ConfigError(f"must be a non-empty mapping of label -> method block, got {methods!r}",
                           key="methods")
@@ -258,6 +196,15 @@ def run_metadata(argv: list[str] | None = None) -> dict:
             "argv": list(sys.argv if argv is None else argv)}
 
 
+def to_plain(v: Any) -> Any:
+    """Dicts, lists and Python scalars only (what yaml.safe_dump writes)."""
+    if isinstance(v, dict):
+        return {str(k): to_plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [to_plain(x) for x in v]
+    return v.item() if isinstance(v, np.generic) else v
+
+
 def dump_resolved(config: dict, path: str | os.PathLike, meta: dict | None = None) -> Path:
     """Write the resolved config plus `_meta` (run_metadata() updated with `meta`) atomically; `path` is the
     file, or a directory to hold config.resolved.yaml. load_config reads the file back (it skips _meta)."""
@@ -271,5 +218,5 @@ def dump_resolved(config: dict, path: str | os.PathLike, meta: dict | None = Non
     return path
 
 
-__all__ = ["ConfigError", "EnvMaker", "Field", "dump_resolved", "env_constructor", "load_config",
-           "method_kwargs", "resolve_attr", "rl_function", "run_metadata", "validate"]
+__all__ = ["ConfigError", "EnvMaker", "check_workers", "dump_resolved", "env_constructor", "load_config",
+           "method_kwargs", "resolve_attr", "run_metadata", "schema", "validate"]

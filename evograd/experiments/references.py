@@ -15,12 +15,16 @@ from .config_errors import ConfigError
 RL_METHODS = ("ppo", "reinforce")
 
 
-def rl_function(name: str):
-    """evograd.train_ppo / evograd.train_reinforce, imported lazily."""
-    import evograd
+def rl_settings(name: str) -> type:
+    """PPOConfig / ReinforceConfig: the settings of train_<name> (torch-free: config checks read them)."""
+    from ..rl import settings
 
-    return getattr(evograd, f"train_{name}", None) or getattr(importlib.import_module(f"evograd.{name}"),
-                                                              f"train_{name}")
+    return {"ppo": settings.PPOConfig, "reinforce": settings.ReinforceConfig}[name]
+
+
+def rl_function(name: str):
+    """evograd.train_ppo / evograd.train_reinforce, imported lazily (they import torch)."""
+    return getattr(importlib.import_module(f"evograd.rl.{name}"), f"train_{name}")
 
 
 class EnvMaker:

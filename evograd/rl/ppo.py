@@ -30,6 +30,8 @@ from ..optim.registry import make as make_optimizer
 from .common import ActorCritic, clip_grad_norm, make_vec_env, parse_schedule
 from .loop import RLResult, RunLoop, check_checkpoint_args, learner_state, load_learner_state, reset_seed
 from .mlp_backprop import ppo_loss_and_grads
+from .settings import PPOConfig
+from .settings import settings as rl_settings
 
 _OWNER = "train_ppo"
 
@@ -99,54 +101,37 @@ class _VecNormalize:
                 setattr(self, key, RunningMeanStd.from_state_dict(state[key]))
 
 
-def train_ppo(env: "str | Callable[[], Any]", policy: Any = "mlp", seed: int = 0,
-              max_env_steps: int = 100_000, n_envs: int = 1, n_steps: int = 2048, batch_size: int = 64,
-              n_epochs: int = 10, gamma: float = 0.99, gae_lambda: float = 0.95,
-              clip_range: "float | str | Callable[[float], float]" = 0.2, ent_coef: float = 0.0,
-              vf_coef: float = 0.5, max_grad_norm: float = 0.5,
-              learning_rate: "float | str | Callable[[float], float]" = 3e-4,
-              normalize_advantage: bool = True, target_kl: float | None = None,
-              hidden_sizes: tuple[int, ...] = (64, 64), activation: str = "tanh",
-              critic_hidden_sizes: tuple[int, ...] | None = None, log_std_init: float = 0.0,
-              ortho_init: bool = True, normalize_obs: bool = False, normalize_reward: bool = False,
-              eval_every: int | None = None, eval_episodes: int = 10, eval_seed: int | None = None,
-              max_seconds: float | None = None, target_return: float | None = None,
-              env_kwargs: dict | None = None, torch_threads: int | None = 1,
+def train_ppo(env: "str | Callable[[], Any]", config: PPOConfig | None = None, *,
               callback: Callable[[dict], Any] | None = None, progress: bool = False,
-              checkpoint: Callable[[dict], Any] | None = None, resume: dict | None = None) -> RLResult:
+              checkpoint: Callable[[dict], Any] | None = None, resume: dict | None = None,
+              **settings: Any) -> RLResult:
     """Train a policy with PPO on a Gymnasium env, maximizing its return; returns an `RLResult` (best
     policy by evaluation).
 
-    Parameters (SB3 names; defaults are SB3's PPO defaults)
-    ----------
     env : Gymnasium id or zero-argument constructor; `n_envs` copies run in a SyncVectorEnv.
-    policy : "mlp" (hidden_sizes, activation), "linear", or a torch module (obs_dim -> act_dim).
-    max_env_steps : training budget in env steps (evaluation steps are counted apart); the schedules
-        decay over it (over max_seconds when max_env_steps is None).
-    n_steps, batch_size, n_epochs : rollout length per env, minibatch size, passes over each rollout.
-    gamma, gae_lambda : discount and GAE lambda. clip_range, learning_rate : a float, an rl-zoo string
-        "lin_<value>" (linear decay to 0), or a callable of progress_remaining (1 -> 0).
-    ent_coef, vf_coef, max_grad_norm, normalize_advantage, target_kl : as in SB3.
-    critic_hidden_sizes : None gives hidden_sizes for an MLP actor and (64, 64) otherwise (a linear critic
-        does not learn CartPole with the zoo settings). log_std_init : initial log std of the Box Gaussian.
-    normalize_obs, normalize_reward : VecNormalize (clip 10, return std with PPO's gamma). The returned
-        policy carries the observation statistics (without the clip at 10 std).
-    eval_every, eval_episodes, eval_seed : deterministic evaluation of the initial policy, then every
-        eval_every training steps (None: 20 times over max_env_steps, else every 10 updates) and at the end;
-        episode i always resets with seed eval_seed + i (default 10_000 + seed).
-    max_seconds, target_return : stop on wall clock, or as soon as an evaluation mean reaches the target.
-    torch_threads : torch intra-op threads during training (restored afterwards); None leaves it alone.
+    config : a `PPOConfig` (SB3's names and defaults; its docstring says what each field does).
+    settings : PPOConfig fields as keyword arguments, over `config`'s (`train_ppo(env, n_steps=32)`).
     callback : called with each update's history row; returning True stops training.
     progress : show a tqdm bar.
     checkpoint : called after every update with the run's state as plain data (numpy arrays, numbers,
         strings, lists, dicts: `evograd.core.serialization.save_state` writes it, `load_state` reads it back
         without unpickling code). resume : such a state; the run continues from that update boundary with
         the same parameters, Adam moments, normalization statistics, sampling generator, counters,
-        schedules, history and best policy, until the budget. Pass the arguments of the checkpointed run.
+        schedules, history and best policy, until the budget. Pass the settings of the checkpointed run.
         The envs' live states are not saved: they are reset with a seed drawn from (seed, update count)
         and unfinished training episodes are dropped, so a resumed run is not bit-identical to an
         uninterrupted one.
     """
+    c = rl_settings(PPOConfig, config, settings, _OWNER)
+    return _train_ppo(env, callback, progress, checkpoint, resume, **c.kwargs())
+
+
+def _train_ppo(env, callback, progress, checkpoint, resume, *, policy, seed, max_env_steps, n_envs, n_steps,
+               batch_size, n_epochs, gamma, gae_lambda, clip_range, ent_coef, vf_coef, max_grad_norm,
+               learning_rate, normalize_advantage, target_kl, hidden_sizes, activation, critic_hidden_sizes,
+               log_std_init, ortho_init, normalize_obs, normalize_reward, eval_every, eval_episodes, eval_seed,
+               max_seconds, target_return, env_kwargs, torch_threads) -> RLResult:
+    """train_ppo with every PPOConfig field as a keyword argument."""
     o = _OWNER
     seed = check_int(seed, "seed", o, low=0)
     n_envs = check_int(n_envs, "n_envs", o, low=1)
@@ -319,4 +304,4 @@ def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, ga
     return loop.finish(ac, vn.obs_rms, n_updates=opt.generation)
 
 
-__all__ = ["RLResult", "compute_gae", "train_ppo"]
+__all__ = ["PPOConfig", "RLResult", "compute_gae", "train_ppo"]

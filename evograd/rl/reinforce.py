@@ -21,6 +21,8 @@ from ..core.validation import check_bool, check_float, check_int, check_memory
 from ..optim.registry import make as make_optimizer
 from .common import ActorCritic, clip_grad_norm, env_factory, parse_schedule
 from .loop import RLResult, RunLoop, check_checkpoint_args, learner_state, load_learner_state, run_episodes
+from .settings import ReinforceConfig
+from .settings import settings as rl_settings
 
 _OWNER = "train_reinforce"
 
@@ -35,26 +37,27 @@ def discounted_returns(rewards: np.ndarray, gamma: float, bootstrap: float = 0.0
     return out
 
 
-def train_reinforce(env: "str | Callable[[], Any]", policy: Any = "mlp", seed: int = 0,
-                    max_env_steps: int = 100_000, n_episodes: int = 8, gamma: float = 0.99,
-                    learning_rate: "float | str | Callable[[float], float]" = 1e-3, ent_coef: float = 0.0,
-                    vf_coef: float = 0.5, max_grad_norm: float = 0.5, normalize_advantage: bool = True,
-                    hidden_sizes: tuple[int, ...] = (64, 64), activation: str = "tanh",
-                    critic_hidden_sizes: tuple[int, ...] | None = None, log_std_init: float = 0.0,
-                    ortho_init: bool = True, eval_every: int | None = None, eval_episodes: int = 10,
-                    eval_seed: int | None = None, max_seconds: float | None = None,
-                    target_return: float | None = None, env_kwargs: dict | None = None,
-                    torch_threads: int | None = 1, callback: Callable[[dict], Any] | None = None,
-                    progress: bool = False, checkpoint: Callable[[dict], Any] | None = None,
-                    resume: dict | None = None) -> RLResult:
+def train_reinforce(env: "str | Callable[[], Any]", config: ReinforceConfig | None = None, *,
+                    callback: Callable[[dict], Any] | None = None, progress: bool = False,
+                    checkpoint: Callable[[dict], Any] | None = None, resume: dict | None = None,
+                    **settings: Any) -> RLResult:
     """Train with REINFORCE + value baseline, maximizing the return; returns an `RLResult` (best policy
     by evaluation).
 
-    n_episodes : complete episodes per gradient step (one env each; episode seeds derive from
-        (seed, update, slot)). learning_rate : float, "lin_<v>" or a callable of progress_remaining.
-    The remaining parameters mean what they mean in `train_ppo`. Every update starts fresh episodes
-    seeded by the update count, so here a run resumed from a checkpoint continues exactly as it would have.
+    config : a `ReinforceConfig`; settings : its fields as keyword arguments, over `config`'s. Episode seeds
+    derive from (seed, update, slot). callback, progress, checkpoint and resume mean what they mean in
+    `train_ppo`. Every update starts fresh episodes seeded by the update count, so here a run resumed from a
+    checkpoint continues exactly as it would have.
     """
+    c = rl_settings(ReinforceConfig, config, settings, _OWNER)
+    return _train_reinforce(env, callback, progress, checkpoint, resume, **c.kwargs())
+
+
+def _train_reinforce(env, callback, progress, checkpoint, resume, *, policy, seed, max_env_steps, n_episodes,
+                     gamma, learning_rate, ent_coef, vf_coef, max_grad_norm, normalize_advantage, hidden_sizes,
+                     activation, critic_hidden_sizes, log_std_init, ortho_init, eval_every, eval_episodes,
+                     eval_seed, max_seconds, target_return, env_kwargs, torch_threads) -> RLResult:
+    """train_reinforce with every ReinforceConfig field as a keyword argument."""
     o = _OWNER
     n_episodes = check_int(n_episodes, "n_episodes", o, low=1)
     check_memory(n_episodes, "n_episodes", o, n_episodes, "n_episodes", itemsize=1024,  # one env per episode
@@ -136,4 +139,4 @@ def train_reinforce(env: "str | Callable[[], Any]", policy: Any = "mlp", seed: i
             loop.close()
 
 
-__all__ = ["discounted_returns", "train_reinforce"]
+__all__ = ["ReinforceConfig", "discounted_returns", "train_reinforce"]
