@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .core.callbacks import row_callback
 from .core.progress import Progress, run_warnings
 from .core.validation import ParameterError, check_budget, check_float
 from .optim.base import Optimizer
@@ -49,20 +50,80 @@ def minimize(
     timeout: float | None = None,
     retries: int = 2,
     progress: bool = False,
-    callback: Callable[[Optimizer, dict], Any] | None = None,
+    callback: Callable[[dict], bool | None] | None = None,
 ) -> MinimizeResult:
     """Minimize fn with any registered optimizer.
 
     fn takes a (dim,) array (or, with vectorized=True, the whole (n, dim) batch) and returns a number (or
     shape (n,)). For gradient optimizers fn receives a torch tensor and is differentiated with autograd.
     Budgets: at least one of max_evals, max_generations, max_seconds; the run never exceeds max_evals.
-    `target` stops once best.value <= target. `callback(optimizer, row)` runs after each generation and may
-    return True to stop. Results are identical for any n_jobs and backend.
+    `target` stops once best.value <= target. `callback(row) -> bool | None` runs after each generation
+    with its history row; True stops, None or False continue (`evograd.core.callbacks`; the old
+    `callback(optimizer, row)` still works with a DeprecationWarning). Results are identical for any
+    n_jobs and backend.
     Parallel evaluation: n_jobs local worker processes (backend="joblib"), or backend="dask" on the
     scheduler at `address` (None: a local cluster of n_jobs workers). `timeout`: seconds one fn call
     may take before it counts as a failed (NaN) evaluation. `retries`: re-runs of work lost to a dead
     worker process before its candidates are named in a `WorkerLostError` (see evograd.parallel.backends).
     """
+    max_evals, max_generations, max_seconds, target = _check_arguments(
+        optimizer, max_evals, max_generations, max_seconds, target)
+    stop_after = row_callback(callback, "minimize", lambda: optimizer)
+    run = _Run(max_evals, max_generations, max_seconds, target, optimizer.evals, optimizer.generation,
+               time.perf_counter(), _progress_bar(progress, max_evals, max_generations))
+    try:
+        # run_warnings: a warning repeated every generation is shown once, with its count at the end
+        with run_warnings(), FunctionEvaluator(fn, n_jobs=n_jobs, vectorized=vectorized, backend=backend,
+                                               address=address, timeout=timeout, retries=retries) as evaluate:
+            stop_reason = _generations(fn, optimizer, evaluate, vectorized, run, stop_after)
+    finally:
+        if run.bar is not None:
+            run.bar.close()
+    best = optimizer.best
+    return MinimizeResult(
+        x=best.x, value=best.value, evals=optimizer.evals - run.evals0,
+        generations=optimizer.generation - run.gens0, wall_s=time.perf_counter() - run.start,
+        stop_reason=stop_reason, nonfinite=optimizer.nonfinite, history=run.history, optimizer=optimizer,
+    )
+
+
+@dataclass
+class _Run:
+    """A run's budget, its starting counters and clock, its progress bar and its history."""
+
+    max_evals: int | None
+    max_generations: int | None
+    max_seconds: float | None
+    target: float | None
+    evals0: int
+    gens0: int
+    start: float
+    bar: Progress | None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _generations(fn, optimizer: Optimizer, evaluate, vectorized: bool, run: _Run, stop_after) -> str:
+    """ask -> evaluate -> tell until a budget, the callback or the target ends the run; returns why."""
+    while True:
+        stop_reason = _budget_spent(optimizer, run)
+        if stop_reason is not None:
+            return stop_reason
+        X = optimizer.ask_candidates()  # compact: shipped to workers as seeds where the optimizer can
+        if run.max_evals is not None and optimizer.evals - run.evals0 + len(X) > run.max_evals:
+            return "max_evals"
+        row = _generation(fn, optimizer, X, evaluate, vectorized, run.start)
+        run.history.append(row)
+        if run.bar is not None:
+            _show(run, optimizer)
+        if stop_after is not None and stop_after(row):
+            return "callback"
+        if run.target is not None and optimizer.best.value <= run.target:
+            return "target"
+
+
+def _check_arguments(optimizer, max_evals, max_generations, max_seconds, target) -> tuple:
+    """Refuse what cannot run before any evaluation, and set the optimizer to minimize: a budget below one
+    generation or an optimizer without a starting point would otherwise end or fail the run silently."""
     if not isinstance(optimizer, Optimizer):
         raise ParameterError(
             f"The 'optimizer' argument must be an evograd optimizer (e.g. evograd.make('cmaes', x0=...)). "
@@ -83,64 +144,47 @@ def minimize(
                 f"{type(optimizer).__name__} asks for {first} candidates at a time). Got {max_evals} instead.")
     if optimizer.maximize and optimizer.generation == 0:
         warnings.warn("minimize() minimizes fn; the optimizer was built with maximize=True and is switched to "
-                      "minimization.", stacklevel=2)
+                      "minimization.", stacklevel=3)
     optimizer.set_sense(False)
+    return max_evals, max_generations, max_seconds, target
 
-    bar = _progress_bar(progress, max_evals, max_generations)
-    history: list[dict[str, float]] = []
-    start = time.perf_counter()
-    evals0, gens0 = optimizer.evals, optimizer.generation
-    stop_reason = "max_generations"
-    try:
-        # run_warnings: a warning repeated every generation is shown once, with its count at the end
-        with run_warnings(), FunctionEvaluator(fn, n_jobs=n_jobs, vectorized=vectorized, backend=backend,
-                                               address=address, timeout=timeout, retries=retries) as evaluate:
-            while True:
-                if max_generations is not None and optimizer.generation - gens0 >= max_generations:
-                    stop_reason = "max_generations"
-                    break
-                if max_seconds is not None and time.perf_counter() - start >= max_seconds:
-                    stop_reason = "max_seconds"
-                    break
-                X = optimizer.ask_candidates()  # compact: shipped to workers as seeds where the optimizer can
-                if max_evals is not None and optimizer.evals - evals0 + len(X) > max_evals:
-                    stop_reason = "max_evals"
-                    break
-                if optimizer.needs_grad:
-                    values, grads = values_and_grads(fn, X.materialize(), vectorized)
-                    optimizer.tell(values, grads)
-                else:
-                    values = evaluate(X)
-                    optimizer.tell(values)
-                finite = values[np.isfinite(values)]
-                row = {
-                    "generation": optimizer.generation,
-                    "evals": optimizer.evals,
-                    "wall_s": time.perf_counter() - start,
-                    "best_value": optimizer.best.value,
-                    "gen_min": float(finite.min()) if finite.size else float("nan"),
-                    "gen_mean": float(finite.mean()) if finite.size else float("nan"),
-                }
-                history.append(row)
-                if bar is not None:
-                    bar.update(optimizer.evals - evals0 if max_evals is not None else optimizer.generation - gens0,
-                               {"best": optimizer.best.value} if max_evals is not None else
-                               {"evals": optimizer.evals - evals0, "best": optimizer.best.value})
-                if callback is not None and callback(optimizer, row):
-                    stop_reason = "callback"
-                    break
-                if target is not None and optimizer.best.value <= target:
-                    stop_reason = "target"
-                    break
-    finally:
-        if bar is not None:
-            bar.close()
-    best = optimizer.best
-    return MinimizeResult(
-        x=best.x, value=best.value, evals=optimizer.evals - evals0, generations=optimizer.generation - gens0,
-        wall_s=time.perf_counter() - start, stop_reason=stop_reason, nonfinite=optimizer.nonfinite,
-        history=history, optimizer=optimizer,
-    )
+
+def _budget_spent(optimizer: Optimizer, run: _Run) -> str | None:
+    """The generations or seconds budget that has ended before the next generation (the evals budget
+    is checked against the size of the next population, so it needs that population first)."""
+    if run.max_generations is not None and optimizer.generation - run.gens0 >= run.max_generations:
+        return "max_generations"
+    if run.max_seconds is not None and time.perf_counter() - run.start >= run.max_seconds:
+        return "max_seconds"
+    return None
+
+
+def _generation(fn, optimizer, X, evaluate, vectorized, start) -> dict[str, float]:
+    """Evaluate the asked population, tell the optimizer, and return the generation's history row."""
+    if optimizer.needs_grad:
+        values, grads = values_and_grads(fn, X.materialize(), vectorized)
+        optimizer.tell(values, grads)
+    else:
+        values = evaluate(X)
+        optimizer.tell(values)
+    finite = values[np.isfinite(values)]
+    return {
+        "generation": optimizer.generation,
+        "evals": optimizer.evals,
+        "wall_s": time.perf_counter() - start,
+        "best_value": optimizer.best.value,
+        "gen_min": float(finite.min()) if finite.size else float("nan"),
+        "gen_mean": float(finite.mean()) if finite.size else float("nan"),
+    }
+
+
+def _show(run: _Run, optimizer: Optimizer) -> None:
+    """Advance the bar in the unit of the budget: evals when there is an evals budget, else generations."""
+    evals = optimizer.evals - run.evals0
+    if run.max_evals is not None:
+        run.bar.update(evals, {"best": optimizer.best.value})
+    else:
+        run.bar.update(optimizer.generation - run.gens0, {"evals": evals, "best": optimizer.best.value})
 
 
 def _progress_bar(enabled: bool, max_evals, max_generations) -> Progress | None:

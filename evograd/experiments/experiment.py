@@ -351,7 +351,7 @@ def _run_function_job(config, label, block, seed, d: Path, resume, progress, che
         _status(d, evals=optimizer.evals, budget=budget.get("evals"), wall_s=loop["elapsed"],
                 best_value=last.get("best_value"))
 
-    def record(opt, row):
+    def record(row) -> None:  # never stops the run: minimize's budget is the job's
         loop["rows"].append({"generation": row["generation"], "evals": row["evals"], "wall_s": elapsed0 + row["wall_s"],
                              "best_value": row["best_value"], "gen_mean": row["gen_mean"]})
         loop["elapsed"] = elapsed0 + row["wall_s"]

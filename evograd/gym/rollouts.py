@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from ..core.running_stats import RunningMeanStd
+from .kernels import LinearKernel, TorchKernel
 from .policies import Policy, make_policy, num_params, space_to_data
 from .slots import GymSlots, SlotError, is_gymnasium_mujoco
 from .vector_cartpole import MAX_EPISODE_STEPS, CartPoleSlots, int_to_words, is_native_cartpole, seedseq_state
@@ -99,66 +100,6 @@ def concat_results(results: Sequence[RolloutResult]) -> RolloutResult:
                          total("batched_steps"), total("wall_s"), [c for r in results for c in r.timed_out])
 
 
-# ---------------------------------------------------------------- batched policy kernels (obs as (O, n))
-class _LinearKernel:
-    """logits = b + w_0 o_0 + w_1 o_1 + ..., summed strictly left to right for every member.
-
-    The sum is the last row of a cumulative sum over the observation axis: np.cumsum is sequential by
-    definition (out[j] = out[j-1] + x[j]), so a member's rounding cannot depend on the batch, unlike
-    BLAS or numpy's pairwise reductions; and it is 3 numpy calls per step whatever obs_dim is.
-    For two discrete actions only the sign of logit1 - logit0 matters, so the weights are stored as that
-    difference (differs from argmax of the two logits only by rounding).
-    """
-
-    def __init__(self, policy: Policy, n: int, post: Callable):
-        self.O, self.A, self.bias = policy.obs_dim, policy.act_dim, policy.net.bias is not None
-        self.pair = policy.discrete and self.A == 2
-        rows = 1 if self.pair else self.A
-        self.post = (lambda d: d[0] > 0.0) if self.pair else post
-        self.W = np.zeros((self.O + 1, rows, n))  # row 0: bias (times a constant-1 input), rows 1..O: weights
-        self.x = np.ones((self.O + 1, 1, n))
-        self._prod, self._cum = np.empty_like(self.W), np.empty_like(self.W)
-
-    def assign(self, slots: np.ndarray, P: np.ndarray) -> None:
-        m, AO = len(slots), self.A * self.O
-        W = P[:, :AO].reshape(m, self.A, self.O)
-        b = P[:, AO:] if self.bias else np.zeros((m, self.A))
-        if self.pair:
-            W, b = W[:, 1:] - W[:, :1], b[:, 1:] - b[:, :1]
-        self.W[1:, :, slots] = W.transpose(2, 1, 0)
-        self.W[0, :, slots] = b  # int + array index around a slice: numpy puts the slot axis first
-
-    def __call__(self, o: np.ndarray) -> np.ndarray:
-        self.x[1:, 0, :] = o
-        np.multiply(self.W, self.x, out=self._prod)
-        np.cumsum(self._prod, axis=0, out=self._cum)
-        return self.post(self._cum[-1])
-
-
-class _TorchKernel:
-    """Any module, one functional call per member under vmap (per-member matmuls, batch-independent)."""
-
-    def __init__(self, policy: Policy, n: int, post: Callable):
-        self.net, self.post = policy.net, post
-        self.shapes = [(name, p.shape, p.dtype) for name, p in self.net.named_parameters()]
-        self.P = {name: torch.zeros((n, *shape), dtype=dt) for name, shape, dt in self.shapes}
-        self.dtype = self.shapes[0][2] if self.shapes else torch.float32
-        call = lambda params, x: torch.func.functional_call(self.net, params, (x[None],))[0]
-        self._batched = torch.func.vmap(call)
-
-    def assign(self, slots: np.ndarray, P: np.ndarray) -> None:
-        i, idx = 0, torch.from_numpy(np.asarray(slots))
-        for name, shape, dt in self.shapes:
-            k = int(np.prod(shape))
-            self.P[name][idx] = torch.from_numpy(P[:, i:i + k].reshape(len(slots), *shape)).to(dt)
-            i += k
-
-    @torch.no_grad()
-    def __call__(self, o: np.ndarray) -> np.ndarray:
-        out = self._batched(self.P, torch.from_numpy(np.ascontiguousarray(o.T)).to(self.dtype))
-        return self.post(out.double().numpy().T)
-
-
 class RolloutWorker:
     """Evaluates population slices on one env kind; keeps envs and the policy alive between calls.
 
@@ -210,10 +151,10 @@ class RolloutWorker:
             self.backend.envs.append(probe)
             self._default_slots = 8  # see GymSlots: more interleaved MuJoCo envs step slower
         if self.policy.kind == "linear":
-            self._kernel_cls = _LinearKernel
+            self._kernel_cls = LinearKernel
         else:
             torch.set_num_threads(1)
-            self._kernel_cls = _TorchKernel
+            self._kernel_cls = TorchKernel
 
     def _build_policy(self, spec: dict) -> Policy:
         for key, space in (("observation_space", self.observation_space), ("action_space", self.action_space)):
@@ -245,7 +186,6 @@ class RolloutWorker:
                              f"(k, {self.dim}) (num_params = {self.dim})")
         if len(ids) != len(P):
             raise ValueError(f"{len(ids)} candidate_ids for {len(P)} parameter vectors")
-        k, E, O = len(P), self.episodes, self.policy.obs_dim
         if not self.policy.discrete:
             self._low = np.asarray(self.action_space.low, np.float64).reshape(-1, 1)
             self._high = np.asarray(self.action_space.high, np.float64).reshape(-1, 1)
@@ -253,72 +193,102 @@ class RolloutWorker:
         if self.policy.obs_norm and obs_norm_state is not None:
             rms = obs_norm_state if isinstance(obs_norm_state, RunningMeanStd) else RunningMeanStd.from_state_dict(
                 obs_norm_state)  # frozen for this generation; no stats means identity, as in ARS
+            O = self.policy.obs_dim
             mean, std = rms.mean.reshape(O, 1), rms.std.reshape(O, 1)
+        run = _SliceRun(self, P, ids, run_seed, generation, timeout)
+        run.start(np.arange(run.n))
+        run.step_all(mean, std, collect_obs_stats)
+        return run.result(collect_obs_stats, t0)
 
-        ep_ret = np.full((k, E), np.nan)
-        lengths = np.zeros((k, E), dtype=np.int64)
-        failed = ~np.isfinite(P).all(axis=1)
-        o_cnt, o_s1, o_s2 = np.zeros((k, E)), np.zeros((k, E, O)), np.zeros((k, E, O))
-        jobs = [(m, e) for e in range(E) for m in range(k) if not failed[m]]
-        n = self.n_slots or min(max(len(jobs), 1), self._default_slots)
-        backend, kernel = self.backend, self._kernel_cls(self.policy, n, self._actions)
+    def _error(self, err: SlotError, slot_m, slot_e, ids, run_seed, generation) -> RolloutError:
+        m, e = int(slot_m[err.slot]), int(slot_e[err.slot])
+        seed = episode_seed(run_seed, generation, int(ids[m]), e)
+        return RolloutError(
+            f"env {self.env_id!r} raised {type(err.exc).__name__}: {err.exc} while evaluating candidate "
+            f"{int(ids[m])} (row {m}, episode {e}, reset seed {seed}, generation {generation}).\n"
+            f"Original traceback:\n{err.tb}")
+
+
+class _SliceRun:
+    """One `RolloutWorker.evaluate` call: the (member, episode) jobs, the job each slot runs, what the ended
+    episodes returned. Lengths come from the step at which a slot started, so the hot loop does no per-slot
+    counting; CartPole's reward is 1 per step, so its return is its length."""
+
+    def __init__(self, worker: RolloutWorker, P: np.ndarray, ids: np.ndarray, run_seed: int, generation: int,
+                 timeout: float | None):
+        k, E, O = len(P), worker.episodes, worker.policy.obs_dim
+        self.worker, self.P, self.ids, self.run_seed, self.generation = worker, P, ids, run_seed, generation
+        self.ep_ret = np.full((k, E), np.nan)
+        self.lengths = np.zeros((k, E), dtype=np.int64)
+        self.failed = ~np.isfinite(P).all(axis=1)
+        self.o_cnt, self.o_s1, self.o_s2 = np.zeros((k, E)), np.zeros((k, E, O)), np.zeros((k, E, O))
+        self.jobs = [(m, e) for e in range(E) for m in range(k) if not self.failed[m]]
+        n = self.n = worker.n_slots or min(max(len(self.jobs), 1), worker._default_slots)
+        backend = self.backend = worker.backend
+        self.kernel = worker._kernel_cls(worker.policy, n, worker._actions)
         backend.prepare(n)
         # only Gymnasium slots can hang (our vectorized CartPole cannot): no per-step check otherwise
-        watch = timeout is not None and isinstance(backend, GymSlots)
+        self.watch = timeout is not None and isinstance(backend, GymSlots)
         if isinstance(backend, GymSlots):
             backend.timeout = timeout
-        timed_out: list[int] = []
+        self.timed_out: list[int] = []
+        self.slot_m, self.slot_e = np.full(n, -1), np.zeros(n, dtype=np.int64)
+        self.slot_t0, self.slot_ret, self.live = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n, dtype=bool)
+        self.s1, self.s2, self.sq = np.zeros((O, n)), np.zeros((O, n)), np.empty((O, n))
+        self.next = self.n_live = self.t = 0  # next job, live slots, batched steps so far
 
-        def note_timeouts():
-            if backend.timed_out:
-                timed_out.extend(int(ids[slot_m[s]]) for s in backend.timed_out)
-                backend.timed_out.clear()
+    def note_timeouts(self) -> None:
+        if self.backend.timed_out:
+            self.timed_out.extend(int(self.ids[self.slot_m[s]]) for s in self.backend.timed_out)
+            self.backend.timed_out.clear()
 
-        # Per-slot bookkeeping. Lengths come from the step at which a slot started, so the hot loop does
-        # no per-slot counting; CartPole's reward is 1 per step, so its return is its length.
-        slot_m, slot_e, slot_t0 = np.full(n, -1), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-        slot_ret, live = np.zeros(n), np.zeros(n, dtype=bool)
-        s1, s2, sq = np.zeros((O, n)), np.zeros((O, n)), np.empty((O, n))
-        state = {"next": 0, "live": 0, "t": 0}
+    def error(self, err: SlotError) -> RolloutError:
+        return self.worker._error(err, self.slot_m, self.slot_e, self.ids, self.run_seed, self.generation)
 
-        def start(slots):
-            take = []
-            while state["next"] < len(jobs) and len(take) < len(slots):
-                if not failed[jobs[state["next"]][0]]:
-                    take.append(jobs[state["next"]])
-                state["next"] += 1
-            if not take:
-                return
-            slots = np.asarray(slots[:len(take)], dtype=np.int64)
-            mem, eps = np.array([t[0] for t in take]), np.array([t[1] for t in take])
-            slot_m[slots], slot_e[slots], slot_t0[slots], slot_ret[slots] = mem, eps, state["t"], 0.0
-            s1[:, slots], s2[:, slots] = 0.0, 0.0
-            live[slots] = True
-            state["live"] += len(slots)
-            kernel.assign(slots, P[mem])
-            try:
-                bad = backend.reset(slots, episode_seeds(run_seed, generation, ids[mem], eps))
-            except SlotError as err:
-                raise self._error(err, slot_m, slot_e, ids, run_seed, generation) from err.exc
-            if watch:
-                note_timeouts()
-            if bad is not None and len(bad):
-                finish(bad, np.ones(len(bad), dtype=bool))
+    def start(self, slots) -> None:
+        """Give the free `slots` the next pending jobs (skipping members already failed) and reset their envs."""
+        take, failed = [], self.failed
+        while self.next < len(self.jobs) and len(take) < len(slots):
+            if not failed[self.jobs[self.next][0]]:
+                take.append(self.jobs[self.next])
+            self.next += 1
+        if not take:
+            return
+        slots = np.asarray(slots[:len(take)], dtype=np.int64)
+        mem, eps = np.array([t[0] for t in take]), np.array([t[1] for t in take])
+        self.slot_m[slots], self.slot_e[slots], self.slot_t0[slots], self.slot_ret[slots] = mem, eps, self.t, 0.0
+        self.s1[:, slots], self.s2[:, slots] = 0.0, 0.0
+        self.live[slots] = True
+        self.n_live += len(slots)
+        self.kernel.assign(slots, self.P[mem])
+        try:
+            bad = self.backend.reset(slots, episode_seeds(self.run_seed, self.generation, self.ids[mem], eps))
+        except SlotError as err:
+            raise self.error(err) from err.exc
+        if self.watch:
+            self.note_timeouts()
+        if bad is not None and len(bad):
+            self.finish(bad, np.ones(len(bad), dtype=bool))
 
-        def finish(slots, bad):
-            m, e, length = slot_m[slots], slot_e[slots], state["t"] - slot_t0[slots]
-            ret = length.astype(np.float64) if backend.reward_is_one else slot_ret[slots]
-            ep_ret[m, e] = np.where(bad, np.nan, ret)
-            lengths[m, e] = length
-            failed[m[bad]] = True
-            o_cnt[m, e], o_s1[m, e], o_s2[m, e] = length, s1[:, slots].T, s2[:, slots].T
-            live[slots] = False
-            slot_m[slots] = -1
-            state["live"] -= len(slots)
+    def finish(self, slots, bad) -> None:
+        """Record the episodes that ended in `slots` (bad: NaN observation or reward) and free the slots."""
+        m, e, length = self.slot_m[slots], self.slot_e[slots], self.t - self.slot_t0[slots]
+        ret = length.astype(np.float64) if self.backend.reward_is_one else self.slot_ret[slots]
+        self.ep_ret[m, e] = np.where(bad, np.nan, ret)
+        self.lengths[m, e] = length
+        self.failed[m[bad]] = True
+        self.o_cnt[m, e], self.o_s1[m, e], self.o_s2[m, e] = length, self.s1[:, slots].T, self.s2[:, slots].T
+        self.live[slots] = False
+        self.slot_m[slots] = -1
+        self.n_live -= len(slots)
 
-        start(np.arange(n))
+    def step_all(self, mean, std, collect_obs_stats: bool) -> None:
+        """The hot loop: step every slot together, one batched action computation per step, until no job is
+        left; Python work per step is independent of the number of slots (bound names, no per-slot loop)."""
+        backend, kernel, live, slot_ret, watch = self.backend, self.kernel, self.live, self.slot_ret, self.watch
+        s1, s2, sq = self.s1, self.s2, self.sq
         with np.errstate(over="ignore", invalid="ignore"):  # idle slots may hold a failed episode's NaN/inf
-            while state["live"]:
+            while self.n_live:
                 obs = backend.obs()
                 if collect_obs_stats:
                     s1 += obs
@@ -328,10 +298,10 @@ class RolloutWorker:
                 try:
                     rew, done, bad = backend.step(kernel(x), live)
                 except SlotError as err:
-                    raise self._error(err, slot_m, slot_e, ids, run_seed, generation) from err.exc
+                    raise self.error(err) from err.exc
                 if watch:
-                    note_timeouts()
-                state["t"] += 1
+                    self.note_timeouts()
+                self.t += 1
                 if rew is not None:
                     slot_ret += rew
                 if bad is not None:
@@ -339,23 +309,19 @@ class RolloutWorker:
                 done &= live
                 if done.any():
                     d = np.flatnonzero(done)
-                    finish(d, np.zeros(len(d), dtype=bool) if bad is None else bad[d])
-                    start(d)
-        if not collect_obs_stats:
-            o_cnt[:] = 0
-        assert not (~failed[:, None] & (lengths == 0)).any(), "internal: an episode was never run"
-        returns = np.where(failed, np.nan, ep_ret.mean(axis=1))
-        env_steps = int(lengths.sum())
-        return RolloutResult(returns, ep_ret, lengths, failed, env_steps, o_cnt.sum(axis=1), o_s1.sum(axis=1),
-                             o_s2.sum(axis=1), state["t"] * n, state["t"], time.perf_counter() - t0, timed_out)
+                    self.finish(d, np.zeros(len(d), dtype=bool) if bad is None else bad[d])
+                    self.start(d)
 
-    def _error(self, err: SlotError, slot_m, slot_e, ids, run_seed, generation) -> RolloutError:
-        m, e = int(slot_m[err.slot]), int(slot_e[err.slot])
-        seed = episode_seed(run_seed, generation, int(ids[m]), e)
-        return RolloutError(
-            f"env {self.env_id!r} raised {type(err.exc).__name__}: {err.exc} while evaluating candidate "
-            f"{int(ids[m])} (row {m}, episode {e}, reset seed {seed}, generation {generation}).\n"
-            f"Original traceback:\n{err.tb}")
+    def result(self, collect_obs_stats: bool, t0: float) -> RolloutResult:
+        failed, lengths = self.failed, self.lengths
+        if not collect_obs_stats:
+            self.o_cnt[:] = 0
+        assert not (~failed[:, None] & (lengths == 0)).any(), "internal: an episode was never run"
+        returns = np.where(failed, np.nan, self.ep_ret.mean(axis=1))
+        env_steps = int(lengths.sum())
+        return RolloutResult(returns, self.ep_ret, lengths, failed, env_steps, self.o_cnt.sum(axis=1),
+                             self.o_s1.sum(axis=1), self.o_s2.sum(axis=1), self.t * self.n, self.t,
+                             time.perf_counter() - t0, self.timed_out)
 
 
 _CACHE = threading.local()  # per thread: a Dask worker may run several tasks at once in its threads

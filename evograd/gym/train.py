@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.callbacks import row_callback
 from ..core.progress import Progress, run_warnings
 from ..core.serialization import applying
 from ..core.validation import ParameterError, check_budget, check_int
@@ -59,7 +60,7 @@ def train(
     eval_episodes: int = 10,
     target_return: float | None = None,
     progress: bool = False,
-    callback: Callable[[dict], Any] | None = None,
+    callback: Callable[[dict], bool | None] | None = None,
     checkpoint: Callable[[dict], Any] | None = None,
     resume: dict | None = None,
 ) -> TrainResult:
@@ -69,12 +70,50 @@ def train(
     eval_every: training env steps between evaluations of the optimizer's center (default: 1/20 of
     max_env_steps, else every 10 generations' worth of steps). The center is also evaluated before the
     first generation and at the end. target_return stops once an evaluation reaches it.
-    callback(row) runs after each generation and may return True to stop.
+    callback(row) -> bool | None runs after each generation with its history row: True stops (after the
+    final evaluation), None or False continue (`evograd.core.callbacks`; a deprecated
+    callback(optimizer, row) still works, with a DeprecationWarning).
     checkpoint(state) receives, after every generation, plain data from which `train(..., resume=state)`
     continues the run exactly: the same later generations, evaluations and result as without the stop
     (the optimizer's random state, the problem's counters and observation statistics, the evaluation
     schedule and the history are all in it).
     """
+    budget = _check_arguments(problem, optimizer, max_env_steps, max_generations, max_seconds, target_return)
+    if eval_every is not None:
+        eval_every = check_int(eval_every, "eval_every", "train", low=1)
+    eval_episodes = check_int(eval_episodes, "eval_episodes", "train", low=1)
+    stop_after = row_callback(callback, "train", lambda: optimizer)
+    optimizer.set_sense(problem.maximize)  # returns are maximized: nobody flips signs by hand
+    run = _Run(problem, optimizer, budget, eval_every, eval_episodes, resume)
+    run.evaluate_start()
+    bar = _progress(progress, budget.env_steps, budget.generations, run.history[-1])
+    with run_warnings():  # a warning repeated every generation is shown once, with its count at the end
+        try:
+            stop_reason = run.generations(bar, checkpoint, stop_after)
+            run.evaluate_end(bar, checkpoint)
+        finally:
+            if bar is not None:
+                bar.close()
+    loop = run.loop
+    return TrainResult(
+        best_x=loop["best_x"], best_eval_return=loop["best_ret"], final_eval_return=loop["last_eval"][0],
+        env_steps=problem.env_steps - loop["steps0"], eval_env_steps=problem.eval_env_steps,
+        generations=optimizer.generation - loop["gens0"], wall_s=run.wall(),
+        stop_reason=stop_reason, history=run.history, problem=problem, optimizer=optimizer,
+    )
+
+
+@dataclass
+class _Budget:
+    env_steps: int | None
+    generations: int | None
+    seconds: float | None
+    target_return: float | None
+
+
+def _check_arguments(problem, optimizer, max_env_steps, max_generations, max_seconds, target_return) -> _Budget:
+    """Refuse an optimizer that cannot drive this problem, and a missing or invalid budget, before any
+    env step: a mismatch found after the first generation would waste it."""
     if not isinstance(optimizer, Optimizer):
         raise ParameterError(f"The 'optimizer' argument must be an evograd optimizer. Got {type(optimizer).__name__}.")
     if optimizer.needs_grad:
@@ -85,44 +124,52 @@ def train(
                              f"{problem.dim} parameters (use x0=problem.initial_params())")
     max_env_steps, max_generations, max_seconds = check_budget(
         "train", max_seconds, max_env_steps=max_env_steps, max_generations=max_generations)
-    if eval_every is not None:
-        eval_every = check_int(eval_every, "eval_every", "train", low=1)
-    eval_episodes = check_int(eval_episodes, "eval_episodes", "train", low=1)
-    optimizer.set_sense(problem.maximize)  # returns are maximized: nobody flips signs by hand
+    return _Budget(max_env_steps, max_generations, max_seconds, target_return)
 
-    clock0 = time.perf_counter()
-    if resume is None:
-        # everything a checkpoint needs to continue exactly where the run stopped
-        loop = {"steps0": problem.env_steps, "gens0": optimizer.generation, "elapsed": 0.0, "history": [],
-                "best_x": optimizer.center, "best_ret": -np.inf, "interval": eval_every, "next_eval": None,
-                "last_eval": (float("nan"), float("nan"))}
-    else:
-        with applying("the resume state"):
-            loop = dict(resume["loop"])
-            loop["history"] = [dict(r) for r in loop["history"]]
-            optimizer.load_state_dict(resume["optimizer"])
-            problem.load_state_dict(resume["problem"])
 
-    def wall() -> float:
-        return loop["elapsed"] + time.perf_counter() - clock0
+class _Run:
+    """One run's steps around `loop`, the plain dict a checkpoint saves: the starting counters, the elapsed
+    time, the history, the best evaluated center and the evaluation schedule. Everything that decides a later
+    generation lives in that dict, the optimizer or the problem, which is why a resumed run is exact."""
 
-    def evaluate_center() -> tuple[float, float]:
-        x = optimizer.center
-        rets = problem.evaluate_policy(x, eval_episodes)
+    def __init__(self, problem: GymProblem, optimizer: Optimizer, budget: _Budget, eval_every: int | None,
+                 eval_episodes: int, resume: dict | None):
+        self.problem, self.optimizer, self.budget, self.eval_episodes = problem, optimizer, budget, eval_episodes
+        self.clock0 = time.perf_counter()
+        if resume is None:
+            self.loop = {"steps0": problem.env_steps, "gens0": optimizer.generation, "elapsed": 0.0, "history": [],
+                         "best_x": optimizer.center, "best_ret": -np.inf, "interval": eval_every,
+                         "next_eval": None, "last_eval": (float("nan"), float("nan"))}
+        else:
+            with applying("the resume state"):
+                self.loop = dict(resume["loop"])
+                self.loop["history"] = [dict(r) for r in self.loop["history"]]
+                optimizer.load_state_dict(resume["optimizer"])
+                problem.load_state_dict(resume["problem"])
+        self.history = self.loop["history"]
+
+    def wall(self) -> float:
+        return self.loop["elapsed"] + time.perf_counter() - self.clock0
+
+    def evaluate_center(self) -> tuple[float, float]:
+        """Mean and std of the center's returns over the evaluation episodes; a better mean is the new best."""
+        loop, x = self.loop, self.optimizer.center
+        rets = self.problem.evaluate_policy(x, self.eval_episodes)
         mean = float(np.mean(rets)) if np.all(np.isfinite(rets)) else float("nan")
         if np.isfinite(mean) and mean > loop["best_ret"]:
             loop["best_x"], loop["best_ret"] = x, mean
         loop["last_eval"] = (mean, float(np.std(rets)))
         return loop["last_eval"]
 
-    def row_for(gen_returns: np.ndarray | None) -> dict[str, float]:
+    def row_for(self, gen_returns: np.ndarray | None) -> dict[str, float]:
+        """A history row for the generation just told (None: generation 0, no training returns)."""
         ok = np.zeros(0) if gen_returns is None else gen_returns[np.isfinite(gen_returns)]
         nan = float("nan")
         return {
-            "generation": optimizer.generation - loop["gens0"],
-            "env_steps": problem.env_steps - loop["steps0"],
-            "eval_env_steps": problem.eval_env_steps,
-            "wall_s": wall(),
+            "generation": self.optimizer.generation - self.loop["gens0"],
+            "env_steps": self.problem.env_steps - self.loop["steps0"],
+            "eval_env_steps": self.problem.eval_env_steps,
+            "wall_s": self.wall(),
             "return_mean": float(ok.mean()) if ok.size else nan,
             "return_max": float(ok.max()) if ok.size else nan,
             "return_min": float(ok.min()) if ok.size else nan,
@@ -131,76 +178,82 @@ def train(
             "eval_return_std": nan,
         }
 
-    def snapshot() -> dict[str, Any]:
-        state = dict(loop, elapsed=wall())
-        return {"version": 1, "loop": state, "optimizer": optimizer.state_dict(), "problem": problem.state_dict()}
+    def snapshot(self) -> dict[str, Any]:
+        state = dict(self.loop, elapsed=self.wall())
+        return {"version": 1, "loop": state, "optimizer": self.optimizer.state_dict(),
+                "problem": self.problem.state_dict()}
 
-    history = loop["history"]
-    if not history:  # generation 0: the starting point, evaluated like every later center
-        row = row_for(None)
-        row["eval_return"], row["eval_return_std"] = evaluate_center()
-        row["best_eval_return"] = loop["best_ret"]
-        history.append(row)
-    bar = _progress(progress, max_env_steps, max_generations, history[-1])
-    stop_reason = "max_generations"
-    with run_warnings():  # a warning repeated every generation is shown once, with its count at the end
-        try:
-            while True:
-                used_steps = problem.env_steps - loop["steps0"]
-                if max_env_steps is not None and used_steps >= max_env_steps:
-                    stop_reason = "max_env_steps"
-                    break
-                if max_generations is not None and optimizer.generation - loop["gens0"] >= max_generations:
-                    stop_reason = "max_generations"
-                    break
-                if max_seconds is not None and wall() >= max_seconds:
-                    stop_reason = "max_seconds"
-                    break
-                X = optimizer.ask_candidates()  # seeded populations reach the workers as seeds, not rows
-                steps_before = problem.env_steps
-                returns = problem.evaluate(X)
-                optimizer.tell(returns)
-                if loop["interval"] is None:  # default schedule, fixed once the cost of a generation is known
-                    gen_steps = problem.env_steps - steps_before
-                    loop["interval"] = max(max_env_steps // 20 if max_env_steps is not None else 10 * gen_steps, 1)
-                if loop["next_eval"] is None:
-                    loop["next_eval"] = loop["steps0"] + loop["interval"]
-                row = row_for(returns)
-                done = max_env_steps is not None and problem.env_steps - loop["steps0"] >= max_env_steps
-                if problem.env_steps >= loop["next_eval"] or done:
-                    row["eval_return"], row["eval_return_std"] = evaluate_center()
-                    while loop["next_eval"] <= problem.env_steps:
-                        loop["next_eval"] += loop["interval"]
-                row["best_eval_return"] = loop["best_ret"]
-                row["wall_s"] = wall()
-                history.append(row)
-                if bar is not None:
-                    _show(bar, row, max_env_steps)
-                if checkpoint is not None:
-                    checkpoint(snapshot())
-                if callback is not None and callback(row):
-                    stop_reason = "callback"
-                    break
-                if (target_return is not None and np.isfinite(row["eval_return"])
-                        and row["eval_return"] >= target_return):
-                    stop_reason = "target_return"
-                    break
-            if np.isnan(history[-1]["eval_return"]):  # the end is always evaluated
-                history[-1]["eval_return"], history[-1]["eval_return_std"] = evaluate_center()
-                history[-1]["best_eval_return"] = loop["best_ret"]
-                if bar is not None:
-                    _show(bar, history[-1], max_env_steps)
-                if checkpoint is not None:
-                    checkpoint(snapshot())
-        finally:
+    def evaluate_start(self) -> None:
+        """Generation 0: the starting point, evaluated like every later center (a resumed run has it)."""
+        if not self.history:
+            row = self.row_for(None)
+            row["eval_return"], row["eval_return_std"] = self.evaluate_center()
+            row["best_eval_return"] = self.loop["best_ret"]
+            self.history.append(row)
+
+    def budget_spent(self) -> str | None:
+        """The budget that has ended before the next generation, if any."""
+        b, used_steps = self.budget, self.problem.env_steps - self.loop["steps0"]
+        if b.env_steps is not None and used_steps >= b.env_steps:
+            return "max_env_steps"
+        if b.generations is not None and self.optimizer.generation - self.loop["gens0"] >= b.generations:
+            return "max_generations"
+        if b.seconds is not None and self.wall() >= b.seconds:
+            return "max_seconds"
+        return None
+
+    def generations(self, bar: Progress | None, checkpoint, stop_after) -> str:
+        """Run generations until a budget, the callback or the target return ends the run; returns why."""
+        while True:
+            stop_reason = self.budget_spent()
+            if stop_reason is not None:
+                return stop_reason
+            row = self.generation()
             if bar is not None:
-                bar.close()
-    return TrainResult(
-        best_x=loop["best_x"], best_eval_return=loop["best_ret"], final_eval_return=loop["last_eval"][0],
-        env_steps=problem.env_steps - loop["steps0"], eval_env_steps=problem.eval_env_steps,
-        generations=optimizer.generation - loop["gens0"], wall_s=wall(),
-        stop_reason=stop_reason, history=history, problem=problem, optimizer=optimizer,
-    )
+                _show(bar, row, self.budget.env_steps)
+            if checkpoint is not None:
+                checkpoint(self.snapshot())
+            if stop_after is not None and stop_after(row):
+                return "callback"
+            target = self.budget.target_return
+            if target is not None and np.isfinite(row["eval_return"]) and row["eval_return"] >= target:
+                return "target_return"
+
+    def generation(self) -> dict[str, float]:
+        """ask -> evaluate -> tell, then evaluate the center when the schedule (or the budget's end) says so;
+        returns the generation's history row, already appended."""
+        problem, loop, max_env_steps = self.problem, self.loop, self.budget.env_steps
+        X = self.optimizer.ask_candidates()  # seeded populations reach the workers as seeds, not rows
+        steps_before = problem.env_steps
+        returns = problem.evaluate(X)
+        self.optimizer.tell(returns)
+        if loop["interval"] is None:  # default schedule, fixed once the cost of a generation is known
+            gen_steps = problem.env_steps - steps_before
+            loop["interval"] = max(max_env_steps // 20 if max_env_steps is not None else 10 * gen_steps, 1)
+        if loop["next_eval"] is None:
+            loop["next_eval"] = loop["steps0"] + loop["interval"]
+        row = self.row_for(returns)
+        done = max_env_steps is not None and problem.env_steps - loop["steps0"] >= max_env_steps
+        if problem.env_steps >= loop["next_eval"] or done:
+            row["eval_return"], row["eval_return_std"] = self.evaluate_center()
+            while loop["next_eval"] <= problem.env_steps:
+                loop["next_eval"] += loop["interval"]
+        row["best_eval_return"] = loop["best_ret"]
+        row["wall_s"] = self.wall()
+        self.history.append(row)
+        return row
+
+    def evaluate_end(self, bar: Progress | None, checkpoint) -> None:
+        """The end is always evaluated: a run stopped between scheduled evaluations evaluates its last center
+        (and checkpoints again, so a resumed finished run does not evaluate it twice)."""
+        last = self.history[-1]
+        if np.isnan(last["eval_return"]):
+            last["eval_return"], last["eval_return_std"] = self.evaluate_center()
+            last["best_eval_return"] = self.loop["best_ret"]
+            if bar is not None:
+                _show(bar, last, self.budget.env_steps)
+            if checkpoint is not None:
+                checkpoint(self.snapshot())
 
 
 def _progress(enabled: bool, max_env_steps, max_generations, last: dict) -> Progress | None:

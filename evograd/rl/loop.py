@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.callbacks import row_callback
 from ..core.progress import Progress
 from ..core.running_stats import RunningMeanStd
 from ..core.validation import ParameterError, check_bool, check_float, check_int, check_memory
@@ -115,10 +116,10 @@ class RunLoop:
         if env_kwargs is not None and not isinstance(env_kwargs, dict):
             raise ParameterError(f"The 'env_kwargs' parameter of {owner} must be a dict. "
                                  f"Got {env_kwargs!r} instead.")
-        if callback is not None and not callable(callback):
-            raise ParameterError(f"The 'callback' parameter of {owner} must be callable. "
-                                 f"Got {callback!r} instead.")
-        self.callback = callback
+        # the one callback form, callback(row) -> bool | None (evograd.core.callbacks); a deprecated
+        # callback(optimizer, row) gets the Adam that steps the network's parameters (given to start)
+        self.optimizer = None
+        self.callback = row_callback(callback, owner, lambda: self.optimizer)
         factory = env_factory(env, env_kwargs)
         self.eval_envs = [factory() for _ in range(self.eval_episodes)]
         self.spaces = (self.eval_envs[0].observation_space, self.eval_envs[0].action_space)
@@ -139,9 +140,12 @@ class RunLoop:
         finally:
             torch.set_num_threads(old)
 
-    def start(self, ac, obs_rms: RunningMeanStd | None = None, resume: dict | None = None) -> None:
+    def start(self, ac, obs_rms: RunningMeanStd | None = None, resume: dict | None = None,
+              optimizer: Any = None) -> None:
         """Start the clock and evaluate the initial policy (row 0, as `evograd.gym.train` does); or, with
-        `resume` (a `state_dict()`), continue that run's clock, counters, history and best policy instead."""
+        `resume` (a `state_dict()`), continue that run's clock, counters, history and best policy instead.
+        optimizer: the learner's protocol optimizer, which a deprecated two-argument callback receives."""
+        self.optimizer = optimizer
         self.t0, self.c0 = time.perf_counter(), time.process_time()
         self.setup_s = self.t0 - self.t_setup
         if resume is None:
@@ -257,7 +261,7 @@ class RunLoop:
             if evaluated and self.bar.plain:
                 fields["eval"] = round(row["eval_return"], 1)
             self.bar.update(self.env_steps if self.max_env_steps else row["generation"], fields, event=evaluated)
-        if self.callback is not None and self.callback(row) is True and self.stop_reason is None:
+        if self.callback is not None and self.callback(row) and self.stop_reason is None:
             self.stop_reason = "callback"
             if math.isnan(row["eval_return"]):
                 self._evaluate_into(row, ac, obs_rms)

@@ -17,6 +17,7 @@ comparable with the evolution strategies' policies.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -111,7 +112,8 @@ def train_ppo(env: "str | Callable[[], Any]", config: PPOConfig | None = None, *
     env : Gymnasium id or zero-argument constructor; `n_envs` copies run in a SyncVectorEnv.
     config : a `PPOConfig` (SB3's names and defaults; its docstring says what each field does).
     settings : PPOConfig fields as keyword arguments, over `config`'s (`train_ppo(env, n_steps=32)`).
-    callback : called with each update's history row; returning True stops training.
+    callback : callback(row) -> bool | None, called with each update's history row: True stops (after a final
+        evaluation), None or False continue, anything else is an error (`evograd.core.callbacks`).
     progress : show a tqdm bar.
     checkpoint : called after every update with the run's state as plain data (numpy arrays, numbers,
         strings, lists, dicts: `evograd.core.serialization.save_state` writes it, `load_state` reads it back
@@ -190,118 +192,184 @@ def autograd_loss_and_grads(ac, obs, actions, old_logp, adv, returns, clip, vf_c
 
 def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, gae_lambda, clip_fn, lr_fn,
            ent_coef, vf_coef, max_grad_norm, normalize_advantage, target_kl, vn, checkpoint, resume) -> RLResult:
+    """PPO's outer loop, one update per pass: collect a rollout, estimate advantages, optimize the clipped
+    surrogate over the rollout, record the update's row (and checkpoint). The steps draw from one generator
+    in a fixed order (action samples, then minibatch shuffles), which is what makes a run reproducible."""
     rng = np.random.default_rng(loop.seed)
-    T, N = n_steps, n_envs
-    manual = ac.pi_layers is not None and ac.v_layers is not None and ac.dtype == torch.float32
-    if resume is None:
-        raw_obs, _ = venv.reset(seed=loop.seed)
-        obs = vn.obs(raw_obs, update=True)
-        loop.start(ac, vn.obs_rms)
-    else:
-        with applying("the resume state"):
-            load_learner_state(_OWNER, "ppo", resume, ac, opt, rng)
-            vn.load_state_dict(resume)
-            loop.start(ac, vn.obs_rms, resume=resume["loop"])
-        if not loop.done():  # live env states are not saved: fresh episodes, seeded by the update count
-            raw_obs, _ = venv.reset(seed=reset_seed(loop.seed, loop.updates))
-            obs = vn.obs(raw_obs, update=True)
-    ep_ret, ep_len = np.zeros(N), np.zeros(N, dtype=np.int64)
+    settings = _UpdateSettings(batch_size, n_epochs, normalize_advantage, target_kl, vf_coef, ent_coef,
+                               max_grad_norm)
+    obs = _start(loop, ac, opt, venv, vn, rng, resume)
+    ep_ret, ep_len = np.zeros(n_envs), np.zeros(n_envs, dtype=np.int64)  # the training episodes under way
     while not loop.done():
-        buf_obs = np.zeros((T, N, ac.obs_dim), np.float32)
-        act_shape, act_dtype = ((T, N), np.int64) if ac.discrete else ((T, N, ac.act_dim), np.float32)
-        buf_act = np.zeros(act_shape, act_dtype)
-        buf_logp, buf_val, buf_rew, buf_done, buf_term = (np.zeros((T, N)) for _ in range(5))
-        finished = []
-        for t in range(T):
-            with torch.no_grad():
-                obs_t = torch.from_numpy(obs)
-                out = ac.pi(obs_t)
-                buf_val[t] = ac.v(obs_t)[:, 0].numpy()
-            action, env_action, buf_logp[t] = ac.sample(out, rng)
-            raw_obs, reward, terminated, truncated, info = venv.step(env_action)
-            buf_obs[t], buf_act[t] = obs, action
-            dones = terminated | truncated
-            obs = vn.obs(raw_obs, update=True)
-            ep_ret += reward
-            ep_len += 1
-            buf_rew[t] = vn.reward(np.asarray(reward, np.float64), dones)
-            buf_done[t] = dones
-            bootstrap = truncated & ~terminated
-            if bootstrap.any():  # time limit: the final observation still has a future
-                final = np.stack([info["final_obs"][i] for i in np.flatnonzero(bootstrap)])
-                with torch.no_grad():
-                    v = ac.v(torch.from_numpy(vn.obs(final, update=False)))[:, 0].numpy()
-                buf_term[t, bootstrap] = v
-            for i in np.flatnonzero(dones):
-                finished.append((ep_ret[i], ep_len[i]))
-                ep_ret[i], ep_len[i] = 0.0, 0
-        loop.add_steps(T * N)
+        roll, obs = _collect(ac, venv, vn, rng, obs, n_steps, n_envs, ep_ret, ep_len)
+        loop.add_steps(n_steps * n_envs)
         with torch.no_grad():
             last_val = ac.v(torch.from_numpy(obs))[:, 0].numpy()
-        adv, ret = compute_gae(buf_rew, buf_val, buf_done, last_val, gamma, gae_lambda, buf_term)
-
+        adv, ret = compute_gae(roll.rew, roll.val, roll.done, last_val, gamma, gae_lambda, roll.term)
         progress_remaining = loop.progress_remaining()
         lr, clip = lr_fn(progress_remaining), clip_fn(progress_remaining)
         opt.set_lr(lr)
-        b_obs = torch.from_numpy(buf_obs.reshape(T * N, ac.obs_dim))
-        b_act = torch.from_numpy(buf_act.reshape((T * N,) + buf_act.shape[2:]))
-        b_logp = torch.from_numpy(buf_logp.reshape(-1)).float()
-        b_adv = torch.from_numpy(adv.reshape(-1)).float()
-        b_ret = torch.from_numpy(ret.reshape(-1)).float()
-        whole = batch_size >= T * N  # one minibatch: no shuffling needed, advantages normalized once
-        if whole and normalize_advantage and T * N > 1:
-            b_adv = (b_adv - b_adv.mean()) / (b_adv.std() + 1e-8)
-        stats = {"pg": [], "vf": [], "ent": [], "kl": [], "clipfrac": []}
-        stop = False
-        for epoch in range(n_epochs):
-            # diagnostics come from the last epoch's minibatches (every epoch's when target_kl may end early)
-            track = epoch == n_epochs - 1 or target_kl is not None
-            perm = None if whole else torch.from_numpy(rng.permutation(T * N))
-            for start in range(0, T * N, batch_size):
-                if whole:
-                    obs_b, act_b, logp_b, a, ret_b = b_obs, b_act, b_logp, b_adv, b_ret
-                else:
-                    idx = perm[start:start + batch_size]
-                    obs_b, act_b, logp_b, a, ret_b = (b_obs[idx], b_act[idx], b_logp[idx], b_adv[idx],
-                                                      b_ret[idx])
-                    if normalize_advantage and len(idx) > 1:
-                        a = (a - a.mean()) / (a.std() + 1e-8)
-                opt.ask()
-                if manual:
-                    loss, pg_loss, vf_loss, ent, log_ratio, ratio = ppo_loss_and_grads(
-                        ac, ac.pi_layers, ac.v_layers, obs_b, act_b, logp_b, a, ret_b, clip, vf_coef,
-                        ent_coef, track)
-                else:
-                    loss, pg_loss, vf_loss, ent, log_ratio, ratio = autograd_loss_and_grads(
-                        ac, obs_b, act_b, logp_b, a, ret_b, clip, vf_coef, ent_coef)
-                if track:
-                    with torch.no_grad():
-                        approx_kl = ((ratio - 1.0) - log_ratio).mean()
-                        stats["kl"].append(approx_kl)
-                        stats["clipfrac"].append(((ratio - 1.0).abs() > clip).float().mean())
-                        stats["pg"].append(pg_loss.detach())
-                        stats["vf"].append(vf_loss.detach())
-                        stats["ent"].append(ent.detach())
-                    if target_kl is not None and float(approx_kl) > 1.5 * target_kl:
-                        stop = True  # SB3: skip this step and end the update early
-                        break
-                clip_grad_norm(ac.flat_grad(), max_grad_norm)
-                opt.tell(loss.item())
-            if stop:
-                break
-        mean = {k: float(torch.stack(v).mean()) if v else float("nan") for k, v in stats.items()}
-        var_ret = float(np.var(ret))
-        explained_var = float("nan") if var_ret == 0 else 1.0 - float(np.var(ret - buf_val)) / var_ret
-        row = {"learning_rate": lr, "clip_range": clip, "policy_loss": mean["pg"], "value_loss": mean["vf"],
-               "entropy": mean["ent"], "approx_kl": mean["kl"], "clip_fraction": mean["clipfrac"],
-               "explained_variance": explained_var, "train_episodes": len(finished),
-               "train_ep_len": float(np.mean([n for _, n in finished])) if finished else float("nan")}
-        if not ac.discrete:
-            row["std"] = float(torch.exp(ac.log_std.detach()).mean())
-        loop.end_iteration(row, [r for r, _ in finished], ac, vn.obs_rms)
+        stats = _optimize(ac, opt, rng, roll, adv, ret, clip, settings)
+        row = _update_row(ac, stats, lr, clip, ret, roll)
+        loop.end_iteration(row, [r for r, _ in roll.finished], ac, vn.obs_rms)
         if checkpoint is not None:
             checkpoint(learner_state("ppo", loop, ac, opt, rng, **vn.state_dict()))
     return loop.finish(ac, vn.obs_rms, n_updates=opt.generation)
+
+
+@dataclass(frozen=True)
+class _UpdateSettings:
+    """The hyperparameters of one update's optimization (SB3's names)."""
+
+    batch_size: int
+    n_epochs: int
+    normalize_advantage: bool
+    target_kl: float | None
+    vf_coef: float
+    ent_coef: float
+    max_grad_norm: float
+
+
+@dataclass
+class _Rollout:
+    """n_steps x n_envs of training data, and the (return, length) of the training episodes that ended."""
+
+    obs: np.ndarray
+    act: np.ndarray
+    logp: np.ndarray
+    val: np.ndarray
+    rew: np.ndarray    # after VecNormalize's reward scaling
+    done: np.ndarray
+    term: np.ndarray   # the critic's value of the final observation where a time limit cut the episode
+    finished: list
+
+
+def _start(loop, ac, opt, venv, vn, rng, resume) -> np.ndarray | None:
+    """Reset the envs and evaluate the initial policy; or restore a checkpoint and reset the envs with a seed
+    drawn from the update count, since live env states are not saved. Returns the first (normalized)
+    observation, None when the resumed run had already ended."""
+    if resume is None:
+        raw_obs, _ = venv.reset(seed=loop.seed)
+        obs = vn.obs(raw_obs, update=True)
+        loop.start(ac, vn.obs_rms, optimizer=opt)
+        return obs
+    with applying("the resume state"):
+        load_learner_state(_OWNER, "ppo", resume, ac, opt, rng)
+        vn.load_state_dict(resume)
+        loop.start(ac, vn.obs_rms, resume=resume["loop"], optimizer=opt)
+    if loop.done():
+        return None
+    raw_obs, _ = venv.reset(seed=reset_seed(loop.seed, loop.updates))
+    return vn.obs(raw_obs, update=True)
+
+
+def _collect(ac, venv, vn, rng, obs, T: int, N: int, ep_ret, ep_len) -> tuple[_Rollout, np.ndarray]:
+    """T steps of the N envs with actions sampled from the current policy, as SB3 collects them (actions
+    stored unclipped, a time limit's final observation valued by the critic); updates the running episode
+    tallies ep_ret/ep_len in place. Returns the rollout and the observation to continue from."""
+    buf_obs = np.zeros((T, N, ac.obs_dim), np.float32)
+    act_shape, act_dtype = ((T, N), np.int64) if ac.discrete else ((T, N, ac.act_dim), np.float32)
+    buf_act = np.zeros(act_shape, act_dtype)
+    buf_logp, buf_val, buf_rew, buf_done, buf_term = (np.zeros((T, N)) for _ in range(5))
+    finished = []
+    for t in range(T):
+        with torch.no_grad():
+            obs_t = torch.from_numpy(obs)
+            out = ac.pi(obs_t)
+            buf_val[t] = ac.v(obs_t)[:, 0].numpy()
+        action, env_action, buf_logp[t] = ac.sample(out, rng)
+        raw_obs, reward, terminated, truncated, info = venv.step(env_action)
+        buf_obs[t], buf_act[t] = obs, action
+        dones = terminated | truncated
+        obs = vn.obs(raw_obs, update=True)
+        ep_ret += reward
+        ep_len += 1
+        buf_rew[t] = vn.reward(np.asarray(reward, np.float64), dones)
+        buf_done[t] = dones
+        bootstrap = truncated & ~terminated
+        if bootstrap.any():  # time limit: the final observation still has a future
+            final = np.stack([info["final_obs"][i] for i in np.flatnonzero(bootstrap)])
+            with torch.no_grad():
+                v = ac.v(torch.from_numpy(vn.obs(final, update=False)))[:, 0].numpy()
+            buf_term[t, bootstrap] = v
+        for i in np.flatnonzero(dones):
+            finished.append((ep_ret[i], ep_len[i]))
+            ep_ret[i], ep_len[i] = 0.0, 0
+    return _Rollout(buf_obs, buf_act, buf_logp, buf_val, buf_rew, buf_done, buf_term, finished), obs
+
+
+def _optimize(ac, opt, rng, roll: _Rollout, adv, ret, clip: float, s: _UpdateSettings) -> dict[str, float]:
+    """n_epochs passes of minibatch steps over the rollout, shuffled by rng as SB3 shuffles; returns the mean
+    diagnostics of the last epoch's minibatches (of every epoch's when target_kl may end the update early)."""
+    T, N = roll.rew.shape
+    b_obs = torch.from_numpy(roll.obs.reshape(T * N, ac.obs_dim))
+    b_act = torch.from_numpy(roll.act.reshape((T * N,) + roll.act.shape[2:]))
+    b_logp = torch.from_numpy(roll.logp.reshape(-1)).float()
+    b_adv = torch.from_numpy(adv.reshape(-1)).float()
+    b_ret = torch.from_numpy(ret.reshape(-1)).float()
+    whole = s.batch_size >= T * N  # one minibatch: no shuffling needed, advantages normalized once
+    if whole and s.normalize_advantage and T * N > 1:
+        b_adv = (b_adv - b_adv.mean()) / (b_adv.std() + 1e-8)
+    stats = {"pg": [], "vf": [], "ent": [], "kl": [], "clipfrac": []}
+    for epoch in range(s.n_epochs):
+        track = epoch == s.n_epochs - 1 or s.target_kl is not None
+        perm = None if whole else torch.from_numpy(rng.permutation(T * N))
+        for start in range(0, T * N, s.batch_size):
+            if whole:
+                batch = (b_obs, b_act, b_logp, b_adv, b_ret)
+            else:
+                idx = perm[start:start + s.batch_size]
+                a = b_adv[idx]
+                if s.normalize_advantage and len(idx) > 1:
+                    a = (a - a.mean()) / (a.std() + 1e-8)
+                batch = (b_obs[idx], b_act[idx], b_logp[idx], a, b_ret[idx])
+            if not _minibatch_step(ac, opt, batch, clip, s, track, stats):
+                return _means(stats)  # SB3: skip this step and end the update early
+    return _means(stats)
+
+
+def _minibatch_step(ac, opt, batch, clip: float, s: _UpdateSettings, track: bool, stats: dict) -> bool:
+    """One Adam step on a minibatch's PPO loss (hand-written gradients for plain MLPs, autograd otherwise);
+    appends the diagnostics to stats when tracked. False: target_kl was exceeded and the step skipped."""
+    obs_b, act_b, logp_b, a, ret_b = batch
+    opt.ask()
+    if ac.pi_layers is not None and ac.v_layers is not None and ac.dtype == torch.float32:
+        loss, pg_loss, vf_loss, ent, log_ratio, ratio = ppo_loss_and_grads(
+            ac, ac.pi_layers, ac.v_layers, obs_b, act_b, logp_b, a, ret_b, clip, s.vf_coef, s.ent_coef, track)
+    else:
+        loss, pg_loss, vf_loss, ent, log_ratio, ratio = autograd_loss_and_grads(
+            ac, obs_b, act_b, logp_b, a, ret_b, clip, s.vf_coef, s.ent_coef)
+    if track:
+        with torch.no_grad():
+            approx_kl = ((ratio - 1.0) - log_ratio).mean()
+            stats["kl"].append(approx_kl)
+            stats["clipfrac"].append(((ratio - 1.0).abs() > clip).float().mean())
+            stats["pg"].append(pg_loss.detach())
+            stats["vf"].append(vf_loss.detach())
+            stats["ent"].append(ent.detach())
+        if s.target_kl is not None and float(approx_kl) > 1.5 * s.target_kl:
+            return False
+    clip_grad_norm(ac.flat_grad(), s.max_grad_norm)
+    opt.tell(loss.item())
+    return True
+
+
+def _means(stats: dict[str, list]) -> dict[str, float]:
+    return {k: float(torch.stack(v).mean()) if v else float("nan") for k, v in stats.items()}
+
+
+def _update_row(ac, mean: dict[str, float], lr: float, clip: float, ret: np.ndarray, roll: _Rollout) -> dict:
+    """The algorithm's own columns of the update's history row (SB3's logged statistics)."""
+    var_ret = float(np.var(ret))
+    explained_var = float("nan") if var_ret == 0 else 1.0 - float(np.var(ret - roll.val)) / var_ret
+    finished = roll.finished
+    row = {"learning_rate": lr, "clip_range": clip, "policy_loss": mean["pg"], "value_loss": mean["vf"],
+           "entropy": mean["ent"], "approx_kl": mean["kl"], "clip_fraction": mean["clipfrac"],
+           "explained_variance": explained_var, "train_episodes": len(finished),
+           "train_ep_len": float(np.mean([n for _, n in finished])) if finished else float("nan")}
+    if not ac.discrete:
+        row["std"] = float(torch.exp(ac.log_std.detach()).mean())
+    return row
 
 
 __all__ = ["PPOConfig", "RLResult", "compute_gae", "train_ppo"]

@@ -82,61 +82,80 @@ def _train_reinforce(env, callback, progress, checkpoint, resume, *, policy, see
             envs = [factory() for _ in range(n_episodes)]
             rng = np.random.default_rng(loop.seed)
 
-            def act(obs):
-                with torch.no_grad():
-                    out = ac.pi(torch.as_tensor(obs, dtype=ac.dtype))
-                stored, env_action, _ = ac.sample(out, rng)
-                return env_action, stored
-
             if resume is None:
-                loop.start(ac)
+                loop.start(ac, optimizer=opt)
             else:
                 with applying("the resume state"):
                     load_learner_state(o, "reinforce", resume, ac, opt, rng)
-                    loop.start(ac, resume=resume["loop"])
-            while not loop.done():
-                update = opt.generation
-                seeds = [int(np.random.SeedSequence([loop.seed, update, i]).generate_state(1)[0])
-                         for i in range(n_episodes)]
-                rets, lens, trajs = run_episodes(envs, seeds, act, record=True)
-                loop.add_steps(int(lens.sum()))
-                obs = torch.as_tensor(np.concatenate([np.stack(tr["obs"]) for tr in trajs]), dtype=ac.dtype)
-                acts = torch.as_tensor(np.concatenate([np.stack(tr["act"]) for tr in trajs]))
-                finals = [tr["final_obs"] for tr in trajs]
-                with torch.no_grad():
-                    v_final = ac.critic(torch.as_tensor(np.stack(finals), dtype=ac.dtype))[:, 0].numpy()
-                g = np.concatenate([discounted_returns(np.asarray(tr["rew"]), gamma,
-                                                       v_final[i] if tr["truncated"] else 0.0)
-                                    for i, tr in enumerate(trajs)])
-                returns = torch.as_tensor(g, dtype=ac.dtype)
-                lr = lr_fn(loop.progress_remaining())
-                opt.set_lr(lr)
-                logp, entropy = ac.evaluate(obs, acts)
-                values = ac.critic(obs)[:, 0]
-                adv = returns - values.detach()
-                if normalize_advantage and len(adv) > 1:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                pg_loss = -(logp * adv).mean()
-                vf_loss = F.mse_loss(values, returns)
-                loss = pg_loss - ent_coef * entropy.mean() + vf_coef * vf_loss
-                opt.ask()
-                ac.flat_grad(zero=True)
-                loss.backward()
-                clip_grad_norm(ac.flat_grad(), max_grad_norm)
-                opt.tell(loss.item())
-                row = {"learning_rate": lr, "policy_loss": pg_loss.item(), "value_loss": vf_loss.item(),
-                       "entropy": entropy.mean().item(), "train_episodes": n_episodes,
-                       "train_ep_len": float(lens.mean())}
-                if not ac.discrete:
-                    row["std"] = float(torch.exp(ac.log_std.detach()).mean())
-                loop.end_iteration(row, rets, ac)
-                if checkpoint is not None:
-                    checkpoint(learner_state("reinforce", loop, ac, opt, rng))
-            return loop.finish(ac, None, n_updates=opt.generation)
+                    loop.start(ac, resume=resume["loop"], optimizer=opt)
+            return _train(loop, ac, opt, envs, rng, gamma, lr_fn, ent_coef, vf_coef, max_grad_norm,
+                          normalize_advantage, checkpoint)
         finally:
             for e in envs:
                 e.close()
             loop.close()
+
+
+def _train(loop, ac, opt, envs, rng, gamma, lr_fn, ent_coef, vf_coef, max_grad_norm, normalize_advantage,
+           checkpoint) -> RLResult:
+    """REINFORCE's outer loop, one update per pass: a batch of complete episodes (one per env, seeded by
+    (seed, update, slot), so a resumed run replays exactly), their returns-to-go, one gradient step."""
+    def act(obs):
+        with torch.no_grad():
+            out = ac.pi(torch.as_tensor(obs, dtype=ac.dtype))
+        stored, env_action, _ = ac.sample(out, rng)
+        return env_action, stored
+
+    while not loop.done():
+        update = opt.generation
+        seeds = [int(np.random.SeedSequence([loop.seed, update, i]).generate_state(1)[0])
+                 for i in range(len(envs))]
+        rets, lens, trajs = run_episodes(envs, seeds, act, record=True)
+        loop.add_steps(int(lens.sum()))
+        obs, acts, returns = _batch(ac, trajs, gamma)
+        lr = lr_fn(loop.progress_remaining())
+        opt.set_lr(lr)
+        pg_loss, vf_loss, entropy = _step(ac, opt, obs, acts, returns, ent_coef, vf_coef, max_grad_norm,
+                                          normalize_advantage)
+        row = {"learning_rate": lr, "policy_loss": pg_loss.item(), "value_loss": vf_loss.item(),
+               "entropy": entropy.mean().item(), "train_episodes": len(envs), "train_ep_len": float(lens.mean())}
+        if not ac.discrete:
+            row["std"] = float(torch.exp(ac.log_std.detach()).mean())
+        loop.end_iteration(row, rets, ac)
+        if checkpoint is not None:
+            checkpoint(learner_state("reinforce", loop, ac, opt, rng))
+    return loop.finish(ac, None, n_updates=opt.generation)
+
+
+def _batch(ac, trajs: list[dict], gamma: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The episodes' observations, actions and returns-to-go as one batch; an episode cut by a time limit
+    bootstraps its return with the critic's value of its final observation."""
+    obs = torch.as_tensor(np.concatenate([np.stack(tr["obs"]) for tr in trajs]), dtype=ac.dtype)
+    acts = torch.as_tensor(np.concatenate([np.stack(tr["act"]) for tr in trajs]))
+    finals = [tr["final_obs"] for tr in trajs]
+    with torch.no_grad():
+        v_final = ac.critic(torch.as_tensor(np.stack(finals), dtype=ac.dtype))[:, 0].numpy()
+    g = np.concatenate([discounted_returns(np.asarray(tr["rew"]), gamma, v_final[i] if tr["truncated"] else 0.0)
+                        for i, tr in enumerate(trajs)])
+    return obs, acts, torch.as_tensor(g, dtype=ac.dtype)
+
+
+def _step(ac, opt, obs, acts, returns, ent_coef, vf_coef, max_grad_norm, normalize_advantage):
+    """One Adam step on the loss of the module docstring; returns (policy loss, value loss, entropies)."""
+    logp, entropy = ac.evaluate(obs, acts)
+    values = ac.critic(obs)[:, 0]
+    adv = returns - values.detach()
+    if normalize_advantage and len(adv) > 1:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    pg_loss = -(logp * adv).mean()
+    vf_loss = F.mse_loss(values, returns)
+    loss = pg_loss - ent_coef * entropy.mean() + vf_coef * vf_loss
+    opt.ask()
+    ac.flat_grad(zero=True)
+    loss.backward()
+    clip_grad_norm(ac.flat_grad(), max_grad_norm)
+    opt.tell(loss.item())
+    return pg_loss, vf_loss, entropy
 
 
 __all__ = ["ReinforceConfig", "discounted_returns", "train_reinforce"]
