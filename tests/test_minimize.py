@@ -21,7 +21,7 @@ def test_target_and_callback_stop_early():
     res = eg.minimize(F.sphere, eg.make("adam", x0=np.ones(3), lr=0.1), max_evals=10_000, target=1e-3)
     assert res.stop_reason == "target" and res.value <= 1e-3 and res.evals < 10_000
     res = eg.minimize(F.sphere, eg.make("sgd", x0=np.ones(3)), max_generations=100,
-                      callback=lambda opt, row: row["generation"] >= 5)
+                      callback=lambda row: row["generation"] >= 5)
     assert res.stop_reason == "callback" and res.generations == 5
 
 
