@@ -221,3 +221,15 @@ def test_the_cli_names_the_extra_a_missing_package_comes_from(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         proc.stderr.strip()] and "pip install 'evograd[rl]'" in proc.stderr, proc.stderr
+
+
+def test_tests_mirror_the_package_layout():
+    """tests/<subpackage>/ for every evograd subpackage that has code (tests of root modules and of the whole
+    package sit in tests/ itself)."""
+    tests = PKG.parent / "tests"
+    subpackages = {p.parent.name for p in PKG.glob("*/__init__.py")}
+    missing = sorted(s for s in subpackages if not any((tests / s).glob("test_*.py")))
+    assert not missing, f"no tests/<name>/test_*.py for: {missing}"
+    strays = sorted(p.name for p in tests.glob("test_*.py")
+                    if p.stem.removeprefix("test_") in subpackages)
+    assert not strays, strays

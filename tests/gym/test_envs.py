@@ -18,7 +18,7 @@ try:
 except ModuleNotFoundError as exc:  # an editable install made before pyproject mapped envs/ -> evograd.envs
     raise ImportError("evograd.envs is not importable; reinstall the package: pip install -e .") from exc
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # check_env's advice for bounded, normalized spaces; LQR is unbounded on purpose (see envs/lqr.py).
 EXPECTED_CHECKER_WARNINGS = ("infinity", "symmetric and normalized")
 

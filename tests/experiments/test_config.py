@@ -10,7 +10,7 @@ import yaml
 import evograd
 from evograd.experiments.config import ConfigError, dump_resolved, load_config, method_kwargs, resolve_attr
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 ES = ("openai_es", "cmaes", "ga", "cbo", "snes", "ars")
 

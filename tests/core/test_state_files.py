@@ -354,7 +354,7 @@ def test_legacy_pickle_is_never_unpickled(runs, canary):
 
 # ---------------------------------------------------------------------------------------------- CLI
 def _cli(*args, cwd):
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     return subprocess.run([sys.executable, "-m", "evograd", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=300, env=env)
 

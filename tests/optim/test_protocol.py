@@ -227,7 +227,7 @@ def test_each_old_name_in_a_config_is_an_error_naming_the_new_one(name, old):
     from evograd.experiments.config_errors import ConfigError
 
     new = eg.registry.renamed_parameters(eg.registry.get(name))[old].new
-    path = Path(__file__).resolve().parents[1] / "configs" / "custom_fitness.yaml"
+    path = Path(__file__).resolve().parents[2] / "configs" / "custom_fitness.yaml"
     with pytest.raises(ConfigError, match=rf"optimizer\.{old}: renamed '{new}'"):
         load_config(path, [f"optimizer={name}", f"optimizer.{old}=1"])
 

@@ -19,7 +19,7 @@ from evograd.parallel.joblock import LOCKED_EXIT, PARENT_PID_ENV, JobLock, JobRu
 
 psutil = pytest.importorskip("psutil")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
 
 CARTPOLE = """
