@@ -9,7 +9,9 @@ admits exactly:
   to be the class whose `__module__` and `__qualname__` are that pair, created only with `cls.__new__`
   and filled only through their `__dict__` (no `__init__`, no `__setstate__`, no `__reduce__` call);
 - numpy's array, dtype and scalar reconstructors, by exact name, called only with the arguments numpy
-  itself writes (an empty `(0,)` array that its `__setstate__` then fills from bytes in the stream);
+  itself writes for plain numbers (a dtype from a type code, an empty `(0,)` array that its `__setstate__`
+  fills from bytes whose count matches its shape and dtype, a scalar or buffer of the dtype's size): numpy
+  trusts these arguments, and a crafted dtype state can make an array read memory it does not own;
 - persistent references to a fixed table of callables the caller names (pycma keeps functions, such as
   its random-number source, among its options; the stream carries only their names).
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import functools
 import importlib
 import io
+import math
 import pickle
 from typing import Any, Callable, Iterable
 
@@ -29,6 +32,30 @@ import numpy as np
 
 class UnsafeStateError(pickle.UnpicklingError):
     """The stream asks for something outside the allow-list."""
+
+
+# numpy's type codes for bools and plain numbers, in every byte order numpy writes (never void, object,
+# structured or string types)
+_DTYPE_CODES = frozenset(order + code for order in ("", "<", ">", "|", "=")
+                         for code in ("?", "b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8",
+                                      "f2", "f4", "f8", "c8", "c16"))
+
+
+def plain_dtype(d: Any) -> bool:
+    """A numpy dtype of plain numbers or bools: no fields, no sub-arrays, no objects."""
+    return (isinstance(d, np.dtype) and d.kind in "biufc" and d.fields is None and d.subdtype is None
+            and not d.hasobject)
+
+
+def _shape_ok(shape: Any) -> bool:
+    return isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)
+
+
+def _array_state_ok(state: Any) -> bool:
+    """(1, shape, dtype, fortran, bytes) with bytes exactly the size the shape and dtype declare."""
+    return (isinstance(state, tuple) and len(state) == 5 and state[0] == 1 and _shape_ok(state[1])
+            and plain_dtype(state[2]) and isinstance(state[3], bool) and isinstance(state[4], bytes)
+            and len(state[4]) == math.prod(state[1]) * state[2].itemsize)
 
 
 @functools.lru_cache(maxsize=1)
@@ -94,12 +121,27 @@ class RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its 
     def _load_reduce(self) -> None:
         args = self.stack.pop()
         func = self.stack[-1]
-        if id(func) not in self._reduce_ok or not isinstance(args, tuple):
-            raise UnsafeStateError(f"refusing to call {getattr(func, '__name__', type(func).__name__)} while loading")
-        if id(func) in self._reconstruct and not (len(args) == 3 and args[0] is np.ndarray and args[1] == (0,)):
-            raise UnsafeStateError("refusing an array reconstruction that numpy does not write")
+        if id(func) not in self._reduce_ok or not isinstance(args, tuple) or not self._numpy_args_ok(func, args):
+            raise UnsafeStateError(f"refusing to call {getattr(func, '__name__', type(func).__name__)} with these "
+                                   "arguments while loading")
         self.stack[-1] = func(*args)
 
+    def _numpy_args_ok(self, func: Any, args: tuple) -> bool:
+        """Only the arguments numpy itself writes for plain numeric data: a dtype from its type code, an
+        empty array to fill, a scalar or a buffer whose byte count matches the dtype (numpy trusts these
+        arguments; a crafted dtype can make an array read memory it does not own)."""
+        if func is np.dtype:
+            return len(args) == 3 and args[0] in _DTYPE_CODES and args[1:] in ((False, True), (0, 1))
+        if id(func) in self._reconstruct:
+            return len(args) == 3 and args[0] is np.ndarray and args[1] == (0,) and args[2] == b"b"
+        name = getattr(func, "__name__", "")
+        if name == "scalar":
+            return (len(args) == 2 and plain_dtype(args[0]) and isinstance(args[1], bytes)
+                    and len(args[1]) == args[0].itemsize)
+        if name == "_frombuffer":
+            return (len(args) == 4 and isinstance(args[0], bytes) and plain_dtype(args[1]) and _shape_ok(args[2])
+                    and args[3] in ("C", "F") and len(args[0]) == math.prod(args[2]) * args[1].itemsize)
+        return False
     def _load_newobj(self) -> None:
         args = self.stack.pop()
         cls = self.stack.pop()
@@ -118,7 +160,13 @@ class RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its 
     def _load_build(self) -> None:
         state = self.stack.pop()
         inst = self.stack[-1]
-        if type(inst) is np.ndarray or isinstance(inst, np.dtype):
+        if isinstance(inst, np.dtype):  # built from a type code just now: its state can only be its own
+            if state != inst.__reduce__()[2]:
+                raise UnsafeStateError(f"refusing a crafted state for dtype {inst}")
+            return
+        if type(inst) is np.ndarray:
+            if not _array_state_ok(state):
+                raise UnsafeStateError("refusing an array state that numpy does not write for plain numbers")
             inst.__setstate__(state)
             return
         if type(inst) not in self._class_set:

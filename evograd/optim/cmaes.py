@@ -13,6 +13,7 @@ state included) and, for the same x0, sigma0 and seed, asks exactly what
 """
 from __future__ import annotations
 
+import math
 import numbers
 from typing import TYPE_CHECKING, Any
 
@@ -245,7 +246,7 @@ class CMAES(Optimizer):
     def _load_state(self, state: dict[str, Any]) -> None:
         rs = np.random.RandomState()
         rs.set_state(state["randn_state"])
-        es = load_engine(state["engine"], rs)
+        es = load_engine(state["engine"], rs, self.dim)
         self._rs, self._es, self._X = rs, es, None
         self._popsize0 = int(state["popsize0"])
         self._ctl = _copy_plain(state["control"])
@@ -303,9 +304,9 @@ def dump_engine(es: cma.CMAEvolutionStrategy, rs: np.random.RandomState) -> byte
     return restricted_pickle.dumps(es, persistent_id)
 
 
-def load_engine(data: Any, rs: np.random.RandomState) -> cma.CMAEvolutionStrategy:
-    """Unpickle an engine through the exact allow-list, then re-apply the options that keep it from
-    writing or reading files, and re-key its solution archives for this process."""
+def load_engine(data: Any, rs: np.random.RandomState, dim: int | None = None) -> cma.CMAEvolutionStrategy:
+    """Unpickle an engine through the exact allow-list, re-apply the options that keep it from writing or
+    reading files, re-key its solution archives for this process, and check that it works (`_check_engine`)."""
     import cma
 
     if not isinstance(data, bytes):
@@ -321,7 +322,36 @@ def load_engine(data: Any, rs: np.random.RandomState) -> cma.CMAEvolutionStrateg
     dict.update(es.opts, _QUIET)  # a state file must not switch on pycma's log files or signal file
     for archive in (es.sent_solutions, getattr(es, "archive", None)):
         _rehash(archive)
+    _check_engine(es, dim)
     return es
+
+
+def _check_engine(es: cma.CMAEvolutionStrategy, dim: int | None) -> None:
+    """A loaded engine is plain pycma objects, but their values come from the file: check the dimension,
+    mean, step size and population size, then run one ask and tell on a copy, so that a state which
+    loads but cannot run fails here in one line instead of mid-run (the copy leaves the real engine and
+    its random stream untouched)."""
+    import copy
+
+    mean = getattr(es, "mean", None)
+    n = int(getattr(es, "N", -1))
+    if dim is not None and n != dim:
+        raise ParameterError(f"CMAES: the saved engine searches dim {n}, this optimizer {dim}.")
+    if not (isinstance(mean, np.ndarray) and mean.dtype == np.float64 and mean.shape == (n,)
+            and np.all(np.isfinite(mean))):
+        raise ParameterError("CMAES: the saved engine's mean is not a finite float64 vector of its dimension.")
+    sigma, popsize = getattr(es, "sigma", None), getattr(es, "popsize", None)
+    if not (isinstance(sigma, float) and math.isfinite(sigma) and sigma > 0):
+        raise ParameterError(f"CMAES: the saved engine's step size {sigma!r} is not a positive float.")
+    if not (isinstance(popsize, int) and popsize >= 2):
+        raise ParameterError(f"CMAES: the saved engine's popsize {popsize!r} is not an int >= 2.")
+    check_memory(popsize, "popsize", "CMAES (saved engine)", float(popsize) * n, f"popsize x dim = {popsize} x {n}")
+    trial = copy.deepcopy(es)
+    try:
+        X = trial.ask()
+        trial.tell(X, [float(i) for i in range(len(X))])
+    except Exception as exc:  # the state's own values broke pycma: one line, never a traceback
+        raise ParameterError(f"CMAES: the saved engine does not run ({type(exc).__name__}: {exc}).") from None
 
 
 def _check_box(box: Any, dim: int, owner: str) -> tuple[np.ndarray, np.ndarray]:

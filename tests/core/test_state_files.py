@@ -212,6 +212,49 @@ def test_hostile_engine_pickles_are_refused_before_anything_runs(canary):
         assert not canary.exists(), label
 
 
+def _crafted_arrays() -> dict[str, bytes]:
+    """Streams that use only allowed names but give numpy states it trusts: a dtype whose state makes an
+    array read memory it does not own (an object field with its flags cleared segfaulted on first use)."""
+    dtype_f8 = _global("numpy", "dtype") + _u("f8") + b"\x89\x88\x87R"  # dtype('f8', False, True)
+    crafted_dtype_state = b"(K\x03" + _u("|") + b"N" + _u("a") + b"\x85}K\x08K\x01K\x00tb"
+    empty = (_global("numpy._core.multiarray", "_reconstruct") + _global("numpy", "ndarray")
+             + b"K\x00\x85C\x01b\x87R")
+    return {
+        "a void dtype": b"\x80\x04" + _global("numpy", "dtype") + _u("V8") + b"\x89\x88\x87R.",
+        "a crafted dtype state": b"\x80\x04" + dtype_f8 + crafted_dtype_state + b".",
+        "array bytes shorter than its shape": b"\x80\x04" + empty + b"(K\x01K\x64\x85" + dtype_f8
+        + b"\x89C\x08" + b"\x00" * 8 + b"tb.",
+        "an array of a huge declared shape": b"\x80\x04" + empty + b"(K\x01\x8a\x05\x00\xe4\x0bT\x02\x85"
+        + dtype_f8 + b"\x89C\x08" + b"\x00" * 8 + b"tb.",
+        "a scalar of the wrong size": b"\x80\x04" + _global("numpy._core.multiarray", "scalar") + dtype_f8
+        + b"C\x02ab\x86R.",
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_crafted_arrays()))
+def test_numpy_states_numpy_would_trust_are_refused(case):
+    state = CMAES(x0=np.ones(3), seed=0).state_dict()
+    state["algorithm"]["engine"] = _crafted_arrays()[case]
+    with pytest.raises(UnsafeStateError, match="refusing"):
+        CMAES(x0=np.ones(3), seed=0).load_state_dict(serialization.loads(serialization.dumps(state)))
+
+
+@pytest.mark.parametrize("attr, value", [("pc", np.zeros(7)), ("mean", np.full(3, np.nan)), ("sigma", -1.0),
+                                         ("sigma", float("inf")), ("N", 5)])
+def test_an_engine_that_loads_but_cannot_run_is_refused_in_one_line(attr, value):
+    from evograd.optim.cmaes import dump_engine
+
+    a = CMAES(x0=np.ones(3), seed=0)
+    for _ in range(3):
+        a.tell(np.sum(a.ask() ** 2, axis=1))
+    state = a.state_dict()
+    setattr(a.engine, attr, value)
+    state["algorithm"]["engine"] = dump_engine(a.engine, a._rs)
+    with pytest.raises(ValueError) as info:
+        CMAES(x0=np.ones(3), seed=0).load_state_dict(serialization.loads(serialization.dumps(state)))
+    assert "\n" not in str(info.value) and "engine" in str(info.value)
+
+
 @pytest.mark.parametrize("which", ["posix.system", "numpy.dtypes dotted", "REDUCE on an allowed class", "INST"])
 def test_a_hostile_engine_in_a_run_directory_is_refused_on_resume(runs, canary, which):
     payload = dict(_gadgets(canary))[which]
