@@ -13,23 +13,19 @@ state included) and, for the same x0, sigma0 and seed, asks exactly what
 """
 from __future__ import annotations
 
-import math
 import numbers
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..core import restricted_pickle
 from ..core.shaping import finite_worst
 from ..core.validation import ParameterError, check_bool, check_choice, check_float, check_int, check_memory, real_array
 from .base import Optimizer, named
+from .cmaes_engine import CMA_CLASSES, QUIET_OPTIONS, dump_engine, load_engine  # noqa: F401 (CMA_CLASSES: public here)
 
 if TYPE_CHECKING:  # pycma (and the scipy/matplotlib it pulls in) loads only when a cmaes is built: every
     import cma  # worker process imports evograd, and most never run CMA-ES
 
-# Options that change nothing in the search: no console output, no log files, and no per-iteration
-# look-up of a "cma_signals.in" file in the working directory (which could otherwise rewrite options).
-_QUIET = {"verbose": -9, "verb_log": 0, "signals_filename": ""}
 
 
 @named("cmaes")
@@ -201,7 +197,7 @@ class CMAES(Optimizer):
 
     # ------------------------------------------------------------------ restarts
     def _new_engine(self, x0: np.ndarray, popsize: int | None, sigma: float) -> cma.CMAEvolutionStrategy:
-        opts = {"randn": self._rs.randn, "seed": np.nan, **_QUIET}
+        opts = {"randn": self._rs.randn, "seed": np.nan, **QUIET_OPTIONS}
         if popsize is not None:
             opts["popsize"] = int(popsize)
         if self.separable:
@@ -251,109 +247,6 @@ class CMAES(Optimizer):
         self._popsize0 = int(state["popsize0"])
         self._ctl = _copy_plain(state["control"])
 
-# The pycma classes an engine is made of, for the pinned pycma minor version (pyproject: cma 4.5.*).
-# Each pair must be exactly a class's (__module__, __qualname__): `restricted_pickle.allow_classes` checks.
-CMA_CLASSES = (
-    ("cma.boundary_handler", "BoundNone"),
-    ("cma.boundary_handler", "BoundTransform"),
-    ("cma.evolution_strategy", "CMAEvolutionStrategy"),
-    ("cma.evolution_strategy", "_CMASolutionDict_empty"),
-    ("cma.evolution_strategy", "_CMASolutionDict_functional"),
-    ("cma.evolution_strategy", "_CMAStopDict"),
-    ("cma.evolution_strategy", "_StopTolXStagnation"),
-    ("cma.logger", "CMADataLogger"),
-    ("cma.optimization_tools", "BestSolution"),
-    ("cma.options_parameters", "CMAOptions"),
-    ("cma.options_parameters", "CMAParameters"),
-    ("cma.recombination_weights", "RecombinationWeights"),
-    ("cma.sampler", "GaussFullSampler"),
-    ("cma.sampler", "GaussStandardConstant"),
-    ("cma.sigma_adaptation", "CMAAdaptSigmaCSA"),
-    ("cma.transformations", "DiagonalDecoding"),
-    ("cma.transformations", "GenoPheno"),
-    ("cma.transformations", "RoundIntegerVariables"),
-    ("cma.utilities.utils", "BlancClass"),
-    ("cma.utilities.utils", "DictFromTagsInString"),
-    ("cma.utilities.utils", "ElapsedWCTime"),
-    ("cma.utilities.utils", "MoreToWrite"),
-    ("cma.utilities.utils", "SolutionDict"),
-)
-
-
-def _engine_callables(rs: np.random.RandomState) -> dict[str, Any]:
-    """The functions pycma keeps among an engine's options, by the name they travel under."""
-    import cma
-
-    return {"randn": rs.randn, "numpy.linalg.eigh": np.linalg.eigh,
-            "cma.options_parameters.is_feasible": cma.options_parameters.is_feasible,
-            "cma.evolution_strategy._pass": cma.evolution_strategy._pass}
-
-
-def dump_engine(es: cma.CMAEvolutionStrategy, rs: np.random.RandomState) -> bytes:
-    """Pickle an engine with its callables (the `randn` bound to `rs`, pycma's option functions)
-    replaced by names, so the stream holds classes and numpy data only and `load_engine` can read it
-    through the allow-list. `rs` itself travels as plain data beside it."""
-    by_id = {id(fn): name for name, fn in _engine_callables(rs).items() if name != "randn"}
-
-    def persistent_id(obj: Any) -> str | None:
-        name = by_id.get(id(obj))
-        if name is None and getattr(obj, "__self__", None) is rs and getattr(obj, "__name__", None) == "randn":
-            name = "randn"
-        return name  # anything else is pickled as is; what the allow-list lacks is refused on load
-
-    return restricted_pickle.dumps(es, persistent_id)
-
-
-def load_engine(data: Any, rs: np.random.RandomState, dim: int | None = None) -> cma.CMAEvolutionStrategy:
-    """Unpickle an engine through the exact allow-list, re-apply the options that keep it from writing or
-    reading files, re-key its solution archives for this process, and check that it works (`_check_engine`)."""
-    import cma
-
-    if not isinstance(data, bytes):
-        raise ParameterError("CMAES: the saved engine must be bytes.")
-    try:
-        es = restricted_pickle.loads(data, restricted_pickle.allow_classes(CMA_CLASSES), _engine_callables(rs))
-    except restricted_pickle.UnsafeStateError:
-        raise
-    except Exception as exc:  # a damaged stream: truncated, bad opcodes, wrong stack shapes
-        raise ParameterError(f"CMAES: the saved engine cannot be read ({type(exc).__name__}: {exc}).") from None
-    if type(es) is not cma.CMAEvolutionStrategy or not isinstance(es.opts, dict):
-        raise ParameterError("CMAES: the saved engine is not a CMAEvolutionStrategy.")
-    dict.update(es.opts, _QUIET)  # a state file must not switch on pycma's log files or signal file
-    for archive in (es.sent_solutions, getattr(es, "archive", None)):
-        _rehash(archive)
-    _check_engine(es, dim)
-    return es
-
-
-def _check_engine(es: cma.CMAEvolutionStrategy, dim: int | None) -> None:
-    """A loaded engine is plain pycma objects, but their values come from the file: check the dimension,
-    mean, step size and population size, then run one ask and tell on a copy, so that a state which
-    loads but cannot run fails here in one line instead of mid-run (the copy leaves the real engine and
-    its random stream untouched)."""
-    import copy
-
-    mean = getattr(es, "mean", None)
-    n = int(getattr(es, "N", -1))
-    if dim is not None and n != dim:
-        raise ParameterError(f"CMAES: the saved engine searches dim {n}, this optimizer {dim}.")
-    if not (isinstance(mean, np.ndarray) and mean.dtype == np.float64 and mean.shape == (n,)
-            and np.all(np.isfinite(mean))):
-        raise ParameterError("CMAES: the saved engine's mean is not a finite float64 vector of its dimension.")
-    sigma, popsize = getattr(es, "sigma", None), getattr(es, "popsize", None)
-    if not (isinstance(sigma, float) and math.isfinite(sigma) and sigma > 0):
-        raise ParameterError(f"CMAES: the saved engine's step size {sigma!r} is not a positive float.")
-    if not (isinstance(popsize, int) and popsize >= 2):
-        raise ParameterError(f"CMAES: the saved engine's popsize {popsize!r} is not an int >= 2.")
-    check_memory(popsize, "popsize", "CMAES (saved engine)", float(popsize) * n, f"popsize x dim = {popsize} x {n}")
-    trial = copy.deepcopy(es)
-    try:
-        X = trial.ask()
-        trial.tell(X, [float(i) for i in range(len(X))])
-    except Exception as exc:  # the state's own values broke pycma: one line, never a traceback
-        raise ParameterError(f"CMAES: the saved engine does not run ({type(exc).__name__}: {exc}).") from None
-
-
 def _check_box(box: Any, dim: int, owner: str) -> tuple[np.ndarray, np.ndarray]:
     msg = (f"The 'restart_bounds' parameter of {owner} must be a (low, high) pair of scalars or (dim,) "
            f"arrays with low < high. Got {box!r} instead.")
@@ -364,22 +257,6 @@ def _check_box(box: Any, dim: int, owner: str) -> tuple[np.ndarray, np.ndarray]:
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(low < high)):
         raise ParameterError(msg)
     return low, high
-
-
-def _rehash(archive: Any) -> None:
-    """pycma files asked solutions under hash(x.tobytes()), which Python salts per process; re-key them
-    so a state loaded in another process still finds its solutions in `tell` (bit-identical updates)."""
-    if archive is None or not hasattr(archive, "_unhashed_keys"):
-        return
-    old_data, old_keys, old_same = archive.data, archive._unhashed_keys, archive.data_with_same_key
-    archive.data, archive._unhashed_keys, archive.data_with_same_key = {}, {}, {}
-    for k, value in old_data.items():
-        x = old_keys.get(k, k)
-        new = archive.key(x)
-        archive.data[new] = value
-        archive._unhashed_keys[new] = x
-        if k in old_same:
-            archive.data_with_same_key[new] = old_same[k]
 
 
 def _plain(v: Any) -> Any:

@@ -464,3 +464,26 @@ def _csv(path):
 
     with open(path) as fh:
         return list(csv.DictReader(fh))
+
+
+@pytest.mark.parametrize("where", ["opts", "sampler"])
+def test_an_engine_may_not_hold_other_callables_than_its_own(where, tmp_path, monkeypatch):
+    """pycma calls its `randn`: a file that puts an allowed class (a new engine, which would write pycma's
+    log files) or a numpy reconstructor in its place is refused before anything is called."""
+    import cma
+
+    from evograd.core.restricted_pickle import _numpy_reconstructors
+    from evograd.optim.cmaes import dump_engine
+
+    monkeypatch.chdir(tmp_path)
+    a = CMAES(x0=np.ones(3), seed=0)
+    a.tell(np.sum(a.ask() ** 2, axis=1))
+    state = a.state_dict()
+    if where == "opts":
+        dict.__setitem__(a.engine.opts, "randn", cma.CMAEvolutionStrategy)
+    else:
+        a.engine.sm.randn = _numpy_reconstructors()[("numpy._core.multiarray", "scalar")]
+    state["algorithm"]["engine"] = dump_engine(a.engine, a._rs)
+    with pytest.raises(UnsafeStateError, match="refusing the (class|callable)"):
+        CMAES(x0=np.ones(3), seed=0).load_state_dict(serialization.loads(serialization.dumps(state)))
+    assert not any(tmp_path.iterdir()), "pycma wrote files"
