@@ -87,8 +87,9 @@ def load_engine(data: Any, rs: np.random.RandomState, dim: int | None = None) ->
     if not isinstance(data, bytes):
         raise ParameterError("CMAES: the saved engine must be bytes.")
     callables = _engine_callables(rs)  # one table: the check below compares identities with it
+    classes = restricted_pickle.allow_classes(CMA_CLASSES)
     try:
-        es = restricted_pickle.loads(data, restricted_pickle.allow_classes(CMA_CLASSES), callables)
+        es = restricted_pickle.loads(data, classes, callables)
     except restricted_pickle.UnsafeStateError:
         raise
     except Exception as exc:  # a damaged stream: truncated, bad opcodes, wrong stack shapes
@@ -98,12 +99,12 @@ def load_engine(data: Any, rs: np.random.RandomState, dim: int | None = None) ->
     dict.update(es.opts, QUIET_OPTIONS)  # a state file must not switch on pycma's log files or signal file
     for archive in (es.sent_solutions, getattr(es, "archive", None)):
         _rehash(archive)
-    _check_callables(es, callables)
+    _check_callables(es, callables, set(classes.values()))
     _check_engine(es, dim)
     return es
 
 
-def _check_callables(es: cma.CMAEvolutionStrategy, callables: dict[str, Any]) -> None:
+def _check_callables(es: cma.CMAEvolutionStrategy, callables: dict[str, Any], classes: set[type]) -> None:
     """pycma calls some values it holds (its `randn`, the eigen-solver, `is_feasible`, the boundary
     handler class): walk the loaded object graph and refuse any class or function in it other than the
     named callables we attached and pycma's two boundary-handler classes, so a file cannot make pycma call
@@ -112,7 +113,6 @@ def _check_callables(es: cma.CMAEvolutionStrategy, callables: dict[str, Any]) ->
 
     allowed = {id(v) for v in callables.values()}
     allowed_types = {cma.boundary_handler.BoundNone, cma.boundary_handler.BoundTransform}
-    classes = set(restricted_pickle.allow_classes(CMA_CLASSES).values())
     seen, todo = set(), [es]
     while todo:
         obj = todo.pop()

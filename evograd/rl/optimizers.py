@@ -13,7 +13,8 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from ..core.validation import ParameterError, check_bool, check_float
+from ..core.validation import ParameterError, check_float
+from ..optim import updates
 from ..optim.base import Optimizer, named
 
 
@@ -154,7 +155,8 @@ class SGD(_TorchGradient):
     """Stochastic gradient descent (torch.optim.SGD) through the protocol.
 
     lr : float, default 0.001 (torch's default). momentum : float in [0, 1), default 0. nesterov : bool, default False.
-    weight_decay : float >= 0, default 0 (L2 penalty added to the gradient).
+    weight_decay : float >= 0, default 0 (L2 penalty added to the gradient). Checked as `evograd.optim.updates`
+    checks the numpy rule of the same name (the ES mean updates use that one).
     """
 
     torch_class = torch.optim.SGD
@@ -169,15 +171,9 @@ class SGD(_TorchGradient):
         seed: int | None = None,
         maximize: bool = False,
     ):
-        owner = type(self).__name__
-        lr = check_float(lr, "lr", owner, low=0.0, low_inclusive=False)
-        momentum = check_float(momentum, "momentum", owner, low=0.0, high=1.0, high_inclusive=False)
-        nesterov = check_bool(nesterov, "nesterov", owner)
-        weight_decay = check_float(weight_decay, "weight_decay", owner, low=0.0)
-        if nesterov and momentum == 0:
-            raise ParameterError(f"The 'nesterov' parameter of {owner} needs momentum > 0. Got momentum=0 instead.")
-        super().__init__(x0, seed=seed, maximize=maximize, lr=lr, momentum=momentum, nesterov=nesterov,
-                         weight_decay=weight_decay)
+        rule = updates.SGD(lr, momentum, nesterov, weight_decay, owner=type(self).__name__)  # the one set of checks
+        super().__init__(x0, seed=seed, maximize=maximize, lr=rule.lr, momentum=rule.momentum, nesterov=rule.nesterov,
+                         weight_decay=rule.weight_decay)
 
 
 @named("adam")
@@ -200,13 +196,6 @@ class Adam(_TorchGradient):
         seed: int | None = None,
         maximize: bool = False,
     ):
-        owner = type(self).__name__
-        lr = check_float(lr, "lr", owner, low=0.0, low_inclusive=False)
-        if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
-            raise ParameterError(
-                f"The 'betas' parameter of {owner} must be a pair of floats in [0, 1). Got {betas!r} instead.")
-        b1 = check_float(betas[0], "betas", owner, low=0.0, high=1.0, high_inclusive=False)
-        b2 = check_float(betas[1], "betas", owner, low=0.0, high=1.0, high_inclusive=False)
-        eps = check_float(eps, "eps", owner, low=0.0, low_inclusive=False)
-        weight_decay = check_float(weight_decay, "weight_decay", owner, low=0.0)
-        super().__init__(x0, seed=seed, maximize=maximize, lr=lr, betas=(b1, b2), eps=eps, weight_decay=weight_decay)
+        rule = updates.Adam(lr, betas, eps, weight_decay, owner=type(self).__name__)  # the one set of checks
+        super().__init__(x0, seed=seed, maximize=maximize, lr=rule.lr, betas=rule.betas, eps=rule.eps,
+                         weight_decay=rule.weight_decay)
