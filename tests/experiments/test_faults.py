@@ -26,7 +26,7 @@ CARTPOLE = """
 name: cp
 task: {env: {id: CartPole-v1}}
 policy: {type: linear}
-budget: {env_steps: 400000}
+budget: {env_steps: 800000}
 evaluation: {every: 20000, episodes: 3}
 seeds: 2
 jobs: 2
@@ -125,8 +125,9 @@ def test_kill_9_of_compare_leaves_no_orphan_and_resume_ends_as_an_uninterrupted_
     cfg.write_text(CARTPOLE)
     jobs = ["snes/seed0", "snes/seed1"]
     killed = tmp_path / "killed"
-    # killed once the jobs are well into their runs (past their first few checkpoints)
-    descendants, job_pids = kill_compare_mid_run(cfg, killed, jobs, lambda st: st.get("env_steps", 0) >= 40_000)
+    # killed as soon as every job has written its first checkpoint (after its first generation): a later
+    # point (a status written every 2 s) let a fast, idle machine finish a job before the kill
+    descendants, job_pids = kill_compare_mid_run(cfg, killed, jobs, lambda st: st.get("env_steps", 0) > 0)
     workers = [p for p in descendants if p not in job_pids]
     assert len(workers) >= 4  # each job's two loky workers (and their resource trackers)
     try:  # they end within a second (an orphan would run on for seconds, and finish its job)
@@ -162,7 +163,7 @@ def test_kill_9_of_compare_also_ends_its_dask_workers(tmp_path):
     pytest.importorskip("distributed")
     cfg = tmp_path / "cp.yaml"
     cfg.write_text(CARTPOLE.replace("workers: {n: 2}", "workers: {backend: dask, n: 2}")
-                   .replace("seeds: 2", "seeds: 1").replace("200000", "100000"))
+                   .replace("seeds: 2", "seeds: 1").replace("800000", "400000"))
     out = tmp_path / "run"
     descendants, job_pids = kill_compare_mid_run(cfg, out, ["snes/seed0"], lambda st: bool(st))
     assert len(descendants) >= 3  # the job and the local cluster's two worker processes
