@@ -108,7 +108,8 @@ class RunLoop:
         self.max_seconds = None if max_seconds is None else check_float(
             max_seconds, "max_seconds", owner, low=0.0, low_inclusive=False)
         if self.max_env_steps is None and self.max_seconds is None:
-            raise ParameterError(f"{owner} needs a budget: pass max_env_steps or max_seconds.")
+            raise ParameterError(f"{owner} needs a budget: pass max_env_steps or max_seconds (there is no "
+                                 f"default, so a run never stops at a cap its caller did not choose).")
         self.target = None if target_return is None else check_float(target_return, "target_return", owner)
         self.torch_threads = None if torch_threads is None else check_int(
             torch_threads, "torch_threads", owner, low=1)

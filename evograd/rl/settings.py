@@ -26,7 +26,9 @@ class RLConfig:
     policy : "mlp" (hidden_sizes, activation), "linear", or a torch module (obs_dim -> act_dim).
     seed : seeds the networks' init, the action sampling and the env resets.
     max_env_steps : training budget in env steps (evaluation steps are counted apart); the schedules
-        decay over it (over max_seconds when max_env_steps is None).
+        decay over it (over max_seconds when max_env_steps is None). There is no default budget: a run
+        needs max_env_steps or max_seconds (or both; the first reached ends it), so no caller is capped by a
+        default it forgot (a benchmark once stopped our PPO at 100k steps while every other method ran on).
     gamma : discount. learning_rate : a float, an rl-zoo string "lin_<value>" (linear decay to 0), or a
         callable of progress_remaining (1 -> 0).
     ent_coef, vf_coef, max_grad_norm, normalize_advantage : as in SB3.
@@ -44,7 +46,7 @@ class RLConfig:
 
     policy: Any = "mlp"
     seed: int = 0
-    max_env_steps: int | None = 100_000
+    max_env_steps: int | None = None
     gamma: float = 0.99
     learning_rate: float | str | Callable[[float], float] = 3e-4
     ent_coef: float = 0.0

@@ -442,13 +442,13 @@ def test_train_ppo_takes_one_config_object_and_keywords_over_it():
         raise Asked
 
     with pytest.raises(ParameterError, match="'n_steps' parameter of train_ppo"):
-        train_ppo(env, PPOConfig(n_steps=0))
-    with pytest.raises(Asked):
-        train_ppo(env, PPOConfig(n_steps=0), n_steps=8)  # the keyword replaces the config's value
+        train_ppo(env, PPOConfig(n_steps=0, max_env_steps=1000))
+    with pytest.raises(Asked):  # the keyword replaces the config's value
+        train_ppo(env, PPOConfig(n_steps=0, max_env_steps=1000), n_steps=8)
     with pytest.raises(ParameterError, match="unknown parameter 'n_step'. Did you mean 'n_steps'"):
         train_ppo(env, n_step=8)
     with pytest.raises(ParameterError, match="'config' parameter of train_reinforce must be a ReinforceConfig"):
         train_reinforce(env, PPOConfig())
     with pytest.raises(ParameterError, match="'n_episodes' parameter of train_reinforce"):
-        train_reinforce(env, ReinforceConfig(n_episodes=0))
+        train_reinforce(env, ReinforceConfig(n_episodes=0, max_env_steps=1000))
     assert PPOConfig().learning_rate == 3e-4 and ReinforceConfig().learning_rate == 1e-3

@@ -263,12 +263,20 @@ def test_schedules():
 )
 def test_invalid_hyperparameters_name_the_parameter(kwargs, name):
     with pytest.raises(ParameterError, match=f"'{name}' parameter of train_ppo"):
-        train_ppo("CartPole-v1", **kwargs)
+        train_ppo("CartPole-v1", **{"max_env_steps": 1000, **kwargs})
 
 
 def test_reinforce_validates_too():
     with pytest.raises(ParameterError, match="'n_episodes' parameter of train_reinforce"):
-        train_reinforce("CartPole-v1", n_episodes=0)
+        train_reinforce("CartPole-v1", max_env_steps=1000, n_episodes=0)
+
+
+@pytest.mark.parametrize("train", [train_ppo, train_reinforce])
+def test_no_default_budget(train):
+    """A caller that names no budget gets an error, never a silent cap (a benchmark once stopped our PPO at
+    a default 100k env steps while every other method ran to its wall-clock budget)."""
+    with pytest.raises(ParameterError, match="needs a budget"):
+        train("CartPole-v1")
 
 
 # ---------------------------------------------------------------- stopping and reproducibility
