@@ -20,7 +20,11 @@ SB3's; HalfCheetah: evograd's fastest evolution strategy to 3430 <= 1/2 of SB3's
 
 Usage:
   python benchmarks/bench_control.py [--quick] [--envs LunarLander-v3 HalfCheetah-v5] [--methods ...]
-      [--seeds 0 1 2] [--budget-lunarlander 150] [--budget-halfcheetah 180]
+      [--seeds 0 1 2] [--budget-lunarlander 150] [--budget-halfcheetah 180] [--out DIR [--resume]]
+With --out every finished run is appended to DIR/runs.jsonl as it ends, and --resume skips the runs already
+there (same env, method, seed and budget), so a long run survives the end of a session.
+Every run must use its whole budget: the summary lists each run's training seconds and env steps, and the
+case fails ("budget_check") when any run stopped short of its budget (none stops at the threshold).
   python benchmarks/bench_control.py --one ENV METHOD SEED BUDGET      (a single run, used internally)
 The last stdout line is one JSON object (curves included).
 """
@@ -93,8 +97,26 @@ def summarize(runs: list[dict]) -> list[dict]:
             train_steps_per_s=med([r["train_env_steps"] / max(r["train_s"], 1e-9) for r in ok]),
             env_steps_at_end=med([r["train_env_steps"] for r in ok]),
             eval_share=med([r["eval_s"] / max(r["train_s"] + r["eval_s"], 1e-9) for r in ok]),
+            train_s_per_seed=[r["train_s"] for r in ok],
+            env_steps_per_seed=[r["train_env_steps"] for r in ok],
+            budget_used=f"{sum(not stopped_short(r) for r in ok)}/{len(rs)}",
+            short_runs=[f"seed {r['seed']}: {r['train_s']:.1f} of {r['budget_s']:g} s" for r in ok if stopped_short(r)],
         ))
     return out
+
+
+def stopped_short(run: dict) -> bool:
+    """Whether a run ended before its training-seconds budget. No method here stops at the threshold (the
+    curves go on to the budget), so any earlier end is a defect of the benchmark: a forgotten default cap,
+    a crash swallowed by a library, a safety net set too low. Runs stop at the first generation or update
+    boundary after the budget, so a whole budget means train_s >= budget (1 ms of rounding allowed)."""
+    return run["train_s"] < run["budget_s"] - 1e-3
+
+
+def budget_check(summary: list[dict]) -> dict:
+    """The case fails when any run stopped short of its budget (listed by env and method)."""
+    short = [f"{s['env']} {s['method']} {x}" for s in summary for x in s["short_runs"]]
+    return dict(passed=not short, short_runs=short, runs=sum(len(s["train_s_per_seed"]) for s in summary))
 
 
 def targets(summary: list[dict], budgets: dict) -> list[dict]:
@@ -117,6 +139,15 @@ def targets(summary: list[dict], budgets: dict) -> list[dict]:
             out.append(dict(env=env, evograd_method=best["method"], peer=peer, evograd_time=e, peer_time=pt,
                             ratio=ratio, ratio_is_bound=pt is None, limit=limit, passed=passed))
     return out
+
+
+def load_runs(path: str) -> list[dict]:
+    """The finished runs of an earlier invocation (one JSON object per line); failed runs are dropped so they
+    run again."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as fh:
+        return [r for r in (json.loads(ln) for ln in fh if ln.strip()) if "error" not in r]
 
 
 def run_one(env, method, seed, budget, timeout) -> dict:
@@ -145,6 +176,8 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int)
     ap.add_argument("--budget-lunarlander", type=float, default=None)
     ap.add_argument("--budget-halfcheetah", type=float, default=None)
+    ap.add_argument("--out", help="folder for runs.jsonl: every finished run, appended as it ends")
+    ap.add_argument("--resume", action="store_true", help="skip the runs already in OUT/runs.jsonl")
     args = ap.parse_args()
     if args.one:
         sys.path.insert(0, HERE)
@@ -163,28 +196,44 @@ def main() -> None:
     budgets = {"LunarLander-v3": args.budget_lunarlander or (15.0 if args.quick else 150.0),
                "HalfCheetah-v5": args.budget_halfcheetah or (15.0 if args.quick else 180.0)}
     budgets = {env: budgets[env] for env in envs}
-    runs = []
+    if args.resume and not args.out:
+        ap.error("--resume needs --out")
+    log = os.path.join(args.out, "runs.jsonl") if args.out else None
+    if log:
+        os.makedirs(args.out, exist_ok=True)
+    runs = [r for r in load_runs(log) if r["budget_s"] == budgets.get(r["env"]) and r["method"] in methods
+            and r["seed"] in seeds] if args.resume else []
+    done = {(r["env"], r["method"], r["seed"]) for r in runs}
     for env in envs:
         for seed in seeds:  # all methods of one seed, then the next: drift hits every library alike
             for method in methods:
+                if (env, method, seed) in done:
+                    continue
                 r = run_one(env, method, seed, budgets[env], timeout=1.5 * budgets[env] + 300)
                 runs.append(r)
+                if log:
+                    with open(log, "a") as fh:
+                        fh.write(json.dumps(r) + "\n")
                 if "error" in r:
                     print(f"{env} {method} seed {seed}: ERROR {r['error']}\n{r.get('stderr_tail', '')}", flush=True)
                     continue
                 hit = first_reach(r)
                 print(f"{env:15s} {method:14s} seed {seed}: best {max(x[2] for x in r['curve']):8.1f}  final "
-                      f"{r['curve'][-1][2]:8.1f}  steps {r['train_env_steps']:>9,}  "
+                      f"{r['curve'][-1][2]:8.1f}  steps {r['train_env_steps']:>9,}  train {r['train_s']:.1f} s"
+                      f"{' SHORT OF ITS BUDGET' if stopped_short(r) else ''}  "
                       f"to {r['threshold']:g}: {'-' if hit is None else '%.1f s' % hit['train_s']}  "
                       f"eval {r['eval_s']:.1f} s  ({r['workers']})", flush=True)
     summary = summarize(runs)
     tg = targets(summary, budgets)
+    check = budget_check(summary)
+    print(f"every run used its whole budget: {'PASS' if check['passed'] else 'FAIL'} ({check['runs']} runs"
+          + (f"; short: {'; '.join(check['short_runs'])})" if check["short_runs"] else ")"), flush=True)
     for t in tg:
         print(f"{t['env']}: evograd {t['evograd_method']} {t['evograd_time']} s vs {t['peer']} {t['peer_time']} s "
               f"(target ratio <= {t['limit']:.3f}): {({True: 'PASS', False: 'FAIL'}).get(t['passed'], 'UNDECIDED')}",
               flush=True)
     print(json.dumps({"bench": "control", "quick": args.quick, "budgets_s": budgets, "seeds": seeds,
-                      "summary": summary, "targets": tg, "runs": runs,
+                      "summary": summary, "targets": tg, "budget_check": check, "runs": runs,
                       "loadavg_1m": round(os.getloadavg()[0], 2)}))
 
 

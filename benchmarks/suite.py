@@ -42,6 +42,7 @@ CASES = {
                      ["--only", "pendulum", "--seeds", "0", "--pendulum-steps", "8192"], 1800, 180),
     "control": ("bench_control.py", [], ["--quick"], 4 * 3600, 400),
     "paper": ("bench_paper.py", [], ["--quick"], 3 * 3600, 240),
+    "parity": ("bench_parity.py", ["--out", "bench_results/parity", "--resume"], ["--quick"], 5 * 3600, 400),
     "highdim": ("bench_highdim.py", [], None, 1800, 0),
     "mlp_backprop": ("bench_mlp_backprop.py", [], ["--quick"], 600, 120),
     "import": ("bench_import.py", [], ["--quick"], 300, 120),

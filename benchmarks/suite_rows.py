@@ -147,6 +147,29 @@ def control(d):
                        notes(why, f"{peer_label}: {acts.get(t['peer'])}")))
         if t["passed"] is None:
             out[-1]["verdict"] = "UNDECIDED"
+    check = d.get("budget_check")
+    if check is not None:
+        out.append(row("control", "runs that used their whole training-seconds budget", str(check["runs"] - len(
+            check["short_runs"])), f"of {check['runs']}", None, "all", check["passed"], "; ".join(check["short_runs"])))
+    return out
+
+
+def parity(d):
+    out = []
+    for s in d["summary"]:
+        if "ratio" not in s:
+            out.append(row("parity", f"{s['env']} PPO final return, evograd / SB3", "-", "-", note="too few runs"))
+            continue
+        n = min(len(s["seeds"]["evograd"]), len(s["seeds"]["sb3"]))
+        lo, hi = s["ratio_ci95"]
+        steps = f(max(s["env_steps"]["sb3"]))
+        out.append(row("parity", f"{s['env']} PPO final return, {steps} steps, {n} seeds, evograd / SB3",
+                       f(s["mean"]["evograd"], 1), f"SB3 {f(s['mean']['sb3'], 1)}", f"{s['ratio']:.3f}x",
+                       ">= 0.9x, 95% CI reaching 1", s["pass_return"], f"95% bootstrap {lo:.2f}-{hi:.2f}"))
+        sp = s["steps_per_s"]
+        out.append(row("parity", f"{s['env']} PPO training steps/s (median), evograd / SB3", f(sp["evograd"]),
+                       f"SB3 {f(sp['sb3'])}", f"{s['speed_ratio']:.2f}x", ">= 1.5x", s["pass_speed"],
+                       missed_by(s["speed_ratio"], 1.5, False)))
     return out
 
 
@@ -189,7 +212,7 @@ def import_time(d):
 EXTRACTORS = {"dask": dask, "mlp_backprop": mlp_backprop, "import": import_time, "cmaes": cmaes, "cbo": cbo,
               "rollouts": rollouts, "workers": workers,
               "ppo_cartpole": ppo_cartpole,
-              "ppo_pendulum": ppo_pendulum, "control": control, "paper": paper}
+              "ppo_pendulum": ppo_pendulum, "control": control, "paper": paper, "parity": parity}
 
 
 def rows_for(case: str, data: dict) -> list[dict]:
@@ -202,13 +225,16 @@ def rows_for(case: str, data: dict) -> list[dict]:
 def control_table(d) -> list[str]:
     """The per-method table of the fixed-budget case (medians over seeds; per-seed values in brackets)."""
     lines = ["| env | method | workers | seeds | best @60 s | best @120 s | best @end | final | reached | "
-             "s to thr | env steps to thr | train steps/s | eval share | wall s to thr (with evals) |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "s to thr | env steps to thr | train steps/s | eval share | wall s to thr (with evals) | "
+             "training s per seed | env steps per seed | whole budget |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in d["summary"]:
         per = ", ".join(f(x, 1) for x in s["time_to_threshold_per_seed"])
         share = None if s["eval_share"] is None else 100 * s["eval_share"]
         lines.append(f"| {s['env']} | {s['method']} | {s['workers']} | {len(s['seeds'])} | {f(s['best_at_60'])} | "
                      f"{f(s['best_at_120'])} | {f(s['best_at_end'])} | {f(s['final'])} | {s['reached']} | "
                      f"{f(s['time_to_threshold'], 1)} ({per}) | {f(s['steps_to_threshold'])} | "
-                     f"{f(s['train_steps_per_s'])} | {f(share, 1)}% | {f(s['wall_to_threshold'], 1)} |")
+                     f"{f(s['train_steps_per_s'])} | {f(share, 1)}% | {f(s['wall_to_threshold'], 1)} | "
+                     f"{', '.join(f(x, 1) for x in s.get('train_s_per_seed', []))} | "
+                     f"{', '.join(f(x) for x in s.get('env_steps_per_seed', []))} | {s.get('budget_used', '-')} |")
     return lines
