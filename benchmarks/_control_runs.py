@@ -124,7 +124,7 @@ def run_evograd_es(env_id, method, seed, budget, rec: Recorder, n_jobs=2) -> dic
     rec.evaluate(0, act())
     # train's own evaluation is switched off (one episode at the start and the end, inside the clock);
     # max_seconds is only a safety net
-    evograd.gym.train(problem, opt, max_seconds=10 * budget + 600, eval_every=10**15, eval_episodes=1,
+    evograd.train(problem, opt, max_seconds=10 * budget + 600, eval_every=10**15, eval_episodes=1,
                   callback=callback)
     wall = rec.wall()
     rec.evaluate(problem.env_steps, act())

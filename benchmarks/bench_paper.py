@@ -65,7 +65,7 @@ def run_one(env_id: str, case: dict, seed: int, cap: int) -> dict:
     opt = evograd.make(block["name"], x0=problem.initial_params(), seed=seed,
                        **{k: v for k, v in block.items() if k != "name"})
     t0 = time.perf_counter()
-    res = evograd.gym.train(problem, opt, max_env_steps=cap, eval_every=case["eval_every"], eval_episodes=5,
+    res = evograd.train(problem, opt, max_env_steps=cap, eval_every=case["eval_every"], eval_episodes=5,
                         target_return=case["threshold"])
     hit = next((r for r in res.history if r["eval_return"] >= case["threshold"]), None)
     problem.close()

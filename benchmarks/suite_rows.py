@@ -166,6 +166,8 @@ def parity(d):
         out.append(row("parity", f"{s['env']} PPO final return, {steps} steps, {n} seeds, evograd / SB3",
                        f(s["mean"]["evograd"], 1), f"SB3 {f(s['mean']['sb3'], 1)}", f"{s['ratio']:.3f}x",
                        ">= 0.9x, 95% CI reaching 1", s["pass_return"], f"95% bootstrap {lo:.2f}-{hi:.2f}"))
+        if s["pass_return"] is None:
+            out[-1]["verdict"] = "UNDECIDED"
         sp = s["steps_per_s"]
         out.append(row("parity", f"{s['env']} PPO training steps/s (median), evograd / SB3", f(sp["evograd"]),
                        f"SB3 {f(sp['sb3'])}", f"{s['speed_ratio']:.2f}x", ">= 1.5x", s["pass_speed"],
