@@ -7,6 +7,8 @@
 #   make bench-quick             every case in its quick mode (a smoke test, under 5 min)
 #   make bench-case CASE=control [QUICK=1]   one case (or several: CASE=cmaes,cbo)
 #   make bench-list              the cases and the commands they run
+#   .venv/bin/python benchmarks/suite.py --cases control,parity --resume bench_results/<stamp>
+#                                finish an interrupted run of the long cases (they log every finished run)
 # Results: bench_results/<UTC timestamp>/ (results.md, results.json, plots, one log per case).
 PY ?= .venv/bin/python
 CASE ?=

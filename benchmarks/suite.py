@@ -13,6 +13,8 @@ each one's full output, and writes bench_results/<UTC timestamp>/:
 A case that crashes or times out is reported as ERROR with its stderr tail and the others still run.
 
 Usage: python benchmarks/suite.py [--quick] [--cases cmaes,control] [--out bench_results] [--list]
+       python benchmarks/suite.py --cases control,parity --resume bench_results/<stamp>   (finish an interrupted
+       run: the long cases log every finished run under <stamp>/<case>_runs/ and skip those on --resume)
 The machine is shared in development: results.md records the load average around every case.
 """
 from __future__ import annotations
@@ -42,7 +44,7 @@ CASES = {
                      ["--only", "pendulum", "--seeds", "0", "--pendulum-steps", "8192"], 1800, 180),
     "control": ("bench_control.py", [], ["--quick"], 4 * 3600, 400),
     "paper": ("bench_paper.py", [], ["--quick"], 3 * 3600, 240),
-    "parity": ("bench_parity.py", ["--out", "bench_results/parity", "--resume"], ["--quick"], 5 * 3600, 400),
+    "parity": ("bench_parity.py", [], ["--quick"], 5 * 3600, 400),
     "highdim": ("bench_highdim.py", [], None, 1800, 0),
     "mlp_backprop": ("bench_mlp_backprop.py", [], ["--quick"], 600, 120),
     "import": ("bench_import.py", [], ["--quick"], 300, 120),
@@ -89,11 +91,16 @@ def git_revision() -> dict:
         return {"revision": "unknown"}
 
 
-def run_case(name: str, quick: bool, out_dir: str, control_budgets=None) -> dict:
+RESUMABLE = ("control", "parity")  # cases that log each finished run and can skip them on --resume
+
+
+def run_case(name: str, quick: bool, out_dir: str, control_budgets=None, resume: bool = False) -> dict:
     script, full_args, quick_args, t_full, t_quick = CASES[name]
     args = quick_args if quick else full_args
     if name == "control" and control_budgets:
         args = [*args, "--budget-lunarlander", str(control_budgets[0]), "--budget-halfcheetah", str(control_budgets[1])]
+    if name in RESUMABLE:
+        args = [*args, "--out", os.path.join(out_dir, f"{name}_runs"), *(["--resume"] if resume else [])]
     cmd = [sys.executable, os.path.join("benchmarks", script), *args]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                PYTHONWARNINGS="ignore")
@@ -193,6 +200,8 @@ def main() -> int:
     ap.add_argument("--cases", default=None, help=f"comma-separated subset of: {', '.join(CASES)}")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench_results"))
     ap.add_argument("--list", action="store_true", help="print the cases and their commands")
+    ap.add_argument("--resume", metavar="RESULTS_DIR", help="finish an interrupted suite run in its own folder: "
+                    f"the {' and '.join(RESUMABLE)} cases skip the runs they already logged there")
     ap.add_argument("--control-budgets", nargs=2, type=float, metavar=("LUNARLANDER_S", "HALFCHEETAH_S"),
                     help="training seconds per control run (default 150 and 180: about 2.5 h in all)")
     args = ap.parse_args()
@@ -208,12 +217,13 @@ def main() -> int:
     if args.quick and any(CASES[n][2] is None for n in names):
         ap.error(f"no quick mode for: {', '.join(n for n in names if CASES[n][2] is None)}")
     stamp = datetime.now(timezone.utc)
-    out_dir = os.path.join(args.out, stamp.strftime("%Y%m%dT%H%M%SZ") + ("-quick" if args.quick else ""))
+    out_dir = args.resume or os.path.join(args.out, stamp.strftime("%Y%m%dT%H%M%SZ") + ("-quick" if args.quick else ""))
     os.makedirs(out_dir, exist_ok=True)
     meta = {"date_utc": stamp.isoformat(timespec="seconds"), "quick": args.quick, "git": git_revision(),
             "machine": machine(), "versions": versions()}
     t0 = time.perf_counter()
-    cases = {name: run_case(name, args.quick, out_dir, args.control_budgets) for name in names}
+    cases = {name: run_case(name, args.quick, out_dir, args.control_budgets, resume=bool(args.resume))
+             for name in names}
     meta["total_wall_s"] = time.perf_counter() - t0
     rows = report(meta, cases, out_dir)
     with open(os.path.join(out_dir, "results.json"), "w") as fh:
