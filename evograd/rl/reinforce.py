@@ -2,10 +2,21 @@
 
 The simplest policy-gradient method, kept as the floor of the gradient baselines: complete episodes,
 Monte-Carlo returns-to-go G_t, and one gradient step per batch of episodes on
-    -mean(log pi(a_t|s_t) * (G_t - V(s_t))) + vf_coef * mean((V(s_t) - G_t)^2) - ent_coef * entropy.
-Same actor/critic, evaluation and accounting as PPO (`evograd.rl.common`), so the two are comparable. An
-episode cut by a time limit bootstraps its return with the critic's value of the final observation
-instead of pretending the task ended there.
+    -mean(log pi(a_t|s_t) * (G_t - V(s_t))) + vf_coef * mean((V(s_t) - G_t)^2) - ent_coef * mean(entropy),
+the means over every time step of the batch. Same actor/critic, evaluation and accounting as PPO
+(`evograd.rl.common`), so the two are comparable. How this differs from Sutton & Barto's "REINFORCE with
+baseline (episodic)" (tests/rl/test_reinforce_reference.py shows each against a reference written from it):
+- no gamma^t on step t's policy term (as SB3 and Spinning Up; the discount enters through G_t only);
+- one step per batch, at fixed weights, not one update per time step (equal to first order in the step size);
+- the policy term is a mean over time steps (Spinning Up's formula averages per-episode sums: a factor
+  steps/episodes);
+- actor and critic in one loss, the critic's squared error weighted by vf_coef (0.5 gives the textbook's
+  delta * grad v); separate networks, so vf_coef scales the critic's gradient only, except through clipping;
+- advantages standardized over the batch (normalize_advantage), an entropy bonus (ent_coef), the joint
+  gradient's norm clipped (max_grad_norm, actor and critic together), and Adam (eps 1e-5) for SGD;
+- an episode cut by a time limit bootstraps its return with the critic's value of the final observation
+  instead of pretending the task ended there;
+- a Box action's log probability is that of the unclipped Gaussian sample; the env gets it clipped.
 """
 
 from __future__ import annotations
