@@ -6,7 +6,7 @@ Monte-Carlo returns-to-go G_t, and one gradient step per batch of episodes on
 the means over every time step of the batch. Same actor/critic, evaluation and accounting as PPO
 (`evograd.rl.common`), so the two are comparable. How this differs from Sutton & Barto's "REINFORCE with
 baseline (episodic)" (tests/rl/test_reinforce_reference.py shows each against a reference written from it):
-- no gamma^t on step t's policy term (as SB3 and Spinning Up; the discount enters through G_t only);
+- no gamma^t on step t's policy term (as SB3's A2C/PPO and Spinning Up; the discount is in G_t only);
 - one step per batch, at fixed weights, not one update per time step (equal to first order in the step size);
 - the policy term is a mean over time steps (Spinning Up's formula averages per-episode sums: a factor
   steps/episodes);
