@@ -9,6 +9,11 @@ Threshold figures are recomputed from progress.csv against the threshold given h
 another threshold than the run did; result.json's own figures fill in only where progress.csv lacks them.
 A seed that never reached the threshold is missing from the to-threshold medians, never silently dropped:
 the markdown says how many seeds the median covers.
+
+Every run's own budget figures stand beside its result (the "Runs" table: env steps or evaluations, wall
+seconds, evaluation steps, why it stopped), and a budget check names each completed run that stopped for a
+reason other than its budget (a callback, a crash swallowed somewhere, a cap nobody chose): a comparison in
+which one method silently got less than the others must not read like a fair one.
 """
 from __future__ import annotations
 
@@ -30,6 +35,25 @@ _EXTRA = {"env": ["completed", "best_eval_return_mean", "env_steps_mean", "wall_
                   "gap_to_optimal_mean"],
           "function": ["completed", "best_value_median", "best_value_mean", "evals_to_threshold_median",
                        "evals_mean", "wall_s_mean"]}
+
+# why a run may end: its budget, or a reason that means "done" (a target reached, an exact method converged)
+BUDGET_STOPS = ("max_env_steps", "max_seconds", "max_evals", "max_generations")
+DONE_STOPS = ("target_return", "converged")
+
+
+def stop_reason(r: RunRecord) -> str | None:
+    extra = (r.result or {}).get("extra")
+    reason = extra.get("stop_reason") if isinstance(extra, dict) else None
+    return reason if isinstance(reason, str) else None
+
+
+def stopped_short(r: RunRecord) -> bool:
+    """A completed run that ended for a reason other than its budget or being done. Runs written before
+    stop reasons were recorded (none in result.json) cannot be judged and do not count."""
+    reason = stop_reason(r)
+    return r.status == "ok" and reason is not None and reason not in BUDGET_STOPS + DONE_STOPS
+
+
 def _seed_stats(r: RunRecord, threshold: float | None, kind: str) -> dict[str, float]:
     """Best, first-reach step/seconds (NaN if never reached) of one job."""
     if kind == "env":
@@ -117,9 +141,37 @@ def summarize(out_dir: str | Path, threshold: float | None = None, task_kind: st
                        evals_to_threshold_median=to_thr,
                        evals_mean=_stat([r.value("evals") for r in ok], np.mean))
         row["_reached"] = sum(1 for s in reached if np.isfinite(s["steps"]))
+        row["runs_short_of_budget"] = sum(stopped_short(r) for r in ok)
+        row["_short"] = [f"{label} seed {r.seed}: stopped by {stop_reason(r)!r}" for r in ok if stopped_short(r)]
+        row["_runs"] = [_run_line(r, kind) for r in runs]
         row["_errors"] = [f"{label} seed {r.seed}: {_error_line(r, kind)}" for r in runs if r.status != "ok"]
         rows.append(row)
     return rows
+
+
+def _run_line(r: RunRecord, kind: str) -> dict[str, Any]:
+    """One job's result beside what it spent (the markdown's "Runs" table)."""
+    res = r.result or {}
+    extra = res.get("extra") if isinstance(res.get("extra"), dict) else {}
+    value = r.value("final_eval_return" if kind == "env" else "best_value")
+    spent = r.value("env_steps" if kind == "env" else "evals")
+    return {"method": r.label, "seed": r.seed, "status": r.status, "value": None if np.isnan(value) else value,
+            "spent": None if np.isnan(spent) else spent, "eval_env_steps": num(extra.get("eval_env_steps")),
+            "wall_s": None if np.isnan(r.value("wall_s")) else r.value("wall_s"),
+            "stop_reason": stop_reason(r) or "—", "short": stopped_short(r)}
+
+
+def _runs_table(rows: list[dict], function: bool) -> list[str]:
+    head = ("best value", "evaluations") if function else ("final return", "env steps")
+    lines = [f"| method | seed | status | {head[0]} | {head[1]} |" + ("" if function else " eval env steps |")
+             + " wall s | stopped by |", "|---|---:|---|---:|---:|" + ("" if function else "---:|") + "---:|---|"]
+    for row in rows:
+        for x in row.get("_runs", []):
+            ev = "" if function else f" {'—' if np.isnan(x['eval_env_steps']) else _g(x['eval_env_steps'])} |"
+            why = x["stop_reason"] + (" (**short of its budget**)" if x["short"] else "")
+            lines.append(f"| {x['method'].replace('|', chr(92) + '|')} | {x['seed']} | {x['status']} | "
+                         f"{_g(x['value'])} | {_g(x['spent'])} |{ev} {_sec(x['wall_s'])} | {why} |")
+    return lines
 
 
 def _g(x: float | None, digits: int = 4) -> str:
@@ -165,7 +217,8 @@ def _md_table(rows: list[dict], function: bool, gap: bool) -> list[str]:
                  ("env steps to threshold (median)", reach("steps_to_threshold_median")),
                  ("seconds to threshold (median)", reach("seconds_to_threshold_median", _sec, " s")),
                  ("env steps (mean)", num("env_steps_mean"))]
-    spec += [("wall s (mean)", num("wall_s_mean", _sec)), ("failed jobs", num("failed_jobs"))]
+    spec += [("wall s (mean)", num("wall_s_mean", _sec)), ("failed jobs", num("failed_jobs")),
+             ("runs short of budget", num("runs_short_of_budget"))]
     spec += [("gap to optimal (mean)", num("gap_to_optimal_mean"))] if gap else []
     return (["| " + " | ".join(h for h, _ in spec) + " |", "|---" + "|---:" * (len(spec) - 1) + "|"]
             + ["| " + " | ".join(str(f(r)) for _, f in spec) + " |" for r in rows])
@@ -181,7 +234,7 @@ def write_summary(out_dir: str | Path, rows: list[dict[str, Any]], threshold: fl
     budget = cfg.get("budget") if budget is None else budget
     function = any("best_value_median" in r for r in rows)
     gap = any(r.get("gap_to_optimal_mean") is not None for r in rows)  # only LQR-like tasks report it
-    cols = [c for c in REQUIRED_COLUMNS + _EXTRA["function" if function else "env"]
+    cols = [c for c in REQUIRED_COLUMNS + _EXTRA["function" if function else "env"] + ["runs_short_of_budget"]
             if gap or c != "gap_to_optimal_mean"]
     csv_path = out_dir / "summary.csv"
     with open(csv_path, "w", newline="", encoding="utf-8") as fh:
@@ -190,8 +243,11 @@ def write_summary(out_dir: str | Path, rows: list[dict[str, Any]], threshold: fl
         w.writerows([["" if r.get(c) is None else r[c] for c in cols] for r in rows])
     cmp = "best value ≤" if function else "eval return ≥"
     thr_text = "none" if threshold is None else f"{cmp} {threshold:g}"
+    short = [x for r in rows for x in r.get("_short", [])]
+    check = ("every completed run used its whole budget (or was done)" if not short else
+             f"FAILED: {len(short)} run(s) stopped short of the budget: " + "; ".join(short))
     lines = [f"# {title or task_title(cfg, out_dir)}", "", f"- Threshold: {thr_text}",
-             f"- Budget: {_budget_text(budget)}",
+             f"- Budget: {_budget_text(budget)}", f"- Budget check: {check}",
              f"- Seeds per method: {max((r['seeds'] for r in rows), default=0)}",
              "", *_md_table(rows, function, gap), "",
              "Successes: seeds whose best evaluation reached the threshold. "
@@ -202,6 +258,9 @@ def write_summary(out_dir: str | Path, rows: list[dict[str, Any]], threshold: fl
     pngs = [p for p in ("curves_env_steps.png", "curves_evals.png", "curves_wall_clock.png")
             if (out_dir / p).exists()]
     lines += [""] + [f"![{p[:-4]}]({p})" for p in pngs] if pngs else []
+    lines += ["", "## Runs", "", "What each job got and spent: " + ("evaluations" if function else
+              "training env steps (evaluation steps apart)") + ", wall seconds including evaluations, and why "
+              "it stopped.", "", *_runs_table(rows, function)]
     errors = [e for r in rows for e in r.get("_errors", [])]
     lines += ["", "## Failed jobs", ""] + ([f"- {e}" for e in errors] if errors else ["None."])
     md_path = out_dir / "summary.md"

@@ -152,6 +152,37 @@ def test_write_summary_files(run_dir):
     assert "ppo seed 1: RuntimeError: env exploded" in failed and "ppo seed 2: no result.json" in failed
 
 
+def test_runs_table_and_budget_check(run_dir):
+    """Each run's env steps and wall seconds stand beside its return, and a completed run that stopped for a
+    reason other than its budget fails the budget check by name (a silent cap must not look fair)."""
+    def set_reason(label, seed, reason):
+        path = run_dir / label / f"seed{seed}" / "result.json"
+        res = json.loads(path.read_text())
+        res["extra"] = {**res["extra"], "stop_reason": reason, "eval_env_steps": 500}
+        path.write_text(json.dumps(res))
+
+    for label, seed in [("cmaes", 0), ("cmaes", 1), ("cmaes", 2), ("ars", 0), ("ars", 1), ("ppo", 0)]:
+        set_reason(label, seed, "max_env_steps")
+    set_reason("ars", 2, "target_return")  # done early: fine
+    rows = _by_method(summarize(run_dir, THRESHOLD))
+    assert all(r["runs_short_of_budget"] == 0 for r in rows.values())
+    md = write_summary(run_dir, list(rows.values()), THRESHOLD)[0].read_text()
+    assert "Budget check: every completed run used its whole budget" in md
+    runs = md.split("## Runs")[1]
+    assert "| cmaes | 1 | ok | 108 | 3,010 | 500 | 4.5 | max_env_steps |" in runs
+    assert "| ppo | 2 | missing |" in runs
+
+    set_reason("cmaes", 1, "callback")
+    rows = _by_method(summarize(run_dir, THRESHOLD))
+    assert rows["cmaes"]["runs_short_of_budget"] == 1 and rows["ars"]["runs_short_of_budget"] == 0
+    md_path, csv_path = write_summary(run_dir, list(rows.values()), THRESHOLD)
+    md = md_path.read_text()
+    assert "Budget check: FAILED: 1 run(s) stopped short of the budget: cmaes seed 1: stopped by 'callback'" in md
+    assert "callback (**short of its budget**)" in md
+    with open(csv_path, newline="") as fh:
+        assert {t["method"]: t["runs_short_of_budget"] for t in csv.DictReader(fh)}["cmaes"] == "1"
+
+
 def test_curves_written_and_readable(run_dir):
     import matplotlib.image
 
