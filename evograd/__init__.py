@@ -27,7 +27,7 @@ _LAZY = {
     "PPOConfig": "evograd.rl.settings", "ReinforceConfig": "evograd.rl.settings",
 }
 _SUBMODULES = {"functions": "evograd.core.functions", "serialization": "evograd.core.serialization",
-               "registry": "evograd.optim.registry"}
+               "registry": "evograd.optim.registry", "zo": "evograd.zo"}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES) + ["MinimizeResult", "minimize"]
 

@@ -14,7 +14,7 @@ PKG = Path(__file__).resolve().parents[1] / "evograd"
 ENVS = Path(__file__).resolve().parents[1] / "envs"
 
 # Lowest first. A module may import its own layer and the layers below it, never one above.
-LAYERS = ["core", "optim", "parallel", "minimize", "interop", "gym", "rl", "experiments", "cli"]
+LAYERS = ["core", "optim", "parallel", "minimize", "interop", "zo", "gym", "rl", "experiments", "cli"]
 MAX_LINES = 400
 
 
