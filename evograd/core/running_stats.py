@@ -7,19 +7,24 @@ from typing import Any
 
 import numpy as np
 
+from .validation import check_float
+
 STD_FLOOR = 1e-8  # ARS V2: dimensions that never moved are left unscaled instead of divided by ~0
 
 
 class RunningMeanStd:
     """Mean and variance of a stream of observations, mergeable across workers without the raw data.
 
-    Starts at count 0 (no fake prior observation) so that merging the statistics of two batches gives
-    exactly the statistics of their concatenation, whatever the split across workers was.
+    Starts at count 0 by default (no fake prior observation) so that merging the statistics of two batches
+    gives exactly the statistics of their concatenation, whatever the split across workers was (the ES code
+    relies on this). count > 0 starts from that many pseudo-observations of mean 0 and variance 1, which is
+    Stable-Baselines3's RunningMeanStd (its epsilon, 1e-4): PPO's VecNormalize uses it to match SB3 from the
+    first step. Such a prior is counted once per object, so merged workers would each bring their own.
     """
 
-    def __init__(self, shape: Sequence[int] | int = ()):
+    def __init__(self, shape: Sequence[int] | int = (), count: float = 0.0):
         shape = (int(shape),) if np.isscalar(shape) else tuple(int(s) for s in shape)
-        self.count = 0.0
+        self.count = check_float(count, "count", "RunningMeanStd", low=0.0)
         self.mean = np.zeros(shape, dtype=np.float64)
         self.var = np.ones(shape, dtype=np.float64)
 

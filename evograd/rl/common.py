@@ -1,17 +1,21 @@
 """The parts PPO and REINFORCE share besides their run loop (`evograd.rl.loop`): learning-rate/clip
 schedules, env construction, and the actor-critic pair (an evograd Policy as the actor, a critic MLP, the
-Gaussian log std), with one flat parameter vector for the protocol's optimizer.
+Gaussian log std), with one flat parameter vector for the protocol's optimizer and initial weights given by
+the caller (`read_init_params`, `ActorCritic.load_params`); and PPO's VecNormalize arithmetic.
 """
 from __future__ import annotations
 
 import math
+import os
 import re
+from collections.abc import Mapping
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..core.running_stats import RunningMeanStd
 from ..core.validation import ParameterError, check_bool, check_float
 from ..gym.policies import Policy, make_policy
 from .mlp_backprop import forward, plain_layers
@@ -163,6 +167,36 @@ class ActorCritic(nn.Module):
         self.flat[0].grad = self._flat_grad
         return self._flat_grad
 
+    def load_params(self, params: np.ndarray | dict[str, np.ndarray], owner: str) -> None:
+        """Set every parameter from `read_init_params`'s result: a flat vector in the order of
+        `named_parameters()` (the order of a checkpoint's "params"), or {name: array} naming each of them
+        exactly once. A wrong size, shape or name is a ParameterError naming the parameter."""
+        named = dict(self.named_parameters())
+        head = f"The 'init_params' parameter of {owner}"
+        if isinstance(params, dict):
+            unknown = [k for k in params if k not in named]
+            if unknown:
+                raise ParameterError(f"{head} names {unknown[0]!r}, which is not a parameter of this actor-critic "
+                                     f"(its parameters: {', '.join(named)}).")
+            missing = [k for k in named if k not in params]
+            if missing:
+                raise ParameterError(f"{head} has no {missing[0]!r}; a dict gives every parameter "
+                                     f"({', '.join(named)}).")
+        else:
+            total = sum(p.numel() for p in named.values())
+            if params.ndim != 1 or params.size != total:
+                raise ParameterError(f"{head} is a vector of shape {params.shape}; this actor-critic has {total} "
+                                     f"parameters (a flat vector in the order {', '.join(named)}).")
+            sizes = np.cumsum([0] + [p.numel() for p in named.values()])
+            params = {k: params[a:b].reshape(p.shape) for (k, p), a, b in zip(named.items(), sizes, sizes[1:])}
+        for name, p in named.items():
+            if tuple(params[name].shape) != tuple(p.shape):
+                raise ParameterError(f"{head} gives {name!r} the shape {tuple(params[name].shape)}; this "
+                                     f"actor-critic's {name!r} has shape {tuple(p.shape)}.")
+        with torch.no_grad():
+            for name, p in named.items():
+                p.copy_(torch.from_numpy(params[name]).to(p.dtype))
+
     def sample(self, out: torch.Tensor, rng: np.random.Generator):
         """Stochastic actions from the actor output: (stored action, env action, log prob), all numpy.
         Box actions are stored unclipped (the log prob is the unclipped sample's) and clipped for the env."""
@@ -192,6 +226,88 @@ class ActorCritic(nn.Module):
         z = (actions - out) * torch.exp(-self.log_std)
         logp = (-0.5 * z**2 - self.log_std - 0.5 * LOG_2PI).sum(dim=1)
         return logp, (0.5 + 0.5 * LOG_2PI + self.log_std).sum().expand(len(out)) if entropy else None
+
+
+def read_init_params(value: Any, owner: str) -> np.ndarray | dict[str, np.ndarray] | None:
+    """PPOConfig.init_params as float64 numpy data, checked before any env is built: None; a flat vector
+    (array, tensor or sequence of numbers); a mapping name -> array; or a path (str or os.PathLike) that
+    numpy reads, a .npy file holding the flat vector or a .npz file holding one array per name. Shapes are
+    checked against the actor-critic by `ActorCritic.load_params`."""
+    if value is None:
+        return None
+    head = f"The 'init_params' parameter of {owner}"
+    if isinstance(value, (str, os.PathLike)):
+        try:
+            loaded = np.load(os.fspath(value), allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ParameterError(f"{head} is a path numpy cannot read as a .npy or .npz file ({exc}).") from None
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                value = {k: loaded[k] for k in loaded.files}
+        else:
+            value = loaded
+    if isinstance(value, Mapping):
+        if not all(isinstance(k, str) for k in value):
+            raise ParameterError(f"{head} must map parameter names (str) to arrays. Got keys {list(value)!r}.")
+        return {k: _float_array(v, f"{head} at {k!r}") for k, v in value.items()}
+    return _float_array(value, head)
+
+
+def _float_array(value: Any, what: str) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or not np.all(np.isfinite(arr)):
+        raise ParameterError(f"{what} must be finite numbers (an array, a dict of arrays or a .npy/.npz path). "
+                             f"Got {type(value).__name__} instead.")
+    return arr
+
+
+class VecNormalize:
+    """SB3's VecNormalize arithmetic: running obs mean/var (clip 10) and rewards scaled by the running std
+    of the discounted return. Statistics are updated during collection only, as SB3 does in training mode.
+    init_count : the statistics' starting count (mean 0, var 1): SB3's 1e-4, or 0 for no prior at all."""
+
+    def __init__(self, obs_dim: int, n_envs: int, norm_obs: bool, norm_reward: bool, gamma: float,
+                 init_count: float = 1e-4, clip: float = 10.0, eps: float = 1e-8):
+        self.obs_rms = RunningMeanStd((obs_dim,), count=init_count) if norm_obs else None
+        self.ret_rms = RunningMeanStd((), count=init_count) if norm_reward else None
+        self.returns = np.zeros(n_envs)
+        self.gamma, self.clip, self.eps = gamma, clip, eps
+
+    def obs(self, obs: np.ndarray, update: bool) -> np.ndarray:
+        if self.obs_rms is None:
+            return obs.astype(np.float32, copy=False)
+        if update:
+            self.obs_rms.update(obs)
+        z = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + self.eps)
+        return np.clip(z, -self.clip, self.clip).astype(np.float32)
+
+    def reward(self, reward: np.ndarray, dones: np.ndarray) -> np.ndarray:
+        if self.ret_rms is None:
+            return reward
+        self.returns = self.returns * self.gamma + reward
+        self.ret_rms.update(self.returns)
+        out = np.clip(reward / np.sqrt(self.ret_rms.var + self.eps), -self.clip, self.clip)
+        self.returns[dones] = 0.0
+        return out
+
+    def state_dict(self) -> dict:
+        """The statistics (not the running returns, which belong to the live episodes)."""
+        return {"obs_rms": None if self.obs_rms is None else self.obs_rms.state_dict(),
+                "ret_rms": None if self.ret_rms is None else self.ret_rms.state_dict()}
+
+    def load_state_dict(self, state: dict, owner: str) -> None:
+        for key in ("obs_rms", "ret_rms"):
+            if (state.get(key) is None) != (getattr(self, key) is None):
+                raise ParameterError(f"The 'resume' state given to {owner} was saved with {key} "
+                                     f"{'off' if state.get(key) is None else 'on'}; pass the same "
+                                     f"normalize_obs/normalize_reward as the checkpointed run.")
+            if state.get(key) is not None:
+                setattr(self, key, RunningMeanStd.from_state_dict(state[key]))
 
 
 def clip_grad_norm(grad: torch.Tensor, max_norm: float) -> None:

@@ -6,7 +6,11 @@ critic MLP, orthogonal init (actor head gain 0.01, critic head 1), GAE with the 
 observation bootstrapped on time-limit truncation, advantages normalized per minibatch, clipped surrogate,
 unclipped value loss, grad-norm clipping, Adam with eps 1e-5, the learning-rate/clip schedules evaluated on
 the fraction of the budget left after each rollout, Box actions sampled from a state-independent Gaussian,
-clipped for the env but stored unclipped, and VecNormalize's observation/reward normalization.
+clipped for the env but stored unclipped, and VecNormalize's observation/reward normalization (from SB3's
+prior count 1e-4). tests/rl/test_sb3_equivalence.py holds us to SB3 on the same numbers: one update from the
+same weights, rollout and minibatch permutations; a rollout's advantages; the logged statistics (averaged as
+SB3 averages them); VecNormalize from its first step; and a run started from an SB3 model's weights
+(`init_params`, `evograd.rl.sb3_weights`).
 Optimization steps go through evograd's own `adam` (the ask/tell protocol), bound to one flat vector that
 every actor/critic parameter aliases. For plain Linear/tanh/ReLU networks the loss gradient is written out
 by hand (`evograd.rl.mlp_backprop`, checked against autograd in the tests): the zoo's CartPole setting spends
@@ -24,11 +28,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..core.running_stats import RunningMeanStd
 from ..core.serialization import applying
 from ..core.validation import ParameterError, check_bool, check_float, check_int, check_memory
 from ..optim.registry import make as make_optimizer
-from .common import ActorCritic, clip_grad_norm, make_vec_env, parse_schedule
+from .common import ActorCritic, VecNormalize, clip_grad_norm, make_vec_env, parse_schedule, read_init_params
 from .loop import RLResult, RunLoop, check_checkpoint_args, learner_state, load_learner_state, reset_seed
 from .mlp_backprop import ppo_loss_and_grads
 from .settings import PPOConfig
@@ -57,49 +60,6 @@ def compute_gae(rewards, values, dones, last_values, gamma, gae_lambda, terminal
         last = deltas[t] + gamma * gae_lambda * (1.0 - dones[t]) * last
         adv[t] = last
     return adv, adv + values
-
-
-class _VecNormalize:
-    """VecNormalize's arithmetic: running obs mean/var (clip 10) and rewards scaled by the running std of
-    the discounted return. Statistics are updated during collection only, as SB3 does in training mode."""
-
-    def __init__(self, ac: ActorCritic, n_envs: int, norm_obs: bool, norm_reward: bool, gamma: float,
-                 clip: float = 10.0, eps: float = 1e-8):
-        self.obs_rms = RunningMeanStd((ac.obs_dim,)) if norm_obs else None
-        self.ret_rms = RunningMeanStd(()) if norm_reward else None
-        self.returns = np.zeros(n_envs)
-        self.gamma, self.clip, self.eps = gamma, clip, eps
-
-    def obs(self, obs: np.ndarray, update: bool) -> np.ndarray:
-        if self.obs_rms is None:
-            return obs.astype(np.float32, copy=False)
-        if update:
-            self.obs_rms.update(obs)
-        z = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + self.eps)
-        return np.clip(z, -self.clip, self.clip).astype(np.float32)
-
-    def reward(self, reward: np.ndarray, dones: np.ndarray) -> np.ndarray:
-        if self.ret_rms is None:
-            return reward
-        self.returns = self.returns * self.gamma + reward
-        self.ret_rms.update(self.returns)
-        out = np.clip(reward / np.sqrt(self.ret_rms.var + self.eps), -self.clip, self.clip)
-        self.returns[dones] = 0.0
-        return out
-
-    def state_dict(self) -> dict:
-        """The statistics (not the running returns, which belong to the live episodes)."""
-        return {"obs_rms": None if self.obs_rms is None else self.obs_rms.state_dict(),
-                "ret_rms": None if self.ret_rms is None else self.ret_rms.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        for key in ("obs_rms", "ret_rms"):
-            if (state.get(key) is None) != (getattr(self, key) is None):
-                raise ParameterError(f"The 'resume' state given to {_OWNER} was saved with {key} "
-                                     f"{'off' if state.get(key) is None else 'on'}; pass the same "
-                                     f"normalize_obs/normalize_reward as the checkpointed run.")
-            if state.get(key) is not None:
-                setattr(self, key, RunningMeanStd.from_state_dict(state[key]))
 
 
 def train_ppo(env: "str | Callable[[], Any]", config: PPOConfig | None = None, *,
@@ -131,8 +91,9 @@ def train_ppo(env: "str | Callable[[], Any]", config: PPOConfig | None = None, *
 def _train_ppo(env, callback, progress, checkpoint, resume, *, policy, seed, max_env_steps, n_envs, n_steps,
                batch_size, n_epochs, gamma, gae_lambda, clip_range, ent_coef, vf_coef, max_grad_norm,
                learning_rate, normalize_advantage, target_kl, hidden_sizes, activation, critic_hidden_sizes,
-               log_std_init, ortho_init, normalize_obs, normalize_reward, eval_every, eval_episodes, eval_seed,
-               max_seconds, target_return, env_kwargs, torch_threads) -> RLResult:
+               log_std_init, ortho_init, normalize_obs, normalize_reward, norm_init_count, init_params,
+               eval_every, eval_episodes, eval_seed, max_seconds, target_return, env_kwargs,
+               torch_threads) -> RLResult:
     """train_ppo with every PPOConfig field as a keyword argument."""
     o = _OWNER
     seed = check_int(seed, "seed", o, low=0)
@@ -152,6 +113,8 @@ def _train_ppo(env, callback, progress, checkpoint, resume, *, policy, seed, max
         target_kl = check_float(target_kl, "target_kl", o, low=0.0, low_inclusive=False)
     normalize_obs = check_bool(normalize_obs, "normalize_obs", o)
     normalize_reward = check_bool(normalize_reward, "normalize_reward", o)
+    norm_init_count = check_float(norm_init_count, "norm_init_count", o, low=0.0)
+    init_params = read_init_params(init_params, o)
     lr_fn = parse_schedule(learning_rate, "learning_rate", o)
     clip_fn = parse_schedule(clip_range, "clip_range", o)
     check_checkpoint_args(o, checkpoint, resume)
@@ -163,13 +126,16 @@ def _train_ppo(env, callback, progress, checkpoint, resume, *, policy, seed, max
     with loop.threads():
         ac = ActorCritic(o, loop.spaces, policy, seed, hidden_sizes, activation, critic_hidden_sizes,
                          log_std_init, ortho_init, obs_norm=normalize_obs)
+        if init_params is not None:
+            ac.load_params(init_params, o)
         opt = make_optimizer("adam", lr=lr_fn(1.0), eps=1e-5)
         opt.bind([ac.flatten_parameters()])
         venv = make_vec_env(env, n_envs, env_kwargs)
         try:
             return _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, gae_lambda,
                           clip_fn, lr_fn, ent_coef, vf_coef, max_grad_norm, normalize_advantage, target_kl,
-                          _VecNormalize(ac, n_envs, normalize_obs, normalize_reward, gamma), checkpoint, resume)
+                          VecNormalize(ac.obs_dim, n_envs, normalize_obs, normalize_reward, gamma, norm_init_count),
+                          checkpoint, resume)
         finally:
             venv.close()
             loop.close()
@@ -201,11 +167,8 @@ def _train(loop, ac, opt, venv, n_envs, n_steps, batch_size, n_epochs, gamma, ga
     obs = _start(loop, ac, opt, venv, vn, rng, resume)
     ep_ret, ep_len = np.zeros(n_envs), np.zeros(n_envs, dtype=np.int64)  # the training episodes under way
     while not loop.done():
-        roll, obs = _collect(ac, venv, vn, rng, obs, n_steps, n_envs, ep_ret, ep_len)
+        roll, adv, ret, obs = _rollout(ac, venv, vn, rng, obs, n_steps, n_envs, ep_ret, ep_len, gamma, gae_lambda)
         loop.add_steps(n_steps * n_envs)
-        with torch.no_grad():
-            last_val = ac.v(torch.from_numpy(obs))[:, 0].numpy()
-        adv, ret = compute_gae(roll.rew, roll.val, roll.done, last_val, gamma, gae_lambda, roll.term)
         progress_remaining = loop.progress_remaining()
         lr, clip = lr_fn(progress_remaining), clip_fn(progress_remaining)
         opt.set_lr(lr)
@@ -255,12 +218,22 @@ def _start(loop, ac, opt, venv, vn, rng, resume) -> np.ndarray | None:
         return obs
     with applying("the resume state"):
         load_learner_state(_OWNER, "ppo", resume, ac, opt, rng)
-        vn.load_state_dict(resume)
+        vn.load_state_dict(resume, _OWNER)
         loop.start(ac, vn.obs_rms, resume=resume["loop"], optimizer=opt)
     if loop.done():
         return None
     raw_obs, _ = venv.reset(seed=reset_seed(loop.seed, loop.updates))
     return vn.obs(raw_obs, update=True)
+
+
+def _rollout(ac, venv, vn, rng, obs, T: int, N: int, ep_ret, ep_len, gamma: float, gae_lambda: float):
+    """One rollout (`_collect`) and its GAE with the truncation bootstrap; returns (rollout, advantages,
+    returns, the observation to continue from)."""
+    roll, obs = _collect(ac, venv, vn, rng, obs, T, N, ep_ret, ep_len)
+    with torch.no_grad():
+        last_val = ac.v(torch.from_numpy(obs))[:, 0].numpy()
+    adv, ret = compute_gae(roll.rew, roll.val, roll.done, last_val, gamma, gae_lambda, roll.term)
+    return roll, adv, ret, obs
 
 
 def _collect(ac, venv, vn, rng, obs, T: int, N: int, ep_ret, ep_len) -> tuple[_Rollout, np.ndarray]:
@@ -299,20 +272,24 @@ def _collect(ac, venv, vn, rng, obs, T: int, N: int, ep_ret, ep_len) -> tuple[_R
 
 
 def _optimize(ac, opt, rng, roll: _Rollout, adv, ret, clip: float, s: _UpdateSettings) -> dict[str, float]:
-    """n_epochs passes of minibatch steps over the rollout, shuffled by rng as SB3 shuffles; returns the mean
-    diagnostics of the last epoch's minibatches (of every epoch's when target_kl may end the update early)."""
+    """n_epochs passes of minibatch steps over the rollout, as SB3's train() makes them: the samples in its
+    order (env by env, its swap_and_flatten), so that one permutation per epoch (rng.permutation, SB3's
+    np.random.permutation) gives the same minibatches. Returns the diagnostics SB3 logs: policy and value
+    loss, entropy and clip fraction averaged over every minibatch of every epoch, approx_kl over the minibatches
+    of the last epoch run (SB3 starts that list afresh each epoch); a minibatch that target_kl stopped counts."""
     T, N = roll.rew.shape
-    b_obs = torch.from_numpy(roll.obs.reshape(T * N, ac.obs_dim))
-    b_act = torch.from_numpy(roll.act.reshape((T * N,) + roll.act.shape[2:]))
-    b_logp = torch.from_numpy(roll.logp.reshape(-1)).float()
-    b_adv = torch.from_numpy(adv.reshape(-1)).float()
-    b_ret = torch.from_numpy(ret.reshape(-1)).float()
+
+    def flat(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(np.swapaxes(a, 0, 1)).reshape((T * N,) + a.shape[2:]))
+
+    b_obs, b_act, b_logp, b_adv, b_ret = flat(roll.obs), flat(roll.act), flat(roll.logp), flat(adv), flat(ret)
+    b_logp, b_adv, b_ret = b_logp.float(), b_adv.float(), b_ret.float()
     whole = s.batch_size >= T * N  # one minibatch: no shuffling needed, advantages normalized once
     if whole and s.normalize_advantage and T * N > 1:
         b_adv = (b_adv - b_adv.mean()) / (b_adv.std() + 1e-8)
-    stats = {"pg": [], "vf": [], "ent": [], "kl": [], "clipfrac": []}
-    for epoch in range(s.n_epochs):
-        track = epoch == s.n_epochs - 1 or s.target_kl is not None
+    rows: list[torch.Tensor] = []  # per minibatch: pg, vf, ent, kl, clipfrac
+    for _ in range(s.n_epochs):
+        epoch_start = len(rows)
         perm = None if whole else torch.from_numpy(rng.permutation(T * N))
         for start in range(0, T * N, s.batch_size):
             if whole:
@@ -323,43 +300,47 @@ def _optimize(ac, opt, rng, roll: _Rollout, adv, ret, clip: float, s: _UpdateSet
                 if s.normalize_advantage and len(idx) > 1:
                     a = (a - a.mean()) / (a.std() + 1e-8)
                 batch = (b_obs[idx], b_act[idx], b_logp[idx], a, b_ret[idx])
-            if not _minibatch_step(ac, opt, batch, clip, s, track, stats):
-                return _means(stats)  # SB3: skip this step and end the update early
-    return _means(stats)
+            if not _minibatch_step(ac, opt, batch, clip, s, rows):
+                return _means(rows, epoch_start)  # SB3: skip this step and end the update early
+    return _means(rows, epoch_start)
 
 
-def _minibatch_step(ac, opt, batch, clip: float, s: _UpdateSettings, track: bool, stats: dict) -> bool:
+def _minibatch_step(ac, opt, batch, clip: float, s: _UpdateSettings, rows: list) -> bool:
     """One Adam step on a minibatch's PPO loss (hand-written gradients for plain MLPs, autograd otherwise);
-    appends the diagnostics to stats when tracked. False: target_kl was exceeded and the step skipped."""
+    appends its diagnostics to rows. False: target_kl was exceeded and the step skipped."""
     obs_b, act_b, logp_b, a, ret_b = batch
     opt.ask()
     if ac.pi_layers is not None and ac.v_layers is not None and ac.dtype == torch.float32:
         loss, pg_loss, vf_loss, ent, log_ratio, ratio = ppo_loss_and_grads(
-            ac, ac.pi_layers, ac.v_layers, obs_b, act_b, logp_b, a, ret_b, clip, s.vf_coef, s.ent_coef, track)
+            ac, ac.pi_layers, ac.v_layers, obs_b, act_b, logp_b, a, ret_b, clip, s.vf_coef, s.ent_coef)
     else:
         loss, pg_loss, vf_loss, ent, log_ratio, ratio = autograd_loss_and_grads(
             ac, obs_b, act_b, logp_b, a, ret_b, clip, s.vf_coef, s.ent_coef)
-    if track:
-        with torch.no_grad():
-            approx_kl = ((ratio - 1.0) - log_ratio).mean()
-            stats["kl"].append(approx_kl)
-            stats["clipfrac"].append(((ratio - 1.0).abs() > clip).float().mean())
-            stats["pg"].append(pg_loss.detach())
-            stats["vf"].append(vf_loss.detach())
-            stats["ent"].append(ent.detach())
-        if s.target_kl is not None and float(approx_kl) > 1.5 * s.target_kl:
-            return False
+    with torch.no_grad():  # SB3's approx_kl (Schulman's k3 estimator) and clip fraction
+        dev = ratio - 1.0
+        approx_kl = (dev - log_ratio).mean()
+        rows.append(torch.stack([pg_loss.detach(), vf_loss.detach(), ent.detach(), approx_kl,
+                                 (dev.abs_() > clip).float().mean()]))
+    if s.target_kl is not None and float(approx_kl) > 1.5 * s.target_kl:
+        return False
     clip_grad_norm(ac.flat_grad(), s.max_grad_norm)
     opt.tell(loss.item())
     return True
 
 
-def _means(stats: dict[str, list]) -> dict[str, float]:
-    return {k: float(torch.stack(v).mean()) if v else float("nan") for k, v in stats.items()}
+def _means(rows: list[torch.Tensor], last_epoch: int) -> dict[str, float]:
+    """The update's diagnostics as SB3 logs them: means over every minibatch, approx_kl over those from
+    index last_epoch on (in float64 over the float32 values, as SB3's np.mean of its .item()s)."""
+    if not rows:
+        return dict.fromkeys(("pg", "vf", "ent", "kl", "clipfrac"), float("nan"))
+    table = torch.stack(rows).double()
+    pg, vf, ent, _, clipfrac = table.mean(dim=0).tolist()
+    return {"pg": pg, "vf": vf, "ent": ent, "kl": float(table[last_epoch:, 3].mean()), "clipfrac": clipfrac}
 
 
 def _update_row(ac, mean: dict[str, float], lr: float, clip: float, ret: np.ndarray, roll: _Rollout) -> dict:
-    """The algorithm's own columns of the update's history row (SB3's logged statistics)."""
+    """The algorithm's own columns of the update's history row: SB3's logged statistics, averaged as SB3
+    averages them (`_means`); entropy is the mean entropy (SB3 logs its negative, entropy_loss)."""
     var_ret = float(np.var(ret))
     explained_var = float("nan") if var_ret == 0 else 1.0 - float(np.var(ret - roll.val)) / var_ret
     finished = roll.finished

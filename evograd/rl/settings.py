@@ -80,6 +80,19 @@ class PPOConfig(RLConfig):
         a float, "lin_<value>" or a callable. target_kl : SB3's early stop of an update.
     normalize_obs, normalize_reward : VecNormalize (clip 10, return std with PPO's gamma). The returned
         policy carries the observation statistics (without the clip at 10 std).
+    norm_init_count : the count VecNormalize's running statistics start from, with mean 0 and variance 1.
+        The default 1e-4 is SB3's RunningMeanStd (its epsilon), so normalized observations and rewards equal
+        SB3's from the first step; 0 starts from no prior at all (the first batch sets the statistics, as
+        the evolution strategies' observation statistics do).
+    init_params : the actor-critic's initial weights instead of the seeded init (None); a resumed run takes
+        its checkpoint's instead. A flat vector in the order of `ActorCritic.named_parameters()` (log_std
+        first for Box actions, then the actor's layers, then the critic's: the order of a checkpoint's
+        "params"), or a dict naming every parameter ("actor.net.0.weight", ..., "critic.4.bias", "log_std")
+        with its array; or a path to a .npy file (the vector) or a .npz file (the dict), which is how a
+        config file gives it (a relative path is read from the working directory). A wrong size, shape or
+        name is a ParameterError naming the parameter. `evograd.rl.sb3_weights.sb3_policy_params` converts
+        an SB3 MlpPolicy's weights to the dict (pair the hidden_sizes and activation with its net_arch and
+        activation_fn), so a run can start from exactly the network SB3 starts from.
     The shared fields are RLConfig's.
     """
 
@@ -92,6 +105,8 @@ class PPOConfig(RLConfig):
     target_kl: float | None = None
     normalize_obs: bool = False
     normalize_reward: bool = False
+    norm_init_count: float = 1e-4
+    init_params: Any = None  # a flat array, a dict name -> array, a .npy/.npz path (see the docstring)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -164,6 +164,8 @@ def test_function_task(tmp_path):
     ("n_steps: 32", "n_steps: 32, episodes: 2", "methods.ppo.episodes", "population methods"),
     ("n_steps: 32", "n_steps: 32, n_epoch: 2", "methods.ppo.n_epoch", "did you mean 'n_epochs'"),
     ("n_steps: 32", "n_steps: 32, policy: {box_head: tanh}", "methods.ppo.policy.box_head", "clip"),
+    ("n_steps: 32", "n_steps: 32, init_params: none.npz", "methods.ppo.init_params", "numpy cannot read"),
+    ("n_steps: 32", "n_steps: 32, norm_init_count: -1", "methods.ppo.norm_init_count", "must be a float >= 0"),
     ("id: CartPole-v1", "id: CartPol-v1", "task.env.id", "CartPole"),
     ("budget: {env_steps: 20000}", "budget: {}", "budget", "needs at least one of env_steps, evals, seconds"),
     ("budget: {env_steps: 20000}", "", "budget", "needs at least one of env_steps, evals, seconds"),
@@ -396,6 +398,14 @@ def test_method_blocks_are_generated_from_the_constructors_and_trainer_configs()
         assert list(model.model_fields) == ["name", "policy", *fields]
         assert all(model.model_fields[k].default == (list(v) if isinstance(v, tuple) else v)
                    for k, v in fields.items())
+
+
+def test_ppo_init_params_is_a_weights_file_in_a_config(tmp_path):
+    import numpy as np
+
+    np.savez(tmp_path / "w.npz", log_std=np.zeros(1))  # read (and its type checked) when the config loads
+    cfg = load_config(write(tmp_path, BASE), ["methods.ppo.init_params=w.npz"])
+    assert cfg["methods"]["ppo"]["init_params"] == "w.npz" and cfg["methods"]["ppo"]["norm_init_count"] == 1e-4
 
 
 def test_resolved_blocks_hold_every_hyperparameter_with_the_types_the_constructor_takes(tmp_path):

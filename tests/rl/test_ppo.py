@@ -225,11 +225,63 @@ def test_custom_module_trains_through_autograd():
 def test_pendulum_run_with_normalization_returns_a_usable_policy():
     r = train_ppo("Pendulum-v1", seed=0, max_env_steps=256, n_envs=2, n_steps=64, batch_size=64, n_epochs=1,
                   normalize_obs=True, normalize_reward=True, eval_episodes=1)
-    assert r.policy.obs_norm and r.obs_rms.count == 2 + 256  # reset observations + one per step
+    # reset observations + one per step, over the 1e-4 pseudo-count SB3 starts from (norm_init_count)
+    assert r.policy.obs_norm and r.obs_rms.count == pytest.approx(1e-4 + 2 + 256, abs=1e-9)
     np.testing.assert_allclose(r.policy.get_obs_stats().mean, r.obs_rms.mean)
     a = r.policy.act(np.zeros(3, np.float32))
     assert a.shape == (1,) and -2 <= a[0] <= 2
     assert r.log_std.shape == (1,) and "std" in r.history[-1]
+
+
+# ---------------------------------------------------------------- initial weights (init_params)
+def _initial_actor(monkeypatch, **kwargs):
+    """The actor train_ppo evaluates first (row 0: the initial policy)."""
+    from evograd.rl import loop
+
+    seen = []
+    real = loop.RunLoop.evaluate
+    monkeypatch.setattr(loop.RunLoop, "evaluate", lambda self, actor: seen.append(
+        {k: v.clone() for k, v in actor.state_dict().items()}) or real(self, actor))
+    train_ppo("Pendulum-v1", max_env_steps=32, n_steps=32, batch_size=32, n_epochs=1, eval_episodes=1, **kwargs)
+    return seen[0]
+
+
+def test_init_params_as_vector_dict_and_files(monkeypatch, tmp_path):
+    env = gym.make("Pendulum-v1")
+    ac = ActorCritic("t", (env.observation_space, env.action_space), "mlp", 5, (64, 64), "tanh", None, -1.0, True)
+    named = {k: p.detach().numpy().copy() for k, p in ac.named_parameters()}
+    assert list(named)[0] == "log_std"  # the flat order: log_std, then the actor's layers, then the critic's
+    flat = np.concatenate([v.ravel() for v in named.values()])
+    np.save(tmp_path / "w.npy", flat)
+    np.savez(tmp_path / "w.npz", **named)
+    own = _initial_actor(monkeypatch, seed=0)
+    for init in (flat, named, str(tmp_path / "w.npy"), tmp_path / "w.npz"):
+        got = _initial_actor(monkeypatch, seed=0, init_params=init)
+        for k, v in named.items():
+            if k.startswith("actor."):
+                np.testing.assert_array_equal(got[k[len("actor."):]].numpy(), v)
+        assert not torch.equal(got["net.0.weight"], own["net.0.weight"])  # seed 5's weights, not seed 0's
+
+
+@pytest.mark.parametrize("init, words", [
+    ({"actor.net.0.weight": np.zeros((64, 4))}, "gives 'actor.net.0.weight' the shape (64, 4); this actor-critic's "
+                                                "'actor.net.0.weight' has shape (64, 3)"),
+    ({"actor.net.9.weight": np.zeros(3)}, "names 'actor.net.9.weight', which is not a parameter"),
+    ({"log_std": np.zeros(1)}, "has no 'actor.net.0.weight'"),
+    (np.zeros(10), "is a vector of shape (10,); this actor-critic has"),
+    (np.zeros((2, 5)), "is a vector of shape (2, 5)"),
+    ("no/such/file.npz", "is a path numpy cannot read"),
+    ({"log_std": [float("nan")]}, "at 'log_std' must be finite numbers"),
+    ("nonsense", "is a path numpy cannot read"),
+])
+def test_init_params_errors_name_the_parameter(init, words):
+    if isinstance(init, dict) and "actor.net.0.weight" in init:  # one wrong entry among correct ones
+        env = gym.make("Pendulum-v1")
+        ac = ActorCritic("t", (env.observation_space, env.action_space), "mlp", 0, (64, 64), "tanh", None, 0.0, True)
+        init = {**{k: p.detach().numpy() for k, p in ac.named_parameters()}, **init}
+    with pytest.raises(ParameterError, match="'init_params' parameter of train_ppo") as info:
+        train_ppo("Pendulum-v1", max_env_steps=32, n_steps=32, batch_size=32, eval_episodes=1, init_params=init)
+    assert words in str(info.value), str(info.value)
 
 
 # ---------------------------------------------------------------- schedules and validation
@@ -259,7 +311,8 @@ def test_schedules():
      (dict(max_env_steps=0), "max_env_steps"), (dict(target_kl=0.0), "target_kl"),
      (dict(normalize_obs="yes"), "normalize_obs"), (dict(max_seconds=-1), "max_seconds"),
      (dict(batch_size=1), "batch_size"), (dict(ortho_init=1), "ortho_init"),
-     (dict(critic_hidden_sizes=[64, -1]), "critic_hidden_sizes"), (dict(eval_every=0), "eval_every")],
+     (dict(critic_hidden_sizes=[64, -1]), "critic_hidden_sizes"), (dict(eval_every=0), "eval_every"),
+     (dict(norm_init_count=-1e-4), "norm_init_count"), (dict(init_params="x.npz"), "init_params")],
 )
 def test_invalid_hyperparameters_name_the_parameter(kwargs, name):
     with pytest.raises(ParameterError, match=f"'{name}' parameter of train_ppo"):
@@ -379,7 +432,7 @@ def test_ppo_resume_continues_from_the_update_boundary(monkeypatch):
     assert len(states) == a.history[-1]["generation"] == 8 and states[k - 1]["updates"] == k
     _assert_plain(states[k - 1])
 
-    class SpyNormalize(ppo_mod._VecNormalize):  # the statistics the resumed run starts from
+    class SpyNormalize(ppo_mod.VecNormalize):  # the statistics the resumed run starts from
         def obs(self, obs, update):
             seen.setdefault("obs_rms", self.obs_rms.state_dict())
             return super().obs(obs, update)
@@ -388,7 +441,7 @@ def test_ppo_resume_continues_from_the_update_boundary(monkeypatch):
             seen.setdefault("ret_rms", self.ret_rms.state_dict())
             return super().reward(reward, dones)
 
-    monkeypatch.setattr(ppo_mod, "_VecNormalize", SpyNormalize)
+    monkeypatch.setattr(ppo_mod, "VecNormalize", SpyNormalize)
     _record_adam_at_each_update(monkeypatch, log_b)
     b = train_ppo("CartPole-v1", resume=states[k - 1], **RESUME_KW)
     # the first update after the resume starts from the uninterrupted run's parameters and Adam moments
