@@ -19,6 +19,7 @@ BUILTIN: dict[str, str] = {
     "snes": "evograd.optim.snes:SNES",
     "cmaes": "evograd.optim.cmaes:CMAES",
     "cbo": "evograd.optim.cbo:CBO",
+    "lbfgs": "evograd.optim.lbfgs:LBFGS",
     "sgd": "evograd.rl.optimizers:SGD",
     "adam": "evograd.rl.optimizers:Adam",
     "evotorch_pgpe": "evograd.interop.evotorch:EvoTorchPGPE",
