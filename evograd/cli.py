@@ -1,4 +1,4 @@
-"""The `evograd` command: run, compare, eval, list, functions, schema."""
+"""The `evograd` command: run, compare, report, eval, list, functions, schema."""
 from __future__ import annotations
 
 import argparse
@@ -39,6 +39,9 @@ def _summarize(config: dict, out: Path, quiet: bool) -> str:
 
     kind = "function" if "function" in config["task"] else "env"
     made = report.report(out, config.get("threshold"), task_kind=kind)
+    from .experiments.html_report import write_html
+
+    write_html(out, made["rows"], threshold=config.get("threshold"))  # report.html beside summary.md
     return Path(made["summary_md"]).read_text()
 
 
@@ -88,8 +91,26 @@ def _cmd_compare(args) -> int:
     results = run_compare(config, out, resume=bool(args.resume), jobs=args.jobs, quiet=args.quiet)
     table = _summarize(config, out, args.quiet)
     print(table)
-    print(f"\nRun directory: {out}  (summary.md, summary.csv, curves_*.png, <method>/seed<k>/)")
+    print(f"\nRun directory: {out}  (summary.md, summary.csv, report.html, curves_*.png, <method>/seed<k>/)")
     return 0 if all(r.get("status") == "ok" for r in results) else 1
+
+
+# ---------------------------------------------------------------------------------------------- report
+def _cmd_report(args) -> int:
+    """Rebuild summary.md/.csv and the curves of a run directory from its files; --html (or --out): also the
+    self-contained page (evograd.experiments.html_report)."""
+    from .experiments import report
+
+    out = Path(args.run_dir)
+    if not out.is_dir() or not any(out.glob("*/seed*")):
+        raise ValueError(f"{out} is not a run directory (no <method>/seed<k>/ folders in it)")
+    made = report.report(out, args.threshold)
+    print(Path(made["summary_md"]).read_text())
+    if args.html or args.out:
+        from .experiments.html_report import write_html
+
+        print(f"wrote {write_html(out, made['rows'], path=args.out, threshold=args.threshold)}")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -129,6 +150,9 @@ def _cmd_run(args) -> int:
     if not (args.resume and (out / "config.json").exists()):  # a resumed run keeps the files it was started with
         (out / "config.json").write_text(json.dumps(config, indent=2))
         dump_resolved(config, out / "config.resolved.yaml", _meta())
+    from .experiments.runmeta import record_session
+
+    record_session(out, bool(args.resume))  # run_meta.json: versions, git revision, machine (report.html)
     status = 0
     for seed in seeds:
         if not args.quiet:
@@ -243,6 +267,17 @@ def _cmd_schema(args) -> int:
     return 0
 
 
+def _add_report_parser(sub) -> None:
+    p = sub.add_parser("report", help="rebuild a run directory's summary.md/.csv and plots; --html: one page")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by compare or run")
+    p.add_argument("--threshold", type=float, help="threshold for the to-threshold columns (default: the config's)")
+    p.add_argument("--html", action="store_true",
+                   help="also write one self-contained HTML page (tables, plots, config, versions, machine)")
+    p.add_argument("--out", metavar="FILE", help="where the HTML page goes (default: RUN_DIR/report.html; implies "
+                   "--html)")
+    p.set_defaults(func=_cmd_report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evograd", description="Evolution strategies, CMA-ES, GA, CBO and PPO on the same policies, one protocol.")
@@ -271,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed (default: the config's first seed)")
     p.set_defaults(func=_cmd_run)
 
+    _add_report_parser(sub)
     p = sub.add_parser("eval", help="evaluate a saved policy (best.pt): returns, optional video")
     p.add_argument("checkpoint", help="a best.pt written by run/compare")
     p.add_argument("--episodes", type=int, default=10)

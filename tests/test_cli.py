@@ -160,3 +160,22 @@ def test_list_shows_optimizers_envs_and_configs():
     out = evograd("list").stdout
     for word in ("cmaes", "cbo", "ppo", "evograd/LQR-v0", "quickstart.yaml"):
         assert word in out
+
+
+def test_report_rebuilds_the_summary_and_writes_one_html_page(tmp_path):
+    run = tmp_path / "run"
+    job = run / "snes" / "seed0"
+    job.mkdir(parents=True)
+    (run / "config.resolved.yaml").write_text("name: toy\ntask: {env: {id: CartPole-v1}}\nthreshold: 50\n")
+    (job / "progress.csv").write_text("method,seed,generation,env_steps,wall_s,eval_return\n"
+                                      "snes,0,0,0,0.0,10\nsnes,0,1,1000,1.0,60\n")
+    (job / "result.json").write_text(json.dumps({"status": "ok", "final_eval_return": 60.0, "env_steps": 1000}))
+    page = tmp_path / "elsewhere.html"
+    proc = evograd("report", str(run), "--html", "--out", str(page))
+    assert "| snes |" in proc.stdout and f"wrote {page}" in proc.stdout
+    assert (run / "summary.md").exists() and (run / "curves_env_steps.png").exists()
+    assert not (run / "report.html").exists() and page.read_text().count('<img src="data:image/png;base64,') == 2
+    evograd("report", str(run), "--html")
+    assert "toy: CartPole-v1" in (run / "report.html").read_text()
+    bad = evograd("report", str(tmp_path / "elsewhere.html"), "--html", check=False)
+    assert bad.returncode == 2 and "is not a run directory" in bad.stderr

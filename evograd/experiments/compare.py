@@ -24,6 +24,7 @@ from pathlib import Path
 from ..core.progress import fmt, is_terminal
 from ..parallel import joblock
 from .experiment import DASK_ADDRESS_ENV, RESULT, STATUS, job_dir
+from .runmeta import record_session
 
 CONFIG_JSON = "config.json"
 
@@ -60,6 +61,7 @@ def run_compare(config: dict, out: str | os.PathLike, resume: bool = False, jobs
     check_not_running(config, out)
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_JSON).write_text(json.dumps(config, indent=2))
+    record_session(out, resume)  # run_meta.json: versions, git revision, machine of this start or resume
     with _shared_cluster(config) as cluster_env:
         return _run_jobs(config, out, resume, jobs, quiet, python, cluster_env)
 

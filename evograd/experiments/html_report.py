@@ -1,0 +1,275 @@
+"""report.html: one self-contained page for a run directory, to attach to a paper or a pull request.
+
+It renders the same data as summary.md (the rows of `report.summarize`: the summary table, the Runs table,
+the budget check, failed jobs), the statistics when there are any, the plots summary.md links (embedded as
+data: URIs, so the page has no file beside it), the config (config.resolved.yaml without its `_meta`) and what
+the run ran on: versions, git revision, date and command line from config.resolved.yaml's `_meta` and from
+run_meta.json (one entry per compare start or resume, with the machine); "not recorded" where a run directory
+predates them.
+
+Nothing is fetched: no external stylesheet, script, font or image, and a Content-Security-Policy that allows
+only inline styles and data: images. Every string read from the run directory (method labels, error
+messages, config values) is HTML-escaped, and the page has no script of its own, so a hostile run directory
+cannot run code in the reader's browser.
+"""
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .records import read_config, task_title
+from .report import summarize
+from .runmeta import read_run_meta
+
+__all__ = ["CSP", "HTML_NAME", "embedded_images", "render_html", "statistics_tables", "write_html"]
+
+HTML_NAME = "report.html"
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+NOT_RECORDED = "not recorded"
+_MIME = {".png": "image/png", ".svg": "image/svg+xml"}
+_IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
+_CSS = """
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1200px;
+padding:0 1em;color:#1d1d1f}
+h1{font-size:1.6em;margin-bottom:.2em} h2{margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.92em} th,td{border:1px solid #ccc;padding:.3em .6em}
+th{background:#f2f2f5;text-align:left} td.n{text-align:right;font-variant-numeric:tabular-nums}
+tr:nth-child(even) td{background:#fafafa} .bad{color:#b00020;font-weight:600} .ok{color:#1b6e1b}
+.muted{color:#666} pre{background:#f6f8fa;padding:1em;overflow:auto;border:1px solid #e1e4e8;font-size:.88em}
+figure{margin:1em 0} figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{color:#555;font-size:.9em} code{background:#f2f2f5;padding:0 .2em}
+"""
+
+
+class Markup(str):
+    """Text that is already HTML (built here from escaped parts); everything else is escaped."""
+
+
+def esc(x: Any) -> str:
+    return x if isinstance(x, Markup) else html.escape("" if x is None else str(x), quote=True)
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    """Numbers as summary.md writes them: thousands separators when large, significant digits when small."""
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return "—"
+    if not isinstance(x, (int, float)):
+        return str(x)
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    if x != 0 and abs(x) < 1e-3:
+        return f"{x:.2e}"
+    return f"{x:,.{digits}g}"
+
+
+def _sec(x: float | None) -> str:
+    return "—" if x is None else f"{x:,.0f}" if x >= 1000 else f"{x:.1f}"
+
+
+def _table(headers: list[str], body: list[list[Any]], numeric: set[int] = frozenset()) -> Markup:
+    """An HTML table; cells are escaped unless they are Markup; columns in `numeric` align right."""
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    lines = ["<tr>" + "".join(f'<td{" class=n" if i in numeric else ""}>{esc(c)}</td>' for i, c in enumerate(r))
+             + "</tr>" for r in body]
+    return Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>")
+
+
+# ------------------------------------------------------------------------------------------- the tables
+def _summary_spec(function: bool, gap: bool) -> list[tuple[str, Callable[[dict], str]]]:
+    def col(key, fmt=_fmt):
+        return lambda r: fmt(r.get(key))
+
+    def reach(key, fmt=_fmt, unit=""):  # the median, and over how many seeds it was taken
+        return lambda r: "—" if r.get(key) is None else f"{fmt(r[key])}{unit} ({r['_reached']}/{r['seeds']})"
+
+    spec = [("method", lambda r: r["method"]), ("seeds", col("seeds")), ("successes", col("successes"))]
+    if function:
+        spec += [("best value (median)", col("best_value_median")), ("best value (mean)", col("best_value_mean")),
+                 ("evals to threshold (median)", reach("evals_to_threshold_median")),
+                 ("seconds to threshold (median)", reach("seconds_to_threshold_median", _sec, " s")),
+                 ("evals (mean)", col("evals_mean"))]
+    else:
+        spec += [("final return (mean ± std)", lambda r: "—" if r.get("final_return_mean") is None else
+                  f"{_fmt(r['final_return_mean'])} ± {_fmt(r['final_return_std'], 2)}"),
+                 ("best eval (mean)", col("best_eval_return_mean")),
+                 ("env steps to threshold (median)", reach("steps_to_threshold_median")),
+                 ("seconds to threshold (median)", reach("seconds_to_threshold_median", _sec, " s")),
+                 ("env steps (mean)", col("env_steps_mean"))]
+    spec += [("wall s (mean)", col("wall_s_mean", _sec)), ("failed jobs", col("failed_jobs")),
+             ("runs short of budget", col("runs_short_of_budget"))]
+    return spec + ([("gap to optimal (mean)", col("gap_to_optimal_mean"))] if gap else [])
+
+
+def _summary_table(rows: list[dict], function: bool) -> Markup:
+    gap = any(r.get("gap_to_optimal_mean") is not None for r in rows)
+    spec = _summary_spec(function, gap)
+    return _table([h for h, _ in spec], [[f(r) for _, f in spec] for r in rows], set(range(1, len(spec))))
+
+
+def _runs_table(rows: list[dict], function: bool) -> Markup:
+    heads = ["method", "seed", "status", "best value" if function else "final return",
+             "evaluations" if function else "env steps"] + ([] if function else ["eval env steps"])
+    body = []
+    for x in (x for r in rows for x in r.get("_runs", [])):
+        why = Markup(esc(x["stop_reason"]) + ' <span class="bad">(short of its budget)</span>') if x["short"] \
+            else x["stop_reason"]
+        status = x["status"] if x["status"] == "ok" else Markup(f'<span class="bad">{esc(x["status"])}</span>')
+        ev = [] if function else [_fmt(x.get("eval_env_steps"))]
+        body.append([x["method"], x["seed"], status, _fmt(x["value"]), _fmt(x["spent"]), *ev, _sec(x["wall_s"]), why])
+    heads += ["wall s", "stopped by"]
+    return _table(heads, body, {i for i, h in enumerate(heads) if h not in ("method", "status", "stopped by")})
+
+
+def _setup_list(rows: list[dict], cfg: dict, function: bool, threshold: float | None) -> Markup:
+    threshold = cfg.get("threshold") if threshold is None else threshold
+    thr = "none" if threshold is None else f"{'best value ≤' if function else 'eval return ≥'} {threshold:g}"
+    names = {"env_steps": "env steps", "evals": "evaluations", "seconds": "s wall-clock"}
+    budget = cfg.get("budget") if isinstance(cfg.get("budget"), dict) else {}
+    parts = [f"{_fmt(v)} {names.get(k, k)}" for k, v in budget.items() if v is not None]
+    short = [x for r in rows for x in r.get("_short", [])]
+    check = (Markup('<span class="ok">every completed run used its whole budget (or was done)</span>') if not short
+             else Markup(f'<span class="bad">FAILED: {len(short)} run(s) stopped short of the budget:</span> '
+                         + esc("; ".join(short))))
+    items = [("Threshold", thr), ("Budget", " / ".join(parts) + " per run" if parts else NOT_RECORDED),
+             ("Budget check", check), ("Seeds per method", max((r["seeds"] for r in rows), default=0))]
+    return Markup("<ul>" + "".join(f"<li><b>{esc(k)}:</b> {esc(v)}</li>" for k, v in items) + "</ul>")
+
+
+# ------------------------------------------------------------------------------------------- statistics
+def statistics_tables(out_dir: Path, rows: list[dict]) -> list[dict[str, Any]]:
+    """HOOK for the statistics (IQM, bootstrap intervals, probability of improvement, performance profiles).
+
+    Each table is {"title": str, "columns": [str], "rows": [[cell]], "note": str}. Returns [] until a
+    statistics structure exists to render; write_html/render_html also take `statistics=` directly."""
+    return []
+
+
+def _statistics_section(tables: list[dict[str, Any]]) -> Markup:
+    if not tables:
+        return Markup("")
+    parts = ["<h2>Statistics</h2>"]
+    for t in tables:
+        parts.append(f"<h3>{esc(t.get('title', ''))}</h3>")
+        cells = [[_fmt(c) if isinstance(c, (int, float)) else c for c in r] for r in t.get("rows", [])]
+        numeric = {i for i in range(len(t.get("columns", []))) if cells and all(
+            isinstance(r[i], (int, float)) for r in t.get("rows", []) if i < len(r))}
+        parts.append(_table(list(t.get("columns", [])), cells, numeric))
+        parts += [f'<p class="muted">{esc(t["note"])}</p>'] if t.get("note") else []
+    return Markup("".join(parts))
+
+
+# ------------------------------------------------------------------------------------------- plots
+def embedded_images(out_dir: str | Path) -> list[tuple[str, str]]:
+    """(name, data: URI) for every PNG/SVG that summary.md links (every curves_*.png when there is no
+    summary.md), in order. Only files directly in the run directory are read: a link elsewhere is skipped."""
+    out_dir = Path(out_dir).resolve()
+    md = out_dir / "summary.md"
+    names = _IMAGE_LINK.findall(md.read_text(encoding="utf-8", errors="replace")) if md.exists() else \
+        sorted(p.name for p in out_dir.glob("curves_*.png"))
+    images = []
+    for name in dict.fromkeys(names):
+        path = (out_dir / name).resolve()
+        if path.parent != out_dir or path.suffix.lower() not in _MIME or not path.is_file():
+            continue
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        images.append((path.name, f"data:{_MIME[path.suffix.lower()]};base64,{data}"))
+    return images
+
+
+def _plots_section(images: list[tuple[str, str]]) -> Markup:
+    if not images:
+        return Markup('<h2>Plots</h2><p class="muted">No plots in this run directory.</p>')
+    figs = "".join(f'<figure class="plot"><img src="{esc(uri)}" alt="{esc(name)}">'
+                   f"<figcaption>{esc(name)}</figcaption></figure>" for name, uri in images)
+    return Markup("<h2>Plots</h2>" + figs)
+
+
+# ------------------------------------------------------------------------------------------- provenance
+def _environment_table(cfg: dict, sessions: list[dict]) -> Markup:
+    meta = cfg.get("_meta") if isinstance(cfg.get("_meta"), dict) else {}
+    cols = sessions or [meta]
+    heads = ["", *(("resume" if s.get("resume") else "start") + f" {i + 1}" for i, s in enumerate(cols))] \
+        if sessions else ["", "start (config.resolved.yaml)"]
+
+    def get(s, *keys):
+        for k in keys:
+            s = s.get(k) if isinstance(s, dict) else None
+        return NOT_RECORDED if s is None else s
+
+    pkgs = dict.fromkeys(k for s in cols for k in (get(s, "versions") if isinstance(get(s, "versions"), dict)
+                                                   else {}))
+    spec = [("date", ("date",)), ("git revision", ("git_revision",))]
+    spec += [(p, ("versions", p)) for p in pkgs or ("evograd", "numpy", "torch", "gymnasium")]
+    spec += [("CPU", ("machine", "cpu")), ("cores", ("machine", "cores")),
+             ("usable cores", ("machine", "usable_cores")), ("memory GiB", ("machine", "memory_gib")),
+             ("OS", ("machine", "os")), ("command", ("argv",))]
+    body = []
+    for name, keys in spec:
+        vals = [get(s, *keys) for s in cols]
+        body.append([name, *(" ".join(map(str, v)) if isinstance(v, list) else v for v in vals)])
+    return _table(heads, body)
+
+
+def _config_section(cfg: dict) -> Markup:
+    import yaml
+
+    plain = {k: v for k, v in cfg.items() if k != "_meta"}
+    if not plain:
+        return Markup(f'<h2>Config</h2><p class="muted">config.resolved.yaml: {NOT_RECORDED} (or unreadable)</p>')
+    text = yaml.safe_dump(plain, sort_keys=False, default_flow_style=None, width=110, allow_unicode=True)
+    return Markup(f"<h2>Config</h2><p>config.resolved.yaml (without <code>_meta</code>):</p><pre>{esc(text)}</pre>")
+
+
+# ------------------------------------------------------------------------------------------- the page
+def render_html(out_dir: str | Path, rows: list[dict[str, Any]], *,
+                threshold: float | None = None, statistics: list[dict[str, Any]] | None = None,
+                title: str | None = None) -> str:
+    """The page as a string, from summarize()'s rows and the run directory's files; threshold None: the
+    config's (as in summary.md)."""
+    out_dir = Path(out_dir)
+    cfg = read_config(out_dir)
+    function = any("best_value_median" in r for r in rows)
+    title = title or task_title(cfg, out_dir)
+    errors = [e for r in rows for e in r.get("_errors", [])]
+    stats = statistics_tables(out_dir, rows) if statistics is None else statistics
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    from .. import __version__
+
+    body = [f"<h1>{esc(title)}</h1>",
+            f'<p class="muted">Run directory <code>{esc(out_dir.resolve().name)}</code>; page written {esc(now)} '
+            f"by evograd {esc(__version__)} from the files the run wrote.</p>",
+            _setup_list(rows, cfg, function, threshold), "<h2>Summary</h2>", _summary_table(rows, function),
+            '<p class="muted">Successes: seeds whose best evaluation reached the threshold. '
+            + ("Best value: best function value of each completed run. " if function else
+               "Final return: the last evaluation of each completed run, mean ± std over those runs. ")
+            + "To-threshold columns: median over the seeds that reached the threshold, (reached/seeds); a seed "
+            "that never reached it counts as missing, not as a number; — when none did.</p>",
+            _statistics_section(stats), _plots_section(embedded_images(out_dir)),
+            "<h2>Runs</h2>", _runs_table(rows, function), "<h2>Failed jobs</h2>",
+            "<ul>" + "".join(f"<li>{esc(e)}</li>" for e in errors) + "</ul>" if errors else "<p>None.</p>",
+            "<h2>Environment</h2>", _environment_table(cfg, read_run_meta(out_dir)), _config_section(cfg)]
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{esc(title)}</title><style>{_CSS}</style></head>\n<body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+
+
+def write_html(out_dir: str | Path, rows: list[dict[str, Any]] | None = None, *, path: str | Path | None = None,
+               threshold: float | None = None, task_kind: str | None = None,
+               statistics: list[dict[str, Any]] | None = None) -> Path:
+    """Write the page (default RUN_DIR/report.html); rows from summarize() when not given. Reads the plots
+    summary.md links, so run report.report() first for fresh ones."""
+    out_dir = Path(out_dir)
+    rows = summarize(out_dir, threshold, task_kind) if rows is None else rows
+    path = Path(path) if path is not None else out_dir / HTML_NAME
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(render_html(out_dir, rows, threshold=threshold, statistics=statistics), encoding="utf-8")
+    tmp.replace(path)
+    return path
