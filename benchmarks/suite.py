@@ -47,6 +47,7 @@ CASES = {
     "parity": ("bench_parity.py", [], ["--quick"], 5 * 3600, 400),
     "highdim": ("bench_highdim.py", [], None, 1800, 0),
     "mlp_backprop": ("bench_mlp_backprop.py", [], ["--quick"], 600, 120),
+    "lowrank": ("bench_lowrank.py", ["--threads", "1,2"], ["--quick"], 900, 180),
     "import": ("bench_import.py", [], ["--quick"], 300, 120),
 }
 VERSIONS = ("evograd", "torch", "numpy", "gymnasium", "mujoco", "Box2D", "cma", "joblib", "evotorch", "ray",

@@ -205,6 +205,24 @@ def mlp_backprop(d):
                 missed_by(r["speedup"], t, False)) for r in d["rows"]]
 
 
+def lowrank(d):
+    """EGGROLL population evaluation vs plain batch inference; the target row: k = 16, the first thread count, CPU."""
+    out, pop = [], d["popsize"]
+    for r in d["rows"]:
+        main = r["k"] == 16 and r["threads"] == d["target_threads"] and d["device"] == "cpu"
+        where = f"pop {pop} x {r['k']} input(s), {r['threads']} thread(s)"
+        for rank, goal in d["targets"].items():
+            lr = r[f"lowrank_r{rank}"]
+            out.append(row("lowrank", f"low-rank ES r={rank}, {where}: inputs/s vs plain inference", f(lr["ips"]),
+                           f(r["plain_ips"]), f"{lr['ratio']:.3f}x", f">= {goal}x" if main else None,
+                           lr["ratio"] >= goal if main else None,
+                           notes(missed_by(lr["ratio"], goal, False) if main else "",
+                                 f"with the update: {lr['ratio_with_update']:.3f}x")))
+        out.append(row("lowrank", f"dense per-member perturbation, {where}: inputs/s vs plain inference",
+                       f(r["dense"]["ips"]), f(r["plain_ips"]), f"{r['dense']['ratio']:.4f}x"))
+    return out
+
+
 def import_time(d):
     return [row("import", "import evograd after numpy, fresh interpreter (median)", f"{d['evograd_s'] * 1e3:.0f} ms",
                 f"{d['numpy_s'] * 1e3:.0f} ms (numpy)", f"+{d['extra_s'] * 1e3:.0f} ms", "<= +100 ms",
@@ -213,6 +231,7 @@ def import_time(d):
 
 EXTRACTORS = {"dask": dask, "mlp_backprop": mlp_backprop, "import": import_time, "cmaes": cmaes, "cbo": cbo,
               "rollouts": rollouts, "workers": workers,
+              "lowrank": lowrank,
               "ppo_cartpole": ppo_cartpole,
               "ppo_pendulum": ppo_pendulum, "control": control, "paper": paper, "parity": parity}
 
