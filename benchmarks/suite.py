@@ -49,6 +49,7 @@ CASES = {
     "mlp_backprop": ("bench_mlp_backprop.py", [], ["--quick"], 600, 120),
     "lowrank": ("bench_lowrank.py", ["--threads", "1,2"], ["--quick"], 900, 180),
     "import": ("bench_import.py", [], ["--quick"], 300, 120),
+    "zo_memory": ("bench_zo_memory.py", [], ["--quick"], 600, 180),
 }
 VERSIONS = ("evograd", "torch", "numpy", "gymnasium", "mujoco", "Box2D", "cma", "joblib", "evotorch", "ray",
             "stable-baselines3", "cbx", "scipy", "matplotlib")

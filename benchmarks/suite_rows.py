@@ -229,11 +229,24 @@ def import_time(d):
                 d["extra_s"] <= 0.1, note=f"torch loaded: {d['torch_loaded']}, gymnasium: {d['gymnasium_loaded']}")]
 
 
+def zo_memory(d):
+    t, peak, r, rb = d["target"], d["peak_mib"], d["ratio_mezo_forward"], d["ratio_backprop_forward"]
+    size = f"{d['params'] / 1e6:.1f}M-param float32 MLP, batch {d['batch']}"
+    return [row("zo_memory", f"peak RSS of a fresh process, MeZO step vs forward pass ({size})",
+                f"{peak['mezo']:.0f} MiB", f"{peak['forward']:.0f} MiB (forward)", f"{r:.3f}", f"<= {t}", r <= t,
+                notes(missed_by(r, t, True), f"{d['above_baseline_mib']['mezo']:.1f} vs "
+                      f"{d['above_baseline_mib']['forward']:.1f} MiB over import+model")),
+            row("zo_memory", f"peak RSS, backprop + Adam step vs forward pass ({size})", f"{peak['backprop']:.0f} MiB",
+                f"{peak['forward']:.0f} MiB (forward)", f"{rb:.3f}",
+                note=f"{d['above_baseline_mib']['backprop']:.1f} MiB over import+model")]
+
+
 EXTRACTORS = {"dask": dask, "mlp_backprop": mlp_backprop, "import": import_time, "cmaes": cmaes, "cbo": cbo,
               "rollouts": rollouts, "workers": workers,
               "lowrank": lowrank,
               "ppo_cartpole": ppo_cartpole,
-              "ppo_pendulum": ppo_pendulum, "control": control, "paper": paper, "parity": parity}
+              "ppo_pendulum": ppo_pendulum, "control": control, "paper": paper, "parity": parity,
+              "zo_memory": zo_memory}
 
 
 def rows_for(case: str, data: dict) -> list[dict]:

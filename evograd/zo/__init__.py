@@ -12,6 +12,7 @@ from typing import Any
 # name -> module, imported on first use (PEP 562) so that `import evograd.zo` loads no torch
 _LAZY = {
     "LowRankES": "evograd.zo.lowrank", "LowRankPopulation": "evograd.zo.lowrank",
+    "fit": "evograd.zo.training", "FitResult": "evograd.zo.training", "InPlaceMeZO": "evograd.zo.mezo",
 }
 
 
