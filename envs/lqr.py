@@ -19,6 +19,24 @@ Reference costs, all exact expectations over x[0] and w (no sampling):
   backward Riccati recursion), a lower bound for every policy, linear or not.
 - expected_cost(K): any linear policy u = -K x. A linear policy u = W x with flat parameters W (action_dim x
   state_dim, row-major, no bias) has K = -W.
+
+Differentiable rollout, for gradient optimizers (sgd, adam, lbfgs in a config):
+- differentiable_rollout(params, seeds) is the mean return of the bias-free linear policy u = W x (W = params
+  reshaped row-major to (action_dim, state_dim): the layout of evograd's linear policy with bias=False) over one
+  episode per reset seed, as a torch function of params. Episode i is the episode the env itself plays after
+  reset(seed=seeds[i]) (same x[0], same process noise), run in float64 torch ops, so autograd gives the exact
+  gradient of that sample's return. It costs len(seeds) x horizon env steps, and says so: the experiment runner
+  counts them against budget.env_steps exactly as it counts a population's episodes.
+- Which seeds: the runner passes the same seeds at every evaluation of a run (common random numbers: the
+  training-episode seeds of a population's first candidate in its first generation, `episodes` of them), so the
+  objective is a fixed, deterministic sample average. L-BFGS needs that (its line search compares values of
+  one function), and it is not a lucky sample: without process noise the optimal gain does not depend on the
+  initial states (P_K >= P* for every stabilizing K), so any `episodes` >= state_dim initial states in general
+  position have the Riccati gain as their cost's minimizer, up to horizon-end effects. With process noise the
+  sample's minimizer differs from the Riccati gain by sampling error, shrinking with more episodes. Fresh
+  initial states at every evaluation (a stochastic gradient, as in RL) would suit Adam but not L-BFGS.
+- Reported numbers never come from this sample: a learned gain is scored by expected_cost (exact) against
+  optimal_cost, and by the same 10 seeded evaluation episodes as every other method.
 """
 from __future__ import annotations
 
@@ -138,6 +156,52 @@ class LQREnv(gym.Env):
         self._x = x
         self._t += 1
         return x.copy(), -cost, False, self._t >= self.horizon, {}
+
+    # ---- differentiable rollout (gradient optimizers) ------------------------------------------------
+    def differentiable_rollout(self, params, seeds, max_steps=None):
+        """Mean return of u = W x over one episode per reset seed, differentiable in params (torch autograd).
+
+        params: torch tensor of action_dim * state_dim values, W row-major (see module docstring); float64 is
+        used throughout. seeds: reset seeds; episode i starts at the x[0] reset(seed=seeds[i]) draws and meets
+        the process noise step() would draw. max_steps: a time limit below the horizon (a TimeLimit wrapper's),
+        else the horizon. Returns (mean return as a 0-d tensor, env steps simulated = len(seeds) * steps).
+        """
+        import torch
+
+        n, m = self.state_dim, self.action_dim
+        steps = self.horizon if max_steps is None else min(self.horizon, check_int(max_steps, "max_steps", _OWNER,
+                                                                                   low=1))
+        seeds = [check_int(s, "seeds", f"{_OWNER}.differentiable_rollout", low=0) for s in seeds]
+        if not seeds:
+            raise ParameterError(f"The 'seeds' parameter of {_OWNER}.differentiable_rollout must hold at least one "
+                                 "reset seed. Got none instead.")
+        W = torch.as_tensor(params, dtype=torch.float64)
+        if W.numel() != m * n:
+            raise ParameterError(f"The 'params' parameter of {_OWNER}.differentiable_rollout must have {m * n} "
+                                 f"values (action_dim x state_dim). Got {W.numel()} instead.")
+        W = W.reshape(m, n)
+        x0, noise = self._episode_draws(seeds, steps)
+        A, B, Q, R = (torch.from_numpy(np.array(mat)) for mat in (self.A, self.B, self.Q, self.R))
+        M = A.T + W.T @ B.T  # row states: x[t+1] = x[t] M + w[t], the closed loop A + B W transposed
+        C = Q + W.T @ R @ W  # step cost x'Qx + u'Ru = x'Cx
+        xs = [torch.from_numpy(x0)]
+        for t in range(steps - 1):  # the state after the last step costs nothing
+            xs.append(xs[-1] @ M if noise is None else xs[-1] @ M + torch.from_numpy(noise[:, t]))
+        X = torch.stack(xs)
+        return -((X @ C) * X).sum() / len(seeds), len(seeds) * steps
+
+    def _episode_draws(self, seeds: list[int], steps: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """x[0] (episodes, n) and process noise (episodes, steps, n) as reset(seed) and step() draw them."""
+        from gymnasium.utils import seeding
+
+        x0 = np.empty((len(seeds), self.state_dim))
+        noise = np.empty((len(seeds), steps, self.state_dim)) if self.noise_std > 0 else None
+        for i, seed in enumerate(seeds):
+            rng, _ = seeding.np_random(seed)
+            x0[i] = self.init_std * rng.standard_normal(self.state_dim)
+            if noise is not None:
+                noise[i] = self.noise_std * rng.standard_normal((steps, self.state_dim))
+        return x0, noise
 
     # ---- reference solutions -------------------------------------------------------------------------
     def _riccati_step(self, P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

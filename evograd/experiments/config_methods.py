@@ -5,6 +5,8 @@ trainer knows is asked of it: the optimizer is built once, on the policy's param
 once per distinct policy) or the function's x0, and its own ParameterError is reported under the key that
 caused it; PPO/REINFORCE are dry-called until they first ask for an env (every argument check of
 `train_ppo` runs before that). Sizes that cannot fit in memory are refused here before anything allocates.
+A gradient method (sgd, adam, lbfgs) may train a policy only where the env offers a differentiable rollout, with
+the bias-free linear policy it takes (experiments/gradient.py); on function tasks minimize differentiates fn.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from ..core.validation import ParameterError, memory_problem
 from ..rl.settings import ACTIVATIONS
 from .config_errors import ConfigError, validated
 from .config_models import RL_POLICY_OWNED, RL_RUNNER_SET, Policy, hints, method_model, method_names
+from .gradient import ROLLOUT, rollout_env, rollout_problem
 from .references import RL_METHODS, env_constructor, rl_function, rl_settings
 
 
@@ -76,9 +79,8 @@ def check_method(raw: Any, key: str, ctx: Context) -> dict:
     rl = name in RL_METHODS
     if rl and not ctx.is_env:
         raise ConfigError(f"{name} trains a policy: it needs task.env", key=f"{key}.name")
-    if not rl and get(name).needs_grad:
-        raise ConfigError(f"{name!r} needs gradients; configs run population methods (or ppo/reinforce)",
-                          key=f"{key}.name")
+    if not rl and get(name).needs_grad and ctx.is_env:  # on function tasks, minimize differentiates fn
+        _check_rollout(name, key, ctx)
     model = method_model(name, ctx.is_env)
     raw, alias = _current_names(dict(raw), name, model, key)
     try:
@@ -97,6 +99,11 @@ def check_method(raw: Any, key: str, ctx: Context) -> dict:
     if rl:
         _check_rl(name, kwargs, key, ctx, policy, override)
         return out
+    wrong = rollout_problem(policy) if ctx.is_env and get(name).needs_grad else None
+    if wrong is not None:  # the differentiable rollout takes one kind of policy
+        field, why = wrong
+        where = "" if field in override else ", inherited from the top-level policy"
+        raise ConfigError(f"{why}, got {policy[field]!r}{where}", key=f"{key}.policy.{field}")
     x0 = ctx.x0(policy, f"{key}.policy")
     try:
         popsize = _check_optimizer(name, kwargs, key, x0, ctx)
@@ -110,6 +117,19 @@ def check_method(raw: Any, key: str, ctx: Context) -> dict:
             if problem:
                 raise ConfigError(f"{problem}, got {n}", key=k)
     return out
+
+
+def _check_rollout(name: str, key: str, ctx: Context) -> None:
+    """A gradient method on an env task needs the env's differentiable rollout (see experiments/gradient.py)."""
+    env = ctx.cfg["task"]["env"]
+    try:
+        ok = rollout_env(env_constructor(env)) is not None
+    except Exception:  # noqa: BLE001 (an env that cannot be made: the policy probe reports it with its key)
+        return
+    if not ok:
+        raise ConfigError(f"{name!r} needs gradients, and {env['id']} offers no differentiable rollout (an env "
+                          f"method {ROLLOUT}(params, seeds)); use a population method or ppo/reinforce",
+                          key=f"{key}.name")
 
 
 def _current_names(raw: dict, name: str, model, key: str) -> tuple[dict, bool]:

@@ -323,10 +323,9 @@ def _plain(v: Any) -> Any:
 
 
 def schema() -> dict:
-    """The JSON schema of a config file: the sections, and every method's block (env-task form)."""
-    from ..optim.registry import get
-
-    names = [n for n in method_names() if n in RL_METHODS or not get(n).needs_grad]
+    """The JSON schema of a config file: the sections, and every method's block (env-task form; gradient
+    methods run on env tasks whose env offers a differentiable rollout, see experiments/gradient.py)."""
+    names = method_names()
     block = Annotated[Union[tuple(method_model(n, True) for n in names)], Field(discriminator="name")]
     full = create_model("Config", __base__=Config, __doc__=Config.__doc__,
                         optimizer=(Optional[block], Field(None, description="the method of `evograd run`")),

@@ -202,6 +202,7 @@ def _run_population_job(config, label, block, seed, d: Path, resume, progress, c
     from ..gym.problem import GymProblem
     from ..gym.train import train
     from ..optim.registry import make
+    from .gradient import train_gradient
 
     pol = _policy_block(config, block)
     env = config["task"]["env"]
@@ -221,10 +222,12 @@ def _run_population_job(config, label, block, seed, d: Path, resume, progress, c
         d, label, seed, budget_steps, checkpoint_seconds, best=lambda loop: (loop["best_ret"], loop["best_x"]),
         save_best=lambda x, ret: problem.save_policy(d / "best.pt", x, {**meta, "eval_return": ret}))
 
+    # a gradient optimizer learns from the env's differentiable rollout (see experiments/gradient.py)
+    fit = train_gradient if optimizer.needs_grad else train
     with problem:  # releases the workers (and a Dask cluster the problem started) however the run ends
-        res = train(problem, optimizer, max_env_steps=budget_steps, max_seconds=budget.get("seconds"),
-                    eval_every=ev.get("every"), eval_episodes=ev.get("episodes", 10), checkpoint=checkpoint,
-                    resume=state, progress=progress)
+        res = fit(problem, optimizer, max_env_steps=budget_steps, max_seconds=budget.get("seconds"),
+                  eval_every=ev.get("every"), eval_episodes=ev.get("episodes", 10), checkpoint=checkpoint,
+                  resume=state, progress=progress)
     _write_progress(d, res.history, ENV_COLUMNS, label, seed)
     problem.save_policy(d / "best.pt", res.best_x, {**meta, "eval_return": res.best_eval_return})
     thr = config.get("threshold")

@@ -426,7 +426,7 @@ def test_schema_command_prints_the_json_schema(capsys):
     assert schema["required"] == ["task"] and schema["additionalProperties"] is False
     defs = schema["$defs"]
     assert {"Task", "EnvTask", "FunctionTask", "Policy", "Budget", "Evaluation", "Workers"} <= set(defs)
-    assert set(ES) | {"ppo", "reinforce"} <= set(defs) and "adam" not in defs  # population methods and RL only
+    assert set(ES) | {"ppo", "reinforce", "adam", "lbfgs"} <= set(defs)  # gradient methods: envs with a rollout
     assert defs["Evaluation"]["properties"]["episodes"] == {"default": 10, "minimum": 1, "title": "Episodes",
                                                             "type": "integer"}
     assert defs["Policy"]["properties"]["type"]["enum"] == ["linear", "mlp"]
