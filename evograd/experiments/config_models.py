@@ -145,9 +145,12 @@ class Budget(Section):
 
 
 class Evaluation(Section):
-    """Deterministic evaluations of env tasks: every N training env steps, on fixed-seed episodes."""
+    """Deterministic evaluations of env tasks: every N training env steps, on fixed-seed episodes. random_score:
+    the return the compare report's normalized scores put at 0 (the threshold is 1); by default the mean
+    evaluation return of the runs' untrained policies."""
     every: PosInt = 10_000
     episodes: PosInt = 10
+    random_score: Optional[Float()] = None
 
 
 class Workers(Section):

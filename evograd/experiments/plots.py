@@ -1,5 +1,6 @@
 """Learning-curve plots of a run directory: evaluation return against training env steps and against
-wall-clock (best value against evaluations for function tasks), mean over seeds with a min-max band.
+wall-clock (best value against evaluations for function tasks), mean over seeds with a min-max band; and the
+performance profile of the report's Statistics section (plot_profile).
 
 Each seed's curve is a step function ("last evaluation so far") on the union of all seeds' x values, so
 nothing is interpolated; the line is dotted where only some seeds have data. Drawn on a bare Agg Figure
@@ -7,7 +8,9 @@ nothing is interpolated; the line is dotted where only some seeds have data. Dra
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
@@ -117,3 +120,38 @@ def plot_curves(out_dir: str | Path, threshold: float | None = None, task_kind: 
              ("curves_wall_clock.png", "wall_s", "wall-clock seconds")]
     return [_plot_one(out_dir / f, records, x, ycol, xl, ylabel, title, threshold, center, not env)
             for f, x, xl in specs]
+
+
+def plot_profile(path: str | Path, profiles: Mapping, title: str, convention: str,
+                 labels: list[str] | None = None, runs: Mapping[str, int] | None = None) -> Path:
+    """performance_profile.png: per method, the fraction of runs whose normalized score is above tau, with its
+    band (profiles: label -> evograd.experiments.stats.Profile); dashed lines at 0 (the random-policy score) and
+    1 (the threshold). labels: every method in the curves' order, so a method keeps its color; runs: how many
+    runs each profile covers (for the legend)."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 5.4), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    colors = [c["color"] for c in matplotlib.rcParams["axes.prop_cycle"]]
+    order = list(labels or profiles)
+    for label, prof in profiles.items():
+        color = colors[order.index(label) % len(colors)] if label in order else None
+        n = (runs or {}).get(label)
+        ax.plot(prof.taus, prof.fraction, color=color, lw=2, drawstyle="steps-post",
+                label=label if n is None else f"{label} ({n} run{'s' * (n != 1)})")
+        ax.fill_between(prof.taus, prof.low, prof.high, step="post", color=color, alpha=0.18, lw=0)
+    ax.axvline(0.0, color="0.45", ls="--", lw=1.1, label="0: random-policy score R")
+    ax.axvline(1.0, color="0.25", ls="--", lw=1.2, label="1: threshold")
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_xlabel("normalized final return τ", fontsize=11)
+    ax.set_ylabel("fraction of runs with score > τ", fontsize=11)
+    ax.grid(True, alpha=0.3)
+    fig.suptitle(f"{title}: performance profile", fontsize=13, fontweight="bold")
+    ax.set_title("\n".join(textwrap.wrap(convention + "; band: 95% stratified-bootstrap interval", 120)),
+                 fontsize=8.5, color="0.3")
+    ax.legend(loc="best", fontsize=9, framealpha=0.85)
+    fig.savefig(path)
+    return Path(path)

@@ -1,4 +1,4 @@
-"""Results of a comparison run directory: summary.md, summary.csv and learning-curve PNGs.
+"""Results of a comparison run directory: summary.md, summary.csv, learning-curve PNGs and a performance profile.
 
 Everything here reads only what the runner wrote (progress.csv, result.json, config.resolved.yaml), so a
 report can be rebuilt at any time: while jobs still run, or after some were killed. A missing result.json
@@ -14,6 +14,12 @@ Every run's own budget figures stand beside its result (the "Runs" table: env st
 seconds, evaluation steps, why it stopped), and a budget check names each completed run that stopped for a
 reason other than its budget (a callback, a crash swallowed somewhere, a cap nobody chose): a comparison in
 which one method silently got less than the others must not read like a fair one.
+
+A "Statistics" section follows the table (report_stats.py, with stats.py): IQM and mean of the final return and
+of the steps to threshold with 95% stratified-bootstrap intervals, runs that never reached the threshold
+counted as the budget (censored, and counted), the probability of improvement of every pair of methods, and a
+performance profile of normalized final returns (performance_profile.png; 0 = a random policy's score, 1 = the
+threshold, both stated).
 """
 from __future__ import annotations
 
@@ -23,8 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from .plots import plot_curves
+from .plots import plot_curves, plot_profile
 from .records import RunRecord, detect_kind, num, read_config, read_runs, task_title
+from .report_stats import PROFILE_PNG, STATS_COLUMNS, normalized_finals, profiles, run_samples, stats_section
+from .report_stats import fmt_number as _g
 
 __all__ = ["REQUIRED_COLUMNS", "RunRecord", "read_runs", "report", "summarize",
            "write_summary"]
@@ -119,8 +127,8 @@ def summarize(out_dir: str | Path, threshold: float | None = None, task_kind: st
     for label in dict.fromkeys(r.label for r in records):
         runs = [r for r in records if r.label == label]
         ok = [r for r in runs if r.status == "ok"]
-        stats = [_seed_stats(r, threshold, kind) for r in runs]
-        reached = [s for s in stats if s["reached"]]
+        per_seed = [_seed_stats(r, threshold, kind) for r in runs]
+        reached = [s for s in per_seed if s["reached"]]
         row: dict[str, Any] = {c: None for c in REQUIRED_COLUMNS + _EXTRA[kind]}
         row.update(method=label, seeds=len(runs), completed=len(ok), failed_jobs=len(runs) - len(ok),
                    successes=len(reached) if threshold is not None else None,
@@ -136,7 +144,7 @@ def summarize(out_dir: str | Path, threshold: float | None = None, task_kind: st
                        best_eval_return_mean=_stat([r.value("best_eval_return") for r in ok], np.mean),
                        env_steps_mean=_stat([r.value("env_steps") for r in ok], np.mean))
         else:
-            best = [s["best"] for r, s in zip(runs, stats) if r.status == "ok"]
+            best = [s["best"] for r, s in zip(runs, per_seed) if r.status == "ok"]
             row.update(best_value_median=_stat(best, np.median), best_value_mean=_stat(best, np.mean),
                        evals_to_threshold_median=to_thr,
                        evals_mean=_stat([r.value("evals") for r in ok], np.mean))
@@ -145,6 +153,8 @@ def summarize(out_dir: str | Path, threshold: float | None = None, task_kind: st
         row["_short"] = [f"{label} seed {r.seed}: stopped by {stop_reason(r)!r}" for r in ok if stopped_short(r)]
         row["_runs"] = [_run_line(r, kind) for r in runs]
         row["_errors"] = [f"{label} seed {r.seed}: {_error_line(r, kind)}" for r in runs if r.status != "ok"]
+        row.update(run_samples(runs, per_seed, kind, threshold is not None, (cfg.get("budget") or {}).get(
+            "env_steps" if kind == "env" else "evals")))
         rows.append(row)
     return rows
 
@@ -172,17 +182,6 @@ def _runs_table(rows: list[dict], function: bool) -> list[str]:
             lines.append(f"| {x['method'].replace('|', chr(92) + '|')} | {x['seed']} | {x['status']} | "
                          f"{_g(x['value'])} | {_g(x['spent'])} |{ev} {_sec(x['wall_s'])} | {why} |")
     return lines
-
-
-def _g(x: float | None, digits: int = 4) -> str:
-    """Readable number: thousands separators for large values, significant digits for small ones."""
-    if x is None:
-        return "—"
-    if abs(x) >= 1000:  # also keeps 9999.7 out of "1e+04"
-        return f"{x:,.0f}"
-    if x != 0 and abs(x) < 1e-3:
-        return f"{x:.2e}"
-    return f"{x:,.{digits}g}"
 
 
 def _sec(x: float | None) -> str:
@@ -234,7 +233,8 @@ def write_summary(out_dir: str | Path, rows: list[dict[str, Any]], threshold: fl
     budget = cfg.get("budget") if budget is None else budget
     function = any("best_value_median" in r for r in rows)
     gap = any(r.get("gap_to_optimal_mean") is not None for r in rows)  # only LQR-like tasks report it
-    cols = [c for c in REQUIRED_COLUMNS + _EXTRA["function" if function else "env"] + ["runs_short_of_budget"]
+    kind = "function" if function else "env"
+    cols = [c for c in REQUIRED_COLUMNS + _EXTRA[kind] + ["runs_short_of_budget"] + STATS_COLUMNS[kind]
             if gap or c != "gap_to_optimal_mean"]
     csv_path = out_dir / "summary.csv"
     with open(csv_path, "w", newline="", encoding="utf-8") as fh:
@@ -258,6 +258,7 @@ def write_summary(out_dir: str | Path, rows: list[dict[str, Any]], threshold: fl
     pngs = [p for p in ("curves_env_steps.png", "curves_evals.png", "curves_wall_clock.png")
             if (out_dir / p).exists()]
     lines += [""] + [f"![{p[:-4]}]({p})" for p in pngs] if pngs else []
+    lines += stats_section(rows, cfg, threshold, budget, function, out_dir)
     lines += ["", "## Runs", "", "What each job got and spent: " + ("evaluations" if function else
               "training env steps (evaluation steps apart)") + ", wall seconds including evaluations, and why "
               "it stopped.", "", *_runs_table(rows, function)]
@@ -275,5 +276,13 @@ def report(out_dir: str | Path, threshold: float | None = None,
     records = read_runs(out_dir)
     pngs = plot_curves(out_dir, threshold, task_kind, records=records)
     rows = summarize(out_dir, threshold, task_kind, records=records)
+    cfg = read_config(out_dir)
+    norm, convention = normalized_finals(rows, cfg, cfg.get("threshold") if threshold is None else threshold)
+    profile = out_dir / PROFILE_PNG
+    profile.unlink(missing_ok=True)  # never one left from an earlier report on another threshold
+    if norm:
+        plot_profile(profile, profiles(norm), task_title(cfg, out_dir), convention, [r["method"] for r in rows],
+                     {label: len(v) for label, v in norm.items()})
     md, csv_path = write_summary(out_dir, rows, threshold)
-    return {"rows": rows, "summary_md": md, "summary_csv": csv_path, "curves": pngs}
+    return {"rows": rows, "summary_md": md, "summary_csv": csv_path, "curves": pngs,
+            "profile": profile if norm else None}

@@ -224,6 +224,13 @@ def test_function_task(tmp_path):
     assert all(p.stat().st_size > 10_000 for p in paths)
     md, _ = write_summary(out, list(rows.values()), 1e-3)
     assert "best value ≤ 0.001" in md.read_text()
+    # statistics: lower is better; no budget in a config here, so a run that never reached counts as its own evals
+    assert rows["ga"]["_steps"] == [600, 610] and rows["ga"]["censored_runs"] == 2
+    assert rows["cmaes"]["_steps"] == [400, 510] and rows["cmaes"]["evals_to_threshold_mean"] == 455
+    section = md.read_text().split("## Statistics")[1]
+    assert "| cmaes | ga | 1 [1, 1] |" in section and "a lower best value" in section
+    assert "| 2 of 2 |" in section and "its own evaluations at its end" in section
+    assert "None for function tasks" in section and "performance_profile.png" not in section
 
 
 def test_empty_and_unreadable(tmp_path):
@@ -236,3 +243,76 @@ def test_empty_and_unreadable(tmp_path):
     assert (row["seeds"], row["failed_jobs"], row["successes"]) == (1, 1, 0)
     assert "unreadable" in out["summary_md"].read_text()
     assert all(p.exists() for p in out["curves"])
+
+
+def test_statistics_columns_and_censoring(run_dir):
+    """IQM and mean with bootstrap intervals; a completed run that never reached the threshold counts as the
+    budget (censored, and counted); a failed job that had not reached it is left out; one run has no interval."""
+    rows = _by_method(summarize(run_dir, THRESHOLD))
+    c, a, p = rows["cmaes"], rows["ars"], rows["ppo"]
+    assert c["final_return_iqm"] == pytest.approx(np.mean([120, 108, 101]))  # 3 runs: nothing trimmed
+    assert c["final_return_iqm_low"] <= c["final_return_iqm"] <= c["final_return_iqm_high"]
+    assert 101 <= c["final_return_mean_low"] and c["final_return_mean_high"] <= 120
+    assert a["_steps"] == [3000, 1000, 3000] and a["censored_runs"] == 1  # seed 2 never reached: the budget
+    assert a["steps_to_threshold_mean"] == pytest.approx(7000 / 3)
+    assert (c["censored_runs"], c["steps_to_threshold_iqm"]) == (0, pytest.approx(np.mean([2000, 1010, 3020])))
+    assert p["_steps"] == [2000, 1000] and p["censored_runs"] == 0 and p["_steps_left_out"] == 1
+    assert p["final_return_iqm"] == 160 and p["final_return_iqm_low"] is None  # one completed run
+    assert summarize(run_dir, THRESHOLD)[1]["final_return_iqm_high"] == c["final_return_iqm_high"]  # seeded
+
+    cfg = yaml.safe_load((run_dir / "config.resolved.yaml").read_text())
+    for budget in ({"env_steps": 2500}, {"seconds": 60}):  # below what the run spent, or none: its own 3,000
+        (run_dir / "config.resolved.yaml").write_text(yaml.safe_dump({**cfg, "budget": budget}))
+        a = _by_method(summarize(run_dir, THRESHOLD))["ars"]
+        assert a["_steps"] == [3000, 1000, 3000] and a["censored_runs"] == 1
+    (run_dir / "config.resolved.yaml").write_text(yaml.safe_dump({**cfg, "budget": {"env_steps": 4000}}))
+    assert _by_method(summarize(run_dir, THRESHOLD))["ars"]["_steps"] == [3000, 1000, 4000]
+    (run_dir / "config.resolved.yaml").write_text(yaml.safe_dump({**cfg, "threshold": None}))
+    assert all(r["censored_runs"] is None and r["_steps"] == [] for r in summarize(run_dir))
+
+
+def test_statistics_section(run_dir):
+    out = report(run_dir)
+    md = out["summary_md"].read_text()
+    section = md.split("## Statistics")[1].split("## Runs")[0]
+    assert "2,000 resamples" in section and "IQM: interquartile mean" in section
+    assert "| ars | 3 | 123.2 [99.5, 140] | 123.2 [99.5, 140] | 2,333 [" in section and "| 1 of 3 |" in section
+    assert "| ppo | 1 | 160 (1 run) | 160 (1 run) |" in section and "| 0 of 2, 1 left out |" in section
+    assert ("counts as the budget (3,000 env steps, or the env steps it ran to where its last generation went past "
+            "that): censored") in section
+    # cmaes (120, 108, 101) against ars (130, 140, 99.5): 3 of 9 pairs won
+    assert "| cmaes | ars | 0.3333 [" in section and "| ppo | cmaes | 1 [1, 1] |" in section
+    # the random-policy score: the mean of all 9 runs' evaluations at env step 0 (10, 10, 5, 0, 0, 5, 20 x 3)
+    assert ("0 is R = 10, the mean evaluation return of the untrained policies (each run's evaluation at env step "
+            "0, 9 runs" in section and "1 is the threshold 100" in section)
+    assert "![performance_profile](performance_profile.png)" in section
+    with open(out["summary_csv"], newline="") as fh:
+        table = {t["method"]: t for t in csv.DictReader(fh)}
+    assert table["ars"]["censored_runs"] == "1" and float(table["ars"]["steps_to_threshold_mean"]) == pytest.approx(
+        7000 / 3)
+    assert table["ppo"]["final_return_iqm"] == "160.0" and table["ppo"]["final_return_iqm_low"] == ""
+
+
+def test_performance_profile_png_and_random_score_from_the_config(run_dir):
+    import matplotlib.image
+
+    from evograd.experiments.report_stats import normalized_finals, profiles
+
+    out = report(run_dir)
+    assert out["profile"].name == "performance_profile.png" and out["profile"].stat().st_size > 10_000
+    img = matplotlib.image.imread(out["profile"])
+    assert img.shape[0] > 400 and img[..., :3].std() > 0.05
+    rows = summarize(run_dir, THRESHOLD)
+    norm, text = normalized_finals(rows, {"evaluation": {"random_score": 20.0}}, THRESHOLD)
+    assert norm["cmaes"] == pytest.approx([(120 - 20) / 80, (108 - 20) / 80, (101 - 20) / 80])
+    assert "R = 20, the config's evaluation.random_score" in text
+    prof = profiles(norm)["cmaes"]
+    assert prof.taus.min() < 0 and prof.taus.max() > 1 and np.all(np.diff(prof.fraction) <= 0)
+    assert normalized_finals(rows, {"evaluation": {"random_score": 150.0}}, THRESHOLD)[0] is None  # above it
+
+    cfg = yaml.safe_load((run_dir / "config.resolved.yaml").read_text())
+    (run_dir / "config.resolved.yaml").write_text(yaml.safe_dump({**cfg, "threshold": None}))
+    out = report(run_dir)
+    md = out["summary_md"].read_text()
+    assert out["profile"] is None and not (run_dir / "performance_profile.png").exists()  # the old one is gone
+    assert "None without a threshold" in md and "censored" not in md.split("## Statistics")[1]
