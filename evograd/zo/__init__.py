@@ -13,6 +13,8 @@ from typing import Any
 _LAZY = {
     "LowRankES": "evograd.zo.lowrank", "LowRankPopulation": "evograd.zo.lowrank",
     "fit": "evograd.zo.training", "FitResult": "evograd.zo.training", "InPlaceMeZO": "evograd.zo.mezo",
+    "forward_gradient": "evograd.zo.forward_grad", "value_and_forward_gradient": "evograd.zo.forward_grad",
+    "ForwardGrad": "evograd.zo.forward_grad",
 }
 
 
