@@ -1,8 +1,10 @@
 """report.html: one self-contained page for a run directory, to attach to a paper or a pull request.
 
-It renders the same data as summary.md (the rows of `report.summarize`: the summary table, the Runs table,
-the budget check, failed jobs), the statistics when there are any, the plots summary.md links (embedded as
-data: URIs, so the page has no file beside it), the config (config.resolved.yaml without its `_meta`) and what
+It renders the same data as summary.md: the rows of `report.summarize` (the summary table, the Runs table, the
+budget check, failed jobs); summary.md's Statistics section as written there (report_stats: IQM and mean with
+bootstrap intervals, probability of improvement, the performance profile; absent in older run directories);
+the plots summary.md links (embedded as data: URIs, so the page has no file beside it), the config
+(config.resolved.yaml without its `_meta`) and what
 the run ran on: versions, git revision, date and command line from config.resolved.yaml's `_meta` and from
 run_meta.json (one entry per compare start or resume, with the machine); "not recorded" where a run directory
 predates them.
@@ -27,11 +29,12 @@ from .records import read_config, task_title
 from .report import summarize
 from .runmeta import read_run_meta
 
-__all__ = ["CSP", "HTML_NAME", "embedded_images", "render_html", "statistics_tables", "write_html"]
+__all__ = ["CSP", "HTML_NAME", "STATS_HEADING", "embedded_images", "markdown_section", "render_html", "write_html"]
 
 HTML_NAME = "report.html"
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 NOT_RECORDED = "not recorded"
+STATS_HEADING = "## Statistics"
 _MIME = {".png": "image/png", ".svg": "image/svg+xml"}
 _IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
 _CSS = """
@@ -142,26 +145,65 @@ def _setup_list(rows: list[dict], cfg: dict, function: bool, threshold: float | 
 
 
 # ------------------------------------------------------------------------------------------- statistics
-def statistics_tables(out_dir: Path, rows: list[dict]) -> list[dict[str, Any]]:
-    """HOOK for the statistics (IQM, bootstrap intervals, probability of improvement, performance profiles).
+def markdown_section(out_dir: str | Path, heading: str = STATS_HEADING) -> list[str]:
+    """The lines of summary.md's section under `heading` (up to the next "## " heading); [] without one.
 
-    Each table is {"title": str, "columns": [str], "rows": [[cell]], "note": str}. Returns [] until a
-    statistics structure exists to render; write_html/render_html also take `statistics=` directly."""
-    return []
+    The Statistics section (report_stats.py: IQM and mean with bootstrap intervals, probability of improvement,
+    the performance profile) is taken from summary.md as written, so the page shows the very numbers the
+    markdown does; a summary.md without it (older runs) gives no section."""
+    md = Path(out_dir) / "summary.md"
+    lines = md.read_text(encoding="utf-8", errors="replace").splitlines() if md.exists() else []
+    if heading not in lines:
+        return []
+    start = lines.index(heading) + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return lines[start:end]
 
 
-def _statistics_section(tables: list[dict[str, Any]]) -> Markup:
-    if not tables:
-        return Markup("")
-    parts = ["<h2>Statistics</h2>"]
-    for t in tables:
-        parts.append(f"<h3>{esc(t.get('title', ''))}</h3>")
-        cells = [[_fmt(c) if isinstance(c, (int, float)) else c for c in r] for r in t.get("rows", [])]
-        numeric = {i for i in range(len(t.get("columns", []))) if cells and all(
-            isinstance(r[i], (int, float)) for r in t.get("rows", []) if i < len(r))}
-        parts.append(_table(list(t.get("columns", [])), cells, numeric))
-        parts += [f'<p class="muted">{esc(t["note"])}</p>'] if t.get("note") else []
+def _inline(text: str) -> Markup:
+    """Escaped text with summary.md's inline marks: **bold** and `code`."""
+    out = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", esc(text))
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", out))
+
+
+def _md_cells(line: str) -> list[str]:
+    return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+
+
+def _md_table(lines: list[str]) -> Markup:
+    head, align = _md_cells(lines[0]), _md_cells(lines[1]) if len(lines) > 1 else []
+    numeric = {i for i, a in enumerate(align) if a.endswith(":")}
+    body = [[_inline(c) for c in _md_cells(ln)] for ln in lines[2:]]
+    return _table(head, body, numeric)
+
+
+def _markdown_blocks(lines: list[str], images: dict[str, str]) -> Markup:
+    """summary.md's subset as HTML: ### headings, pipe tables, images (as their embedded data URIs), list items
+    and paragraphs; all text escaped."""
+    parts, i = [], 0
+    while i < len(lines):
+        line = lines[i].strip()
+        j = i + 1
+        if line.startswith("|"):
+            while j < len(lines) and lines[j].strip().startswith("|"):
+                j += 1
+            parts.append(_md_table(lines[i:j]))
+        elif (img := _IMAGE_LINK.fullmatch(line)) is not None:
+            parts += [_figure(img.group(1), images[img.group(1)])] if img.group(1) in images else []
+        elif line.startswith("#"):
+            parts.append(f"<h3>{_inline(line.lstrip('#').strip())}</h3>")
+        elif line.startswith("- "):
+            parts.append(f"<ul><li>{_inline(line[2:])}</li></ul>")
+        elif line:
+            while j < len(lines) and lines[j].strip() and not lines[j].lstrip().startswith(("|", "#", "- ", "![")):
+                j += 1
+            parts.append(f"<p>{_inline(' '.join(ln.strip() for ln in lines[i:j]))}</p>")
+        i = j
     return Markup("".join(parts))
+
+
+def _statistics_section(lines: list[str], images: dict[str, str]) -> Markup:
+    return Markup("<h2>Statistics</h2>" + _markdown_blocks(lines, images)) if lines else Markup("")
 
 
 # ------------------------------------------------------------------------------------------- plots
@@ -182,12 +224,15 @@ def embedded_images(out_dir: str | Path) -> list[tuple[str, str]]:
     return images
 
 
+def _figure(name: str, uri: str) -> Markup:
+    return Markup(f'<figure class="plot"><img src="{esc(uri)}" alt="{esc(name)}">'
+                  f"<figcaption>{esc(name)}</figcaption></figure>")
+
+
 def _plots_section(images: list[tuple[str, str]]) -> Markup:
     if not images:
         return Markup('<h2>Plots</h2><p class="muted">No plots in this run directory.</p>')
-    figs = "".join(f'<figure class="plot"><img src="{esc(uri)}" alt="{esc(name)}">'
-                   f"<figcaption>{esc(name)}</figcaption></figure>" for name, uri in images)
-    return Markup("<h2>Plots</h2>" + figs)
+    return Markup("<h2>Plots</h2>" + "".join(_figure(name, uri) for name, uri in images))
 
 
 # ------------------------------------------------------------------------------------------- provenance
@@ -228,8 +273,7 @@ def _config_section(cfg: dict) -> Markup:
 
 # ------------------------------------------------------------------------------------------- the page
 def render_html(out_dir: str | Path, rows: list[dict[str, Any]], *,
-                threshold: float | None = None, statistics: list[dict[str, Any]] | None = None,
-                title: str | None = None) -> str:
+                threshold: float | None = None, title: str | None = None) -> str:
     """The page as a string, from summarize()'s rows and the run directory's files; threshold None: the
     config's (as in summary.md)."""
     out_dir = Path(out_dir)
@@ -237,7 +281,9 @@ def render_html(out_dir: str | Path, rows: list[dict[str, Any]], *,
     function = any("best_value_median" in r for r in rows)
     title = title or task_title(cfg, out_dir)
     errors = [e for r in rows for e in r.get("_errors", [])]
-    stats = statistics_tables(out_dir, rows) if statistics is None else statistics
+    stats = markdown_section(out_dir)
+    images = embedded_images(out_dir)
+    in_stats = set(_IMAGE_LINK.findall("\n".join(stats)))  # the profile shows in its section, not twice
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     from .. import __version__
 
@@ -250,7 +296,7 @@ def render_html(out_dir: str | Path, rows: list[dict[str, Any]], *,
                "Final return: the last evaluation of each completed run, mean ± std over those runs. ")
             + "To-threshold columns: median over the seeds that reached the threshold, (reached/seeds); a seed "
             "that never reached it counts as missing, not as a number; — when none did.</p>",
-            _statistics_section(stats), _plots_section(embedded_images(out_dir)),
+            _statistics_section(stats, dict(images)), _plots_section([x for x in images if x[0] not in in_stats]),
             "<h2>Runs</h2>", _runs_table(rows, function), "<h2>Failed jobs</h2>",
             "<ul>" + "".join(f"<li>{esc(e)}</li>" for e in errors) + "</ul>" if errors else "<p>None.</p>",
             "<h2>Environment</h2>", _environment_table(cfg, read_run_meta(out_dir)), _config_section(cfg)]
@@ -262,14 +308,13 @@ def render_html(out_dir: str | Path, rows: list[dict[str, Any]], *,
 
 
 def write_html(out_dir: str | Path, rows: list[dict[str, Any]] | None = None, *, path: str | Path | None = None,
-               threshold: float | None = None, task_kind: str | None = None,
-               statistics: list[dict[str, Any]] | None = None) -> Path:
+               threshold: float | None = None, task_kind: str | None = None) -> Path:
     """Write the page (default RUN_DIR/report.html); rows from summarize() when not given. Reads the plots
     summary.md links, so run report.report() first for fresh ones."""
     out_dir = Path(out_dir)
     rows = summarize(out_dir, threshold, task_kind) if rows is None else rows
     path = Path(path) if path is not None else out_dir / HTML_NAME
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_html(out_dir, rows, threshold=threshold, statistics=statistics), encoding="utf-8")
+    tmp.write_text(render_html(out_dir, rows, threshold=threshold), encoding="utf-8")
     tmp.replace(path)
     return path

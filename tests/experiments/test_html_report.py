@@ -57,11 +57,13 @@ def test_page_is_self_contained_and_holds_every_section(run_dir):
     assert "<script" not in page.lower() and "<link" not in page.lower() and "@import" not in page
     assert html_report.CSP in page
     srcs = re.findall(r"<img [^>]*src=\"([^\"]*)\"", page)
-    assert len(srcs) == 2 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    pngs = list(run_dir.glob("*.png"))  # the two curves, and the performance profile where the report drew one
+    assert len(srcs) == len(pngs) >= 2 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert ("<h2>Statistics</h2>" in page) == ("\n## Statistics\n" in (run_dir / "summary.md").read_text())
     for text in ("Summary", "Runs", "Failed jobs", "Environment", "Config", "Budget check",
                  "stopped short of the budget", "abc123", "not recorded", "curves_env_steps.png"):
         assert text in page, text
-    assert page.count('class="plot"') == 2
+    assert page.count('class="plot"') == len(pngs)
 
 
 def test_everything_from_the_run_directory_is_escaped(run_dir):
@@ -82,7 +84,7 @@ def test_only_images_directly_in_the_run_directory_are_embedded(run_dir, tmp_pat
     md = run_dir / "summary.md"
     md.write_text(md.read_text() + "\n![x](../secret.png)\n![y](/etc/passwd)\n![z](summary.csv)\n")
     names = [n for n, _ in html_report.embedded_images(run_dir)]
-    assert names == ["curves_env_steps.png", "curves_wall_clock.png"]
+    assert sorted(names) == sorted(p.name for p in run_dir.glob("*.png")) and "curves_env_steps.png" in names
 
 
 def test_run_meta_sessions_show_in_the_environment_table(run_dir):
@@ -99,11 +101,42 @@ def test_run_meta_sessions_show_in_the_environment_table(run_dir):
     assert read_run_meta(run_dir) == []
 
 
-def test_statistics_tables_render_when_given(run_dir):
-    stats = [{"title": "IQM of final return", "columns": ["method", "IQM", "95% CI"],
-              "rows": [["<i>cmaes</i>", 115.0, "[110, 120]"]], "note": "stratified bootstrap"}]
-    page = html_report.render_html(run_dir, summarize(run_dir), statistics=stats)
-    assert "<h2>Statistics</h2>" in page and "IQM of final return" in page and "&lt;i&gt;cmaes" in page
+STATS_MD = """
+## Statistics
+
+95% stratified-bootstrap intervals. IQM: interquartile mean,
+the mean of the **middle 50%** of runs.
+
+| method | runs | final return IQM [95% CI] |
+|---|---:|---:|
+| cmaes | 2 | 115 [110, 120] |
+| a\\|b <i>x</i> | 1 | 101 (1 run) |
+
+### Probability of improvement
+
+![performance_profile](curves_wall_clock.png)
+![elsewhere](../secret.png)
+
+## Runs
+
+| not | statistics |
+"""
+
+
+def test_the_statistics_section_of_summary_md_renders_as_html(run_dir):
+    md = run_dir / "summary.md"
+    md.write_text("# toy\n\n| method |\n|---|\n| cmaes |\n\n![curves_env_steps](curves_env_steps.png)\n")
+    assert html_report.markdown_section(run_dir) == []
+    assert "<h2>Statistics</h2>" not in html_report.write_html(run_dir).read_text()
+    md.write_text(md.read_text() + STATS_MD)
+    section = "\n".join(html_report.markdown_section(run_dir))
+    assert "## Runs" not in section and "| not | statistics |" not in section
+    page = html_report.write_html(run_dir).read_text()
+    stats = page[page.index("<h2>Statistics</h2>"):page.index("<h2>Plots</h2>")]
+    assert stats.count("<table>") == 1 and "<h3>Probability of improvement</h3>" in stats
+    assert "a|b &lt;i&gt;x&lt;/i&gt;" in stats and "<b>middle 50%</b>" in stats
+    assert "<td class=n>115 [110, 120]</td>" in stats and "<td>cmaes</td>" in stats
+    assert stats.count('class="plot"') == 1 and page.count('class="plot"') == 2  # each image once
 
 
 # ---------------------------------------------------------------------------------------------- the browser
@@ -171,8 +204,8 @@ def test_the_page_loads_in_headless_chromium_without_errors_and_every_plot_rende
     page = html_report.write_html(run_dir)
     probe, dom, stderr = _load_in_chromium(page, tmp_path)
     assert probe["errors"] == [] and _console_messages(stderr) == [], (probe["errors"], _console_messages(stderr))
-    expected = len(list(run_dir.glob("*.png")))
-    assert expected == 2 and len(probe["plots"]) == expected, probe["plots"]
+    expected = len(list(run_dir.glob("*.png")))  # curves_env_steps, curves_wall_clock (+ performance_profile)
+    assert expected >= 2 and len(probe["plots"]) == expected, probe["plots"]
     for p in probe["plots"]:
         assert p["width"] > 0 and p["height"] > 0, p
         if p["tag"] == "img":
