@@ -156,6 +156,8 @@ def _budget_spent(optimizer: Optimizer, run: _Run) -> str | None:
         return "max_generations"
     if run.max_seconds is not None and time.perf_counter() - run.start >= run.max_seconds:
         return "max_seconds"
+    if optimizer.converged:  # an exact method at a stationary point would re-ask the same point forever
+        return "converged"
     return None
 
 

@@ -14,7 +14,7 @@ max_env_steps as a population's episodes do. The seeds are the same at every eva
 seeds a GymProblem gives its first candidate in its first generation): a deterministic objective, which L-BFGS
 needs (envs/lqr.py says why that is sound for the LQR). The center is evaluated on the problem's fixed
 evaluation episodes, exactly as for population methods, so their rows compare. The run also ends, with
-stop_reason "converged", once the optimizer reports a non-empty `stopped` (L-BFGS's convergence tests).
+stop_reason "converged", once `optimizer.converged` (L-BFGS: its convergence tests fired).
 """
 from __future__ import annotations
 
@@ -173,7 +173,7 @@ class _Run:
             return "max_env_steps"
         if self.max_seconds is not None and self.wall() >= self.max_seconds:
             return "max_seconds"
-        if getattr(self.optimizer, "stopped", None):
+        if self.optimizer.converged:
             return "converged"
         return None
 
@@ -206,7 +206,7 @@ class _Run:
             loop["next_eval"] = loop["steps0"] + loop["interval"]
         row = self.row(float(ret.detach()))
         done = self.max_env_steps is not None and self.used() >= self.max_env_steps
-        if self.problem.env_steps >= loop["next_eval"] or done or getattr(self.optimizer, "stopped", None):
+        if self.problem.env_steps >= loop["next_eval"] or done or self.optimizer.converged:
             row["eval_return"], row["eval_return_std"] = self.evaluate_center()
             while loop["next_eval"] <= self.problem.env_steps:
                 loop["next_eval"] += loop["interval"]

@@ -165,6 +165,13 @@ class Optimizer:
         return self.x0.copy() if self.x0.ndim == 1 else self.x0.mean(axis=0)
 
     @property
+    def converged(self) -> bool:
+        """True once the optimizer can make no further progress by its own tests (an exact method at a
+        stationary point, e.g. L-BFGS), so a driver may end the run with stop_reason "converged". Population
+        methods never say so: their stopping rules (CMA-ES's `stopped`) are left to the caller."""
+        return False
+
+    @property
     def best(self) -> Best:
         x = None if self._best_x is None else self._best_x.copy()
         return Best(x, self._best_value)

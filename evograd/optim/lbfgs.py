@@ -102,6 +102,10 @@ class LBFGS(Optimizer):
         return dict(self._s["stopped"])
 
     @property
+    def converged(self) -> bool:
+        return bool(self._s["stopped"])
+
+    @property
     def iterations(self) -> int:
         return int(self._s["n_iter"])
 
