@@ -150,9 +150,6 @@ def _cmd_run(args) -> int:
     if not (args.resume and (out / "config.json").exists()):  # a resumed run keeps the files it was started with
         (out / "config.json").write_text(json.dumps(config, indent=2))
         dump_resolved(config, out / "config.resolved.yaml", _meta())
-    from .experiments.runmeta import record_session
-
-    record_session(out, bool(args.resume))  # run_meta.json: versions, git revision, machine (report.html)
     status = 0
     for seed in seeds:
         if not args.quiet:
@@ -166,6 +163,12 @@ def _cmd_run(args) -> int:
             keys = ("best_eval_return", "final_eval_return", "env_steps", "best_value", "evals", "wall_s",
                     "steps_to_threshold", "seconds_to_threshold", "evals_to_threshold")
             print(json.dumps({k: res[k] for k in keys if k in res}))
+    from .experiments.runmeta import record_session
+
+    # run_meta.json (versions, git revision, machine: report.html) is written once the jobs returned, not at
+    # the start: a resume refused by a checkpoint that fails only when applied (a hostile CMA-ES engine) must
+    # leave the directory untouched
+    record_session(out, bool(args.resume))
     if status == 0 and not args.quiet:
         print(_summarize(config, out, args.quiet))
     return status
