@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..core.progress import Progress, run_warnings
-from ..core.serialization import applying
 from ..core.validation import ParameterError, check_budget, check_int
 from ..optim.base import Optimizer
 
@@ -116,21 +115,13 @@ class _Run:
 
     def __init__(self, problem, optimizer, env, max_env_steps, max_seconds, eval_every, eval_episodes, resume):
         from ..gym.rollouts import episode_seeds
+        from ..gym.train import start_loop
 
         self.problem, self.optimizer, self.env = problem, optimizer, env
         self.max_env_steps, self.max_seconds, self.eval_episodes = max_env_steps, max_seconds, eval_episodes
         self.seeds = episode_seeds(problem.seed, 0, [0] * problem.episodes, list(range(problem.episodes)))
         self.clock0 = time.perf_counter()
-        if resume is None:
-            self.loop = {"steps0": problem.env_steps, "gens0": optimizer.generation, "elapsed": 0.0, "history": [],
-                         "best_x": optimizer.center, "best_ret": -np.inf, "interval": eval_every,
-                         "next_eval": None, "last_eval": (float("nan"), float("nan"))}
-        else:
-            with applying("the resume state"):
-                self.loop = dict(resume["loop"])
-                self.loop["history"] = [dict(r) for r in self.loop["history"]]
-                optimizer.load_state_dict(resume["optimizer"])
-                problem.load_state_dict(resume["problem"])
+        self.loop = start_loop(problem, optimizer, eval_every, resume)
         self.history = self.loop["history"]
 
     def wall(self) -> float:

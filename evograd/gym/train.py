@@ -127,6 +127,21 @@ def _check_arguments(problem, optimizer, max_env_steps, max_generations, max_sec
     return _Budget(max_env_steps, max_generations, max_seconds, target_return)
 
 
+def start_loop(problem, optimizer: Optimizer, eval_every: int | None, resume: dict | None) -> dict:
+    """A run's loop state, the plain dict its checkpoints save: fresh, or restored from a checkpoint `resume`
+    together with the optimizer and the problem (shared with the gradient loop, so checkpoints look alike)."""
+    if resume is None:
+        return {"steps0": problem.env_steps, "gens0": optimizer.generation, "elapsed": 0.0, "history": [],
+                "best_x": optimizer.center, "best_ret": -np.inf, "interval": eval_every,
+                "next_eval": None, "last_eval": (float("nan"), float("nan"))}
+    with applying("the resume state"):
+        loop = dict(resume["loop"])
+        loop["history"] = [dict(r) for r in loop["history"]]
+        optimizer.load_state_dict(resume["optimizer"])
+        problem.load_state_dict(resume["problem"])
+    return loop
+
+
 class _Run:
     """One run's steps around `loop`, the plain dict a checkpoint saves: the starting counters, the elapsed
     time, the history, the best evaluated center and the evaluation schedule. Everything that decides a later
@@ -136,16 +151,7 @@ class _Run:
                  eval_episodes: int, resume: dict | None):
         self.problem, self.optimizer, self.budget, self.eval_episodes = problem, optimizer, budget, eval_episodes
         self.clock0 = time.perf_counter()
-        if resume is None:
-            self.loop = {"steps0": problem.env_steps, "gens0": optimizer.generation, "elapsed": 0.0, "history": [],
-                         "best_x": optimizer.center, "best_ret": -np.inf, "interval": eval_every,
-                         "next_eval": None, "last_eval": (float("nan"), float("nan"))}
-        else:
-            with applying("the resume state"):
-                self.loop = dict(resume["loop"])
-                self.loop["history"] = [dict(r) for r in self.loop["history"]]
-                optimizer.load_state_dict(resume["optimizer"])
-                problem.load_state_dict(resume["problem"])
+        self.loop = start_loop(problem, optimizer, eval_every, resume)
         self.history = self.loop["history"]
 
     def wall(self) -> float:
