@@ -61,6 +61,8 @@ class ARS(Optimizer):
         (what OpenAI's code did), at the price of directions that are shifted windows of one table.
     seed : int or None, default None
     maximize : bool, default False
+    mask : bool array (dim,) or None, default None
+        Coordinates to search; the others stay at x0 (see `Optimizer`).
 
     Renamed: `step_size` is now `lr` (the old name works, with a DeprecationWarning).
     """
@@ -80,6 +82,7 @@ class ARS(Optimizer):
         noise: str = "rng",
         seed: int | None = None,
         maximize: bool = False,
+        mask: Any = None,
         **renamed: Any,
     ):
         owner = type(self).__name__
@@ -103,17 +106,18 @@ class ARS(Optimizer):
             scale_by_std = self.version != "brs"
         self.scale_by_std = check_bool(scale_by_std, "scale_by_std", owner)
         self.noise = check_choice(noise, "noise", owner, SOURCES)
-        super().__init__(x0, seed=seed, maximize=maximize)
+        super().__init__(x0, seed=seed, maximize=maximize, mask=mask)
         if size_name == "n_directions":
-            check_memory(n, "n_directions", owner, 2 * n * self.dim, f"2 x n_directions x dim = 2 x {n} x {self.dim}")
+            check_memory(n, "n_directions", owner, 2 * n * self.search_dim,
+                         f"2 x n_directions x dim = 2 x {n} x {self.search_dim}")
         else:
-            check_memory(self._popsize, "popsize", owner, self._popsize * self.dim,
-                         f"popsize x dim = {self._popsize} x {self.dim}")
+            check_memory(self._popsize, "popsize", owner, self._popsize * self.search_dim,
+                         f"popsize x dim = {self._popsize} x {self.search_dim}")
         self._center = self.x0.copy()
 
     @property
     def center(self) -> np.ndarray:
-        return self._center.copy()
+        return self.embed(self._center)
 
     @property
     def popsize(self) -> int:

@@ -27,6 +27,7 @@ import numpy as np
 from ..core.candidates import Candidates, DenseCandidates
 from ..core.progress import warn_repeating
 from ..core.validation import NotRealError, ParameterError, check_array, check_bool, check_seed, real_array
+from .masks import EmbeddedCandidates, check_saved_mask, embed, masked_start
 
 STATE_VERSION = 1
 
@@ -122,6 +123,11 @@ class Optimizer:
         Seeds the optimizer's own `numpy.random.Generator`; numpy's global state is never touched.
     maximize : bool, default False
         Treat larger values as better (optimizers minimize otherwise).
+    mask : bool array (dim,) or None, default None
+        True marks the coordinates to search; the others stay exactly at their value in x0, are never
+        perturbed nor updated and cost nothing (see `evograd.optim.masks`). The algorithm then runs on the
+        sub-vector: `self.x0` is x0[..., mask] and `search_dim` its length, while `dim`, asks, `center`, `best.x`
+        and told gradients have the full length.
     """
 
     name = "optimizer"
@@ -130,7 +136,8 @@ class Optimizer:
     # old parameter (and attribute) names -> what replaced them; see `Renamed`
     renamed_parameters: ClassVar[dict[str, Renamed]] = {}
 
-    def __init__(self, x0: Any, seed: int | None = None, maximize: bool = False, *, x0_optional: bool = False):
+    def __init__(self, x0: Any, seed: int | None = None, maximize: bool = False, *, x0_optional: bool = False,
+                 mask: Any = None):
         owner = type(self).__name__
         self.seed = check_seed(seed, owner)
         self.maximize = check_bool(maximize, "maximize", owner)
@@ -149,11 +156,36 @@ class Optimizer:
         self._best_f = np.inf  # internal (minimized) value of the best point
         self._best_value = float("nan")
         self._pending: Candidates | None = None
+        self._view: EmbeddedCandidates | None = None  # the pending ask as full rows, when masked
+        self.mask: np.ndarray | None = None
+        self._fixed: np.ndarray | None = None  # with a mask: the full point holding the masked coordinates
+        self._active: np.ndarray | None = None  # ... and the indices of the searched ones
+        if mask is not None:
+            self.mask, self._fixed, self._active, self.x0 = masked_start(self.x0, mask, owner)
 
     # ------------------------------------------------------------------ protocol
     @property
     def dim(self) -> int:
+        """Length of the points asked and told (masked coordinates included)."""
+        return int(self.x0.shape[-1]) if self._fixed is None else int(self._fixed.shape[0])
+
+    @property
+    def search_dim(self) -> int:
+        """Length of the vectors the algorithm works on: `dim` less the coordinates masked through this base class
+        (the zeroth-order estimators keep their mask in the full space: see their `unmasked`)."""
         return int(self.x0.shape[-1])
+
+    def embed(self, v: Any, fill: float | None = None) -> np.ndarray:
+        """(search_dim,) or (n, search_dim) values as full-length copies, masked coordinates from x0 (or `fill`)."""
+        if self._fixed is None:
+            return np.array(v, dtype=np.float64)
+        return embed(v, self._fixed, self._active, fill)
+
+    def restrict(self, v: Any) -> Any:
+        """A per-coordinate array of shape (dim,) cut to the searched coordinates (other shapes unchanged)."""
+        if self._fixed is None or np.shape(v) != (self.dim,):
+            return v
+        return np.asarray(v)[self._active]
 
     @property
     def center(self) -> np.ndarray:
@@ -161,8 +193,8 @@ class Optimizer:
         mean for ES and CMA-ES, the consensus for CBO, the elite for GA, the parameters for SGD/Adam.
         Before any tell it is x0 (the mean of an initial population)."""
         if self._best_x is not None:
-            return self._best_x.copy()
-        return self.x0.copy() if self.x0.ndim == 1 else self.x0.mean(axis=0)
+            return self.embed(self._best_x)
+        return self.embed(self.x0 if self.x0.ndim == 1 else self.x0.mean(axis=0))
 
     @property
     def converged(self) -> bool:
@@ -173,7 +205,7 @@ class Optimizer:
 
     @property
     def best(self) -> Best:
-        x = None if self._best_x is None else self._best_x.copy()
+        x = None if self._best_x is None else self.embed(self._best_x)
         return Best(x, self._best_value)
 
     def ask(self) -> np.ndarray:
@@ -190,7 +222,11 @@ class Optimizer:
             if not isinstance(cand, Candidates):
                 cand = DenseCandidates(cand)
             self._pending = cand
-        return self._pending
+        if self._fixed is None:
+            return self._pending
+        if self._view is None or self._view.inner is not self._pending:
+            self._view = EmbeddedCandidates(self._pending, self._fixed, self._active)
+        return self._view
 
     def tell(self, values: Any, grads: Any = None) -> None:
         """Report the values (and, for gradient optimizers, the gradients) of the last `ask`.
@@ -263,6 +299,7 @@ class Optimizer:
             "generation": self.generation,
             "evals": self.evals,
             "nonfinite": self.nonfinite,
+            "mask": None if self.mask is None else self.mask.copy(),
             "rng": self.rng.bit_generator.state,
             "best_x": None if self._best_x is None else self._best_x.copy(),
             "best_f": float(self._best_f),
@@ -283,6 +320,8 @@ class Optimizer:
                 f"{owner}: this state belongs to optimizer {state.get('optimizer')!r}, not {self.name!r}.")
         if state.get("dim") is not None and self.x0 is not None and state["dim"] != self.dim:
             raise ParameterError(f"{owner}: state has dim {state['dim']}, this optimizer has dim {self.dim}.")
+        if "mask" in state:  # states written before masks existed have none
+            check_saved_mask(state["mask"], self.mask, owner)
         self.seed = state.get("seed", self.seed)  # the stream continues the saved run's: report its seed
         self.maximize = bool(state["maximize"])
         self.generation = int(state["generation"])
@@ -320,7 +359,7 @@ class Optimizer:
                 raise ParameterError(
                     f"{owner} needs gradients: call tell(values, grads) with grads of shape ({n}, dim).")
             return None
-        dim = self._pending.dim
+        dim = self.dim
         try:
             g = np.asarray(real_array(grads), dtype=np.float64)
         except NotRealError as exc:
@@ -333,7 +372,7 @@ class Optimizer:
             raise ParameterError(
                 f"The 'grads' passed to {owner}.tell() must have shape ({n}, {dim}). Got shape {g.shape} instead."
             )
-        return g
+        return g if self._active is None else g[:, self._active]  # masked coordinates' gradients are not used
 
     def _update_best(self, f: np.ndarray, raw: np.ndarray) -> None:
         i = int(np.argmin(f))

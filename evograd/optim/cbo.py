@@ -85,6 +85,8 @@ class CBO(Optimizer):
         than popsize indices remain (CBXpy's "resample").
     seed, maximize
         See `Optimizer`.
+    mask : bool array (dim,) or None, default None
+        Coordinates to search; the others stay at x0 (every row of a particle set x0 must agree there).
 
     Renamed: `sigma` is now `diffusion` and `noise` is now `diffusion_type` (both raise an error naming the
     new name: `sigma0` is the search scale and `noise` the noise source in every optimizer);
@@ -123,6 +125,7 @@ class CBO(Optimizer):
         batch_mode: str = "partial",
         seed: int | None = None,
         maximize: bool = False,
+        mask: Any = None,
         **renamed: Any,
     ):
         owner = type(self).__name__
@@ -144,7 +147,7 @@ class CBO(Optimizer):
         self.eta = check_float(eta, "eta", owner, low=0.0, high=1.0, low_inclusive=False)
         self.diffusion_type = check_choice(diffusion_type, "diffusion_type", owner, ("anisotropic", "isotropic"))
         self.batch_mode = check_choice(batch_mode, "batch_mode", owner, ("partial", "full"))
-        super().__init__(x0, seed=seed, maximize=maximize)
+        super().__init__(x0, seed=seed, maximize=maximize, mask=mask)
         self._x = self._initial_particles(n_particles, popsize, owner)
         self.n_particles = n = self._x.shape[0]
         if popsize is not None and popsize > n:
@@ -172,14 +175,15 @@ class CBO(Optimizer):
             return self.x0.copy()
         given = "n_particles" if n_particles is not None else "popsize"
         n = n_particles or popsize or 40
-        check_memory(n, given, owner, n * self.dim, f"{given} x dim = {n} x {self.dim}")
-        return self.x0 + self.sigma0 * self.rng.standard_normal((n, self.dim))
+        d = self.search_dim
+        check_memory(n, given, owner, n * d, f"{given} x dim = {n} x {d}")
+        return self.x0 + self.sigma0 * self.rng.standard_normal((n, d))
 
     # ------------------------------------------------------------------ views
     @property
     def center(self) -> np.ndarray:
         """The last consensus point (before the first step: the mean of the particles)."""
-        return self._x.mean(axis=0) if self._consensus is None else self._consensus.copy()
+        return self.embed(self._x.mean(axis=0) if self._consensus is None else self._consensus)
 
     @property
     def popsize(self) -> int:
@@ -188,12 +192,12 @@ class CBO(Optimizer):
 
     @property
     def particles(self) -> np.ndarray:
-        return self._x.copy()
+        return self.embed(self._x)
 
     @property
     def consensus(self) -> np.ndarray | None:
         """The consensus point of the last step (None before the first tell)."""
-        return None if self._consensus is None else self._consensus.copy()
+        return None if self._consensus is None else self.embed(self._consensus)
 
     # ------------------------------------------------------------------ protocol
     def _ask(self) -> np.ndarray:

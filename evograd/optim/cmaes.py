@@ -71,6 +71,10 @@ class CMAES(Optimizer):
         uniform draws come from the optimizer's generator `rng`, restarted engines continue the same
         `RandomState`.
     maximize : bool, default False
+    mask : bool array (dim,) or None, default None
+        Coordinates to search; the others stay at x0. CMA-ES runs on the unmasked sub-vector (a k x k
+        covariance, pycma's default popsize for dimension k) and its points are embedded into x0, rather than
+        pycma's `fixed_variables` option, which would still size the engine by the full dimension.
 
     Attributes
     ----------
@@ -101,6 +105,7 @@ class CMAES(Optimizer):
         restart_bounds: Any = None,
         seed: int | None = None,
         maximize: bool = False,
+        mask: Any = None,
     ):
         owner = type(self).__name__
         self.sigma0 = check_float(sigma0, "sigma0", owner, low=0.0, low_inclusive=False)
@@ -111,8 +116,9 @@ class CMAES(Optimizer):
         self.incpopsize = check_float(incpopsize, "incpopsize", owner, low=1.0, low_inclusive=False)
         if seed is not None:  # the engine's numpy RandomState takes seeds below 2**32
             check_int(seed, "seed", owner, low=0, high=2**32 - 1)
-        super().__init__(x0, seed=seed, maximize=maximize)
-        self.restart_bounds = None if restart_bounds is None else _check_box(restart_bounds, self.dim, owner)
+        super().__init__(x0, seed=seed, maximize=maximize, mask=mask)
+        self.restart_bounds = None if restart_bounds is None else _check_box(restart_bounds, self.search_dim, owner,
+                                                                             self.restrict)
         self._check_memory(owner)
         if not np.isfinite(np.abs(self.x0).max() + 100 * self.sigma0):  # pycma asserts on non-finite samples
             raise ParameterError(f"The 'sigma0' parameter of {owner} must keep the samples x0 + sigma0 * N(0, I) "
@@ -131,7 +137,7 @@ class CMAES(Optimizer):
     @property
     def center(self) -> np.ndarray:
         """The current run's distribution mean (pycma's xfavorite)."""
-        return np.array(self._es.mean, dtype=np.float64)
+        return self.embed(self._es.mean)
 
     @property
     def popsize(self) -> int:
@@ -182,7 +188,7 @@ class CMAES(Optimizer):
     def _check_memory(self, owner: str) -> None:
         """Refuse sizes pycma cannot hold before it tries (a huge popsize makes it hang, not fail): its
         covariance (dim x dim unless separable), a population, and the population after one IPOP restart."""
-        d = self.dim
+        d = self.search_dim
         shape = f"an array of shape ({d},)"
         if not self.separable:
             check_memory(shape, "x0", owner, d * d,
@@ -242,16 +248,18 @@ class CMAES(Optimizer):
     def _load_state(self, state: dict[str, Any]) -> None:
         rs = np.random.RandomState()
         rs.set_state(state["randn_state"])
-        es = load_engine(state["engine"], rs, self.dim)
+        es = load_engine(state["engine"], rs, self.search_dim)
         self._rs, self._es, self._X = rs, es, None
         self._popsize0 = int(state["popsize0"])
         self._ctl = _copy_plain(state["control"])
 
-def _check_box(box: Any, dim: int, owner: str) -> tuple[np.ndarray, np.ndarray]:
+def _check_box(box: Any, dim: int, owner: str, restrict: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of shape (dim,); `restrict` cuts full-length (masked-optimizer) bounds to the searched ones."""
     msg = (f"The 'restart_bounds' parameter of {owner} must be a (low, high) pair of scalars or (dim,) "
            f"arrays with low < high. Got {box!r} instead.")
     try:
-        low, high = (np.broadcast_to(np.asarray(real_array(b), dtype=np.float64), (dim,)).copy() for b in box)
+        low, high = (np.broadcast_to(np.asarray((restrict or np.asarray)(real_array(b)), dtype=np.float64),
+                                     (dim,)).copy() for b in box)
     except (TypeError, ValueError):
         raise ParameterError(msg) from None
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(low < high)):

@@ -61,6 +61,8 @@ class GA(Optimizer):
         seed; "table", windows of a shared 128 MB table of normals, much faster to regenerate at large dim.
     seed, maximize
         See `Optimizer`.
+    mask : bool array (dim,) or None, default None
+        Coordinates to search; the others stay at x0 (every row of a population x0 must agree there).
     """
 
     allow_population_x0 = True
@@ -78,6 +80,7 @@ class GA(Optimizer):
         noise: str = "rng",
         seed: int | None = None,
         maximize: bool = False,
+        mask: Any = None,
     ):
         owner = type(self).__name__
         self.sigma0 = check_float(sigma0, "sigma0", owner, low=0.0, low_inclusive=False)
@@ -95,7 +98,7 @@ class GA(Optimizer):
         self.noise = check_choice(noise, "noise", owner, SOURCES)
         if popsize is not None:
             popsize = check_int(popsize, "popsize", owner, low=2)
-        super().__init__(x0, seed=seed, maximize=maximize)
+        super().__init__(x0, seed=seed, maximize=maximize, mask=mask)
         if self.x0.ndim == 2:
             n = self.x0.shape[0]
             if popsize is None and n < 2:
@@ -111,7 +114,8 @@ class GA(Optimizer):
             popsize = n
         elif popsize is None:
             popsize = 64
-        check_memory(popsize, "popsize", owner, popsize * self.dim, f"popsize x dim = {popsize} x {self.dim}")
+        check_memory(popsize, "popsize", owner, popsize * self.search_dim,
+                     f"popsize x dim = {popsize} x {self.search_dim}")
         self._popsize = popsize
         if truncation is None:
             truncation = min(popsize, max(2, popsize // 5))
@@ -125,7 +129,7 @@ class GA(Optimizer):
     @property
     def center(self) -> np.ndarray:
         """The elite: the best member of the last evaluated generation (x0 before the first tell)."""
-        return super().center if self._ranked is None else self._ranked[0].copy()
+        return super().center if self._ranked is None else self.embed(self._ranked[0])
 
     @property
     def popsize(self) -> int:
@@ -134,12 +138,12 @@ class GA(Optimizer):
     @property
     def parents(self) -> np.ndarray | None:
         """The current parent pool (top T of the last evaluated generation, best first)."""
-        return None if self._ranked is None else self._ranked[: self.truncation].copy()
+        return None if self._ranked is None else self.embed(self._ranked[: self.truncation])
 
     def _ask(self) -> Candidates:
         if self.encoding == "seeds":
             return self._ask_seeds()
-        n, d = self._popsize, self.dim
+        n, d = self._popsize, self.search_dim
         if self._ranked is None:
             if self.x0.ndim == 2:
                 return DenseCandidates(self.x0.copy())
@@ -172,7 +176,7 @@ class GA(Optimizer):
         return DenseCandidates(X)
 
     def _ask_seeds(self) -> LineageCandidates:
-        n, d, e = self._popsize, self.dim, self.elitism
+        n, d, e = self._popsize, self.search_dim, self.elitism
         if self._lineages is None:  # generation 0: x0 and mutants of it, or the given population as bases
             if self.x0.ndim == 2:
                 return LineageCandidates(self.x0, np.arange(n), [], np.zeros(n + 1, np.int64), self.sigma0,

@@ -54,6 +54,8 @@ class LBFGS(Optimizer):
         is narrower than this (in max |t d|).
     max_ls : int >= 1, default 25
         A line search evaluates at most max_ls + 1 points and then accepts its best one.
+    mask : bool array (dim,) or None, default None
+        Coordinates to search; the others stay at x0 and their gradients are not used (see `Optimizer`).
     seed, maximize
         See `Optimizer` (the method is deterministic: the seed is only recorded).
 
@@ -71,8 +73,9 @@ class LBFGS(Optimizer):
     needs_grad = True
 
     def __init__(self, x0: Any = None, lr: float = 1.0, history: int = 10, tolerance_grad: float = 1e-7,
-                 tolerance_change: float = 1e-9, max_ls: int = 25, seed: int | None = None, maximize: bool = False):
-        super().__init__(x0, seed=seed, maximize=maximize)
+                 tolerance_change: float = 1e-9, max_ls: int = 25, seed: int | None = None, maximize: bool = False,
+                 mask: Any = None):
+        super().__init__(x0, seed=seed, maximize=maximize, mask=mask)
         owner = type(self).__name__
         self.lr = check_float(lr, "lr", owner, low=0.0, low_inclusive=False)
         self.history = check_int(history, "history", owner, low=1)
@@ -95,7 +98,7 @@ class LBFGS(Optimizer):
     @property
     def center(self) -> np.ndarray:
         """The current iterate (the last point a line search accepted; x0 before the first)."""
-        return self._s["x"].copy()
+        return self.embed(self._s["x"])
 
     @property
     def stopped(self) -> dict[str, Any]:

@@ -82,6 +82,8 @@ class OpenAIES(Optimizer):
         (what OpenAI's code did), at the price of directions that are shifted windows of one table.
     seed : int or None, default None
     maximize : bool, default False
+    mask : bool array (dim,) or None, default None
+        Coordinates to search; the others stay at x0 (see `Optimizer`).
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class OpenAIES(Optimizer):
         noise: str = "rng",
         seed: int | None = None,
         maximize: bool = False,
+        mask: Any = None,
     ):
         owner = type(self).__name__
         self._popsize = check_even_popsize(popsize, owner)
@@ -116,16 +119,16 @@ class OpenAIES(Optimizer):
             raise ParameterError(f"The 'optimizer_kwargs' parameter of {owner} must not set {sorted(reserved)}: "
                                  "the ES owns them (pass lr=... directly).")
         self.optimizer_kwargs = dict(optimizer_kwargs)
-        super().__init__(x0, seed=seed, maximize=maximize)
-        check_memory(self._popsize, "popsize", owner, self._popsize * self.dim,
-                     f"popsize x dim = {self._popsize} x {self.dim}")
+        super().__init__(x0, seed=seed, maximize=maximize, mask=mask)
+        check_memory(self._popsize, "popsize", owner, self._popsize * self.search_dim,
+                     f"popsize x dim = {self._popsize} x {self.search_dim}")
         # The update rule always minimizes: the base class already turned values into a minimized f.
         self.inner = make_rule(self.optimizer, lr, owner, **self.optimizer_kwargs)
         self._center = self.x0.copy()
 
     @property
     def center(self) -> np.ndarray:
-        return self._center.copy()
+        return self.embed(self._center)
 
     @property
     def popsize(self) -> int:
@@ -159,7 +162,7 @@ class OpenAIES(Optimizer):
     def _load_state(self, state: dict[str, Any]) -> None:
         self.inner.load_state_dict(state["inner"])
         center = np.array(state["center"], dtype=np.float64)
-        if center.shape != (self.dim,):
+        if center.shape != (self.search_dim,):
             raise ParameterError(f"{type(self).__name__}: the saved center has shape {center.shape}, "
-                                 f"not ({self.dim},).")
+                                 f"not ({self.search_dim},).")
         self._center = center

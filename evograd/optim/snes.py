@@ -53,6 +53,9 @@ class SNES(Optimizer):
         (what OpenAI's code did), at the price of directions that are shifted windows of one table.
     seed, maximize
         See `Optimizer`.
+    mask : bool array (dim,) or None, default None
+        Coordinates to search; the others stay at x0 (see `Optimizer`). `mu` and `sigma` then hold the searched
+        coordinates only: `center` and `embed(sigma, fill=0.0)` are their full-length forms.
 
     Renamed: `lr_center` is now `lr` (the old name works, with a DeprecationWarning).
     """
@@ -71,6 +74,7 @@ class SNES(Optimizer):
         noise: str = "rng",
         seed: int | None = None,
         maximize: bool = False,
+        mask: Any = None,
         **renamed: Any,
     ):
         owner = type(self).__name__
@@ -88,8 +92,8 @@ class SNES(Optimizer):
             lr_sigma = check_float(lr_sigma, "lr_sigma", owner, low=0.0)
         self.shaping = check_choice(shaping, "shaping", owner, SHAPERS)
         self.noise = check_choice(noise, "noise", owner, SOURCES)
-        super().__init__(x0, seed=seed, maximize=maximize)
-        d = self.dim
+        super().__init__(x0, seed=seed, maximize=maximize, mask=mask)
+        d = self.search_dim
         self.antithetic = antithetic
         if popsize is None:
             popsize = 4 + math.floor(3 * math.log(d))
@@ -97,7 +101,7 @@ class SNES(Optimizer):
         check_memory(popsize, "popsize", owner, popsize * d, f"popsize x dim = {popsize} x {d}")
         self._popsize = popsize
         self.lr_sigma = (3 + math.log(d)) / (5 * math.sqrt(d)) if lr_sigma is None else lr_sigma
-        self.sigma = self._check_sigma0(sigma0, owner, d)
+        self.sigma = self._check_sigma0(self.restrict(sigma0), owner, d)
         self.mu = self.x0.copy()
 
     @staticmethod
@@ -117,7 +121,7 @@ class SNES(Optimizer):
 
     @property
     def center(self) -> np.ndarray:
-        return self.mu.copy()
+        return self.embed(self.mu)
 
     @property
     def popsize(self) -> int:
@@ -127,9 +131,9 @@ class SNES(Optimizer):
         n = self._popsize
         k = n // 2 if self.antithetic else n
         seeds = draw_seeds(self.rng, k)
-        z = np.empty((k, self.dim))
+        z = np.empty((k, self.search_dim))
         for i, s in enumerate(seeds):
-            noise(s, self.dim, self.noise, out=z[i])
+            noise(s, self.search_dim, self.noise, out=z[i])
         if self.antithetic:
             direction = np.concatenate([np.arange(k), np.arange(k)])
             sign = np.concatenate([np.ones(k), -np.ones(k)])
@@ -149,8 +153,8 @@ class SNES(Optimizer):
         u_mu = np.bincount(cand.direction, weights=u * cand.sign, minlength=k)
         u_sq = np.bincount(cand.direction, weights=u * cand.sign**2, minlength=k)
         grad_mu = u_mu @ z
-        grad_sigma = -float(u.sum()) * np.ones(self.dim)
-        step = max(1, _BLOCK_ELEMENTS // max(1, self.dim))
+        grad_sigma = -float(u.sum()) * np.ones(self.search_dim)
+        step = max(1, _BLOCK_ELEMENTS // max(1, self.search_dim))
         for a in range(0, k, step):
             zb = z[a : a + step]
             grad_sigma += u_sq[a : a + step] @ (zb * zb)

@@ -29,6 +29,7 @@ from ..core.candidates import Candidates, DenseCandidates
 from ..core.noise import noise
 from ..core.validation import ParameterError, check_choice, check_float
 from .base import Optimizer
+from .masks import check_mask
 from .updates import SGD, Adam
 
 UPDATES = ("sgd", "momentum", "adam", "sign")
@@ -65,22 +66,6 @@ def make_update(update: str, lr: float, momentum: float, owner: str) -> SGD | Ad
     if update == "adam":
         return Adam(lr, owner=owner)
     return SGD(lr, momentum=momentum if update == "momentum" else 0.0, owner=owner)
-
-
-def check_mask(mask: Any, dim: int, owner: str) -> np.ndarray | None:
-    """None (every coordinate) or a bool array of shape (dim,) with at least one True; ints are refused
-    (an index list such as [0, 3] would otherwise be read as a mask)."""
-    if mask is None:
-        return None
-    arr = np.asarray(mask)
-    if arr.dtype != np.bool_ or arr.shape != (dim,):
-        what = f"an array of dtype {arr.dtype} and shape {arr.shape}"
-        raise ParameterError(f"The 'mask' parameter of {owner} must be None or a bool array of shape ({dim},). "
-                             f"Got {what} instead.")
-    if not arr.any():
-        raise ParameterError(f"The 'mask' parameter of {owner} must leave at least one coordinate unmasked (True). "
-                             "Got an all-False mask instead.")
-    return arr.copy()
 
 
 def direction(seed: int, dim: int, kind: str = "gaussian", mask: np.ndarray | None = None,

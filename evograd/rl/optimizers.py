@@ -22,8 +22,10 @@ class _TorchGradient(Optimizer):
     needs_grad = True
     torch_class: type = torch.optim.Optimizer
 
-    def __init__(self, x0: Any = None, seed: int | None = None, maximize: bool = False, **torch_kwargs):
-        super().__init__(x0, seed=seed, maximize=maximize, x0_optional=True)
+    def __init__(self, x0: Any = None, seed: int | None = None, maximize: bool = False, mask: Any = None,
+                 **torch_kwargs):
+        # with a mask the flat tensor holds the searched coordinates only (see `Optimizer`); a bound module has none
+        super().__init__(x0, seed=seed, maximize=maximize, x0_optional=True, mask=mask)
         self._torch_kwargs = torch_kwargs
         self._params: list[torch.Tensor] | None = None
         self._opt: torch.optim.Optimizer | None = None
@@ -60,7 +62,7 @@ class _TorchGradient(Optimizer):
     def center(self) -> np.ndarray:
         """The current parameters."""
         self._require_params()
-        return self._flat().numpy().copy()
+        return self.embed(self._flat().numpy())
 
     @property
     def popsize(self) -> int:
@@ -155,7 +157,8 @@ class SGD(_TorchGradient):
     """Stochastic gradient descent (torch.optim.SGD) through the protocol.
 
     lr : float, default 0.001 (torch's default). momentum : float in [0, 1), default 0. nesterov : bool, default False.
-    weight_decay : float >= 0, default 0 (L2 penalty added to the gradient). Checked as `evograd.optim.updates`
+    weight_decay : float >= 0, default 0 (L2 penalty added to the gradient). mask : bool array (dim,) or None: the
+    coordinates to train, the others stay at x0 (needs x0; see `Optimizer`). Checked as `evograd.optim.updates`
     checks the numpy rule of the same name (the ES mean updates use that one).
     """
 
@@ -170,10 +173,11 @@ class SGD(_TorchGradient):
         weight_decay: float = 0.0,
         seed: int | None = None,
         maximize: bool = False,
+        mask: Any = None,
     ):
         rule = updates.SGD(lr, momentum, nesterov, weight_decay, owner=type(self).__name__)  # the one set of checks
-        super().__init__(x0, seed=seed, maximize=maximize, lr=rule.lr, momentum=rule.momentum, nesterov=rule.nesterov,
-                         weight_decay=rule.weight_decay)
+        super().__init__(x0, seed=seed, maximize=maximize, mask=mask, lr=rule.lr, momentum=rule.momentum,
+                         nesterov=rule.nesterov, weight_decay=rule.weight_decay)
 
 
 @named("adam")
@@ -182,6 +186,7 @@ class Adam(_TorchGradient):
 
     lr : float, default 0.001. betas : (float, float), default (0.9, 0.999). eps : float, default 1e-8.
     weight_decay : float >= 0, default 0 (L2 penalty added to the gradient).
+    mask : bool array (dim,) or None: the coordinates to train, the others stay at x0 (needs x0; see `Optimizer`).
     """
 
     torch_class = torch.optim.Adam
@@ -195,7 +200,8 @@ class Adam(_TorchGradient):
         weight_decay: float = 0.0,
         seed: int | None = None,
         maximize: bool = False,
+        mask: Any = None,
     ):
         rule = updates.Adam(lr, betas, eps, weight_decay, owner=type(self).__name__)  # the one set of checks
-        super().__init__(x0, seed=seed, maximize=maximize, lr=rule.lr, betas=rule.betas, eps=rule.eps,
+        super().__init__(x0, seed=seed, maximize=maximize, mask=mask, lr=rule.lr, betas=rule.betas, eps=rule.eps,
                          weight_decay=rule.weight_decay)

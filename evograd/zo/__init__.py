@@ -15,6 +15,8 @@ _LAZY = {
     "fit": "evograd.zo.training", "FitResult": "evograd.zo.training", "InPlaceMeZO": "evograd.zo.mezo",
     "forward_gradient": "evograd.zo.forward_grad", "value_and_forward_gradient": "evograd.zo.forward_grad",
     "ForwardGrad": "evograd.zo.forward_grad",
+    "zo_grasp_scores": "evograd.zo.pruning", "zo_grasp_mask": "evograd.zo.pruning",
+    "grasp_scores": "evograd.zo.pruning",
 }
 
 
