@@ -30,6 +30,18 @@ def _apply_worker_flags(config: dict, args) -> dict:
     return {**config, "workers": check_workers(w)}
 
 
+def _apply_logging_flags(config: dict, args) -> dict:
+    """--tensorboard [DIR] turns on the TensorBoard scalars of every job (the config's logging.tensorboard)."""
+    if getattr(args, "tensorboard", None) is None:
+        return config
+    from .experiments.config_errors import validated
+    from .experiments.config_models import Logging
+
+    where = True if args.tensorboard is True else str(Path(args.tensorboard).resolve())
+    logging = validated(Logging, {**(config.get("logging") or {}), "tensorboard": where}, "logging").model_dump()
+    return {**config, "logging": logging}
+
+
 def _meta() -> dict:
     return {"argv": sys.argv}
 
@@ -78,7 +90,7 @@ def _cmd_compare(args) -> int:
         out = Path(args.resume or args.out or _fresh_dir(config["name"]))
         if not args.resume and out.exists() and any(out.glob("*/seed*/result.json")):
             raise ValueError(f"{out} already holds results: pass --resume {out} to continue it, or another --out")
-    config = _apply_worker_flags(config, args)
+    config = _apply_logging_flags(_apply_worker_flags(config, args), args)
     from .experiments.compare import check_not_running
     from .experiments.config import dump_resolved
 
@@ -123,7 +135,7 @@ def _cmd_run(args) -> int:
         if not args.config:
             raise ValueError("run needs a config file (or --resume RUN_DIR)")
         config = _load(args)
-    config = _apply_worker_flags(config, args)
+    config = _apply_logging_flags(_apply_worker_flags(config, args), args)
     if args.method:
         if args.method not in (config.get("methods") or {}):
             raise ValueError(f"method {args.method!r} is not in the config's methods "
@@ -234,6 +246,10 @@ def _cmd_list(args) -> int:
         print(f"  {name:10s} {', '.join(params)}{note}")
     print("  ppo        evograd.train_ppo (SB3 hyperparameter names)")
     print("  reinforce  evograd.train_reinforce")
+    from importlib.util import find_spec
+
+    sb3_note = "" if find_spec("stable_baselines3") else "  [needs pip install 'evograd[sb3]']"
+    print(f"  sb3        Stable-Baselines3: algo PPO, A2C, SAC, TD3, DQN; hyperparams zoo or a mapping{sb3_note}")
     print("envs (evograd's own):")
     for env_id in sorted(i for i in gym.registry if i.startswith("evograd/")):
         print(f"  {env_id}")
@@ -297,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="worker processes per run (workers.n; with --dask local: the local cluster's size)")
         p.add_argument("--dask", metavar="ADDRESS",
                        help="evaluate on a Dask cluster: a scheduler address (tcp://host:8786) or 'local'")
+        p.add_argument("--tensorboard", nargs="?", const=True, metavar="DIR",
+                       help="TensorBoard scalars of every job, in its run folder or in DIR/<label>/seed<k> (the "
+                            "config's logging.tensorboard; needs the tensorboard extra)")
 
     p = sub.add_parser("compare", help="run every method x seed of a config in parallel; table + plots")
     common(p)
@@ -343,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     sys.path.insert(0, os.getcwd())  # "module:attribute" references in configs resolve from here
     args = build_parser().parse_args(argv)
+    if getattr(args, "config", 0) is None and str(getattr(args, "tensorboard", None)).endswith((".yaml", ".yml")):
+        args.config, args.tensorboard = args.tensorboard, True  # `--tensorboard CONFIG`: the flag without a DIR
     try:
         return args.func(args)
     except ModuleNotFoundError as exc:
@@ -359,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
 
 # the optional extra that brings each optional package (pyproject.toml's optional-dependencies)
 _EXTRAS = {"torch": "rl", "gymnasium": "rl", "pygame": "rl", "Box2D": "box2d", "mujoco": "mujoco",
-           "matplotlib": "plots", "distributed": "dask", "dask": "dask", "imageio": "video", "evotorch": "evotorch"}
+           "matplotlib": "plots", "distributed": "dask", "dask": "dask", "imageio": "video", "evotorch": "evotorch",
+           "stable_baselines3": "sb3", "tensorboard": "tensorboard"}
 
 
 if __name__ == "__main__":  # pragma: no cover

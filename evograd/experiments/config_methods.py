@@ -7,6 +7,7 @@ caused it; PPO/REINFORCE are dry-called until they first ask for an env (every a
 `train_ppo` runs before that). Sizes that cannot fit in memory are refused here before anything allocates.
 A gradient method (sgd, adam, lbfgs) may train a policy only where the env offers a differentiable rollout, with
 the bias-free linear policy it takes (experiments/gradient.py); on function tasks minimize differentiates fn.
+An sb3 block (Stable-Baselines3's algorithms) is checked by experiments/sb3_config.py.
 """
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ import numpy as np
 from ..core.validation import ParameterError, memory_problem
 from ..rl.settings import ACTIVATIONS
 from .config_errors import ConfigError, validated
-from .config_models import RL_POLICY_OWNED, RL_RUNNER_SET, Policy, hints, method_model, method_names
+from .config_models import RL_POLICY_OWNED, RL_RUNNER_SET, SB3, Policy, hints, method_model, method_names
 from .gradient import ROLLOUT, rollout_env, rollout_problem
 from .references import RL_METHODS, env_constructor, rl_function, rl_settings
+from .sb3_config import check_sb3
 
 
 class Context:
@@ -76,6 +78,8 @@ def check_method(raw: Any, key: str, ctx: Context) -> dict:
         what = "missing" if name is None else f"unknown method {name!r}"
         raise ConfigError(f"{what}{f' (did you mean {close[0]!r}?)' if close else ''}; available: "
                           f"{', '.join(names)}", key=f"{key}.name")
+    if name == SB3:  # Stable-Baselines3's algorithms: their own block (experiments/sb3_config.py)
+        return check_sb3(raw, key, ctx)
     rl = name in RL_METHODS
     if rl and not ctx.is_env:
         raise ConfigError(f"{name} trains a policy: it needs task.env", key=f"{key}.name")

@@ -183,6 +183,22 @@ Seeds = Annotated[Union[PosInt, Annotated[list[Int(0)], Field(min_length=1)]],
                   AfterValidator(_seeds)]
 
 
+class Logging(Section):
+    """Live scalars of every job: tensorboard true writes TensorBoard event files into each job's run folder
+    (<out>/<label>/seed<k>/), a path into <path>/<label>/seed<k>/ (the tensorboard extra; see
+    experiments/scalars.py)."""
+    tensorboard: Union[Bool, Str] = False
+
+    @model_validator(mode="after")
+    def installed(self) -> Logging:
+        if self.tensorboard:
+            from .scalars import installed, missing_message
+
+            if not installed():
+                raise ConfigError(missing_message(), key="tensorboard")
+        return self
+
+
 class Config(Section):
     """An experiment: a task, a budget, and an `optimizer` block (evograd run) or `methods` (compare)."""
     name: Optional[Str] = None
@@ -194,6 +210,7 @@ class Config(Section):
     seeds: Seeds = Field(default=1, validate_default=True)
     jobs: PosInt = 1
     workers: Workers = section()
+    logging: Logging = section()
     optimizer: Any = Field(None, description="a method block, or its name alone (`optimizer: cmaes`)")
     methods: Any = Field(None, description="label (names the run directory) -> method block")
 
@@ -224,11 +241,15 @@ RL_POLICY_OWNED = {"policy": "type", "hidden_sizes": "hidden_sizes", "activation
                    "normalize_obs": "obs_norm"}
 
 
+SB3 = "sb3"  # Stable-Baselines3's algorithms (the sb3 extra): experiments/sb3_config.py, sb3_method.py
+SB3_ALGOS = ("PPO", "A2C", "SAC", "TD3", "DQN")
+
+
 def method_names() -> list[str]:
-    """What a config may name: the registered optimizers, and the RL trainers."""
+    """What a config may name: the registered optimizers, the RL trainers, and sb3."""
     from ..optim.registry import available
 
-    return available() + list(RL_METHODS)
+    return available() + list(RL_METHODS) + [SB3]
 
 
 def hints(name: str, env_task: bool, key: str) -> dict[str, str]:
@@ -249,6 +270,8 @@ def hints(name: str, env_task: bool, key: str) -> dict[str, str]:
 def method_model(name: str, env_task: bool) -> type[BaseModel]:
     """The model of a `name` block (policy and episodes only in env tasks), from the constructor's or the
     trainer config's parameters."""
+    if name == SB3:
+        return _sb3_model(env_task)
     fields: dict[str, Any] = {"name": (Literal[name], ...)}
     if env_task:
         fields["policy"] = (Policy, Field(None, description="over the top-level policy"))
@@ -263,6 +286,22 @@ def method_model(name: str, env_task: bool) -> type[BaseModel]:
     owner = "trainer's config" if name in RL_METHODS else "optimizer's constructor"
     model.__doc__ = (f"A {name} block: the {owner} parameters (ranges and choices are checked by it), and "
                      f"what the runner needs.")
+    return model
+
+
+def _sb3_model(env_task: bool) -> type[BaseModel]:
+    fields: dict[str, Any] = {"name": (Literal[SB3], ...)}
+    if env_task:
+        fields["policy"] = (Policy, Field(None, description="over the top-level policy; SB3's net_arch and "
+                                                            "activation_fn"))
+    fields["algo"] = (Literal[SB3_ALGOS], Field(..., description="the Stable-Baselines3 algorithm"))
+    fields["hyperparams"] = (Union[Literal["zoo"], dict[str, Any]], Field(
+        "zoo", description="'zoo': rl-baselines3-zoo's tuned settings for the task (experiments/sb3_zoo.py), or "
+                           "the algorithm's keyword arguments (plus the zoo's n_envs, normalize, noise_type, "
+                           "noise_std); {} is SB3's defaults"))
+    model = create_model(SB3, __config__=ConfigDict(extra="forbid"), **fields)
+    model.__doc__ = ("An sb3 block: a Stable-Baselines3 algorithm trained on the same env-step budget and seeds and "
+                     "evaluated like every other method (the sb3 extra).")
     return model
 
 

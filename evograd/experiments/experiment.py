@@ -4,12 +4,12 @@ A job leaves everything needed to trust and reproduce it under `<out>/<label>/se
 (one row per generation or update), checkpoint.state (atomic; a population run resumed from it ends
 exactly as an uninterrupted run), best.pt (the best *evaluated* policy) and result.json. Any exception is
 caught and recorded in result.json with its traceback, so a failing job never loses the others' results.
+An sb3 job (experiments/sb3_method.py) writes the same progress.csv, status.json and result.json, keeps its best
+policy's weights in best_policy.npz and no checkpoint: it restarts on resume. The files' format is jobfiles.py's.
 """
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import json
 import math
 import os
@@ -20,14 +20,21 @@ from pathlib import Path
 import numpy as np
 
 from ..core import serialization
+from . import jobfiles, scalars
+from .jobfiles import (
+    ENV_COLUMNS,
+    FUNCTION_COLUMNS,
+    RESULT,
+    Throttle,
+    atomic_write_text,
+    first_reaching,
+    num,
+    write_progress,
+    write_status,
+)
 
 CHECKPOINT = "checkpoint.state"
-RESULT = "result.json"
-PROGRESS = "progress.csv"
-STATUS = "status.json"
-ENV_COLUMNS = ["method", "seed", "generation", "env_steps", "eval_env_steps", "wall_s", "return_mean", "return_max",
-               "eval_return", "eval_return_std"]
-FUNCTION_COLUMNS = ["method", "seed", "generation", "evals", "wall_s", "best_value", "gen_mean"]
+PROGRESS, STATUS = jobfiles.PROGRESS, jobfiles.STATUS  # the run directory's file names (jobfiles.py), here too
 
 
 def job_dir(out: str | os.PathLike, label: str, seed: int) -> Path:
@@ -50,43 +57,6 @@ def env_spec(config: dict):
     return env_constructor(config["task"]["env"])
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    data = text.encode()
-    serialization.atomic_write(path, lambda fh: fh.write(data))
-
-
-def _csv_text(rows: list[dict], columns: list[str], method: str, seed: int) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(columns)
-    for r in rows:
-        full = {"method": method, "seed": seed, **r}
-        w.writerow(["" if _missing(full.get(c)) else full.get(c) for c in columns])
-    return buf.getvalue()
-
-
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
-
-
-def _first_reaching(history: list[dict], key: str, threshold: float | None, at: str, maximize: bool = True):
-    if threshold is None:
-        return None
-    for r in history:
-        v = r.get(key)
-        if v is not None and not (isinstance(v, float) and math.isnan(v)):
-            if (v >= threshold) if maximize else (v <= threshold):
-                return r.get(at)
-    return None
-
-
-def _num(v):
-    if v is None:
-        return None
-    v = float(v)
-    return None if math.isnan(v) or math.isinf(v) else v
-
-
 class _EnvCheckpoints:
     """The checkpoint callback of an env job (population or RL): progress.csv, best.pt when the best
     evaluation improved, checkpoint.state and status.json, throttled to one write per `seconds` and always
@@ -94,35 +64,21 @@ class _EnvCheckpoints:
 
     def __init__(self, d: Path, label: str, seed: int, budget_steps, seconds: float, best, save_best):
         self.d, self.label, self.seed, self.budget_steps = d, label, seed, budget_steps
-        self.throttle, self.best, self.save_best, self.saved = _Throttle(seconds), best, save_best, -math.inf
+        self.throttle, self.best, self.save_best, self.saved = Throttle(seconds), best, save_best, -math.inf
 
     def __call__(self, st: dict) -> None:
         hist = st["loop"]["history"]
         final = bool(self.budget_steps) and hist[-1]["env_steps"] >= self.budget_steps
         if not (self.throttle.due() or final):
             return
-        _write_progress(self.d, hist, ENV_COLUMNS, self.label, self.seed)
+        write_progress(self.d, hist, ENV_COLUMNS, self.label, self.seed)
         ret, what = self.best(st["loop"])
         if what is not None and ret > self.saved:
             self.save_best(what, ret)
             self.saved = ret
         serialization.save_state(self.d / CHECKPOINT, st)
-        _status(self.d, env_steps=hist[-1]["env_steps"], budget=self.budget_steps, wall_s=hist[-1]["wall_s"],
-                best_eval_return=ret)
-
-
-class _Throttle:
-    """Call at most every `seconds` (checkpoint writes on fast tasks would otherwise dominate)."""
-
-    def __init__(self, seconds: float):
-        self.seconds, self.last = seconds, -math.inf
-
-    def due(self) -> bool:
-        now = time.perf_counter()
-        if now - self.last >= self.seconds:
-            self.last = now
-            return True
-        return False
+        write_status(self.d, env_steps=hist[-1]["env_steps"], budget=self.budget_steps, wall_s=hist[-1]["wall_s"],
+                     best_eval_return=ret)
 
 
 def run_job(config: dict, label: str, seed: int, out: str | os.PathLike, resume: bool = False,
@@ -136,12 +92,8 @@ def run_job(config: dict, label: str, seed: int, out: str | os.PathLike, resume:
     start = time.perf_counter()
     try:
         block = method_block(config, label)
-        if "function" in config["task"]:
-            result = _run_function_job(config, label, block, seed, d, resume, progress, checkpoint_seconds)
-        elif block["name"] in ("ppo", "reinforce"):
-            result = _run_rl_job(config, label, block, seed, d, resume, progress, checkpoint_seconds)
-        else:
-            result = _run_population_job(config, label, block, seed, d, resume, progress, checkpoint_seconds)
+        with scalars.session(config, label, seed, d):  # TensorBoard scalars of its rows, when asked for
+            result = _run_method(config, label, block, seed, d, resume, progress, checkpoint_seconds)
         result.update(status="ok", error=None)
     except serialization.StateError as exc:  # a checkpoint that cannot be resumed: refused before the job
         where = str(d / CHECKPOINT)              # wrote anything, and left as it was
@@ -150,8 +102,20 @@ def run_job(config: dict, label: str, seed: int, out: str | os.PathLike, resume:
         result = {"method": label, "seed": seed, "status": "failed",
                   "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
                   "wall_s": time.perf_counter() - start}
-    _atomic_write_text(d / RESULT, json.dumps(result, indent=2, default=_json_default))
+    atomic_write_text(d / RESULT, json.dumps(result, indent=2, default=_json_default))
     return result
+
+
+def _run_method(config, label, block, seed, d: Path, resume, progress, checkpoint_seconds) -> dict:
+    if "function" in config["task"]:
+        return _run_function_job(config, label, block, seed, d, resume, progress, checkpoint_seconds)
+    if block["name"] in ("ppo", "reinforce"):
+        return _run_rl_job(config, label, block, seed, d, resume, progress, checkpoint_seconds)
+    if block["name"] == "sb3":  # Stable-Baselines3 (the sb3 extra): restarts on resume, see sb3_method.py
+        from .sb3_method import run_sb3_job
+
+        return run_sb3_job(config, label, block, seed, d, resume, progress, checkpoint_seconds)
+    return _run_population_job(config, label, block, seed, d, resume, progress, checkpoint_seconds)
 
 
 def _json_default(o):
@@ -194,10 +158,6 @@ def _hyper(block: dict) -> dict:
     return {k: v for k, v in block.items() if k not in ("name", "episodes", "policy")}
 
 
-def _status(d: Path, **fields) -> None:
-    _atomic_write_text(d / STATUS, json.dumps({k: _num(v) if isinstance(v, float) else v for k, v in fields.items()}))
-
-
 def _run_population_job(config, label, block, seed, d: Path, resume, progress, checkpoint_seconds) -> dict:
     from ..gym.problem import GymProblem
     from ..gym.train import train
@@ -228,7 +188,7 @@ def _run_population_job(config, label, block, seed, d: Path, resume, progress, c
         res = fit(problem, optimizer, max_env_steps=budget_steps, max_seconds=budget.get("seconds"),
                   eval_every=ev.get("every"), eval_episodes=ev.get("episodes", 10), checkpoint=checkpoint,
                   resume=state, progress=progress)
-    _write_progress(d, res.history, ENV_COLUMNS, label, seed)
+    write_progress(d, res.history, ENV_COLUMNS, label, seed)
     problem.save_policy(d / "best.pt", res.best_x, {**meta, "eval_return": res.best_eval_return})
     thr = config.get("threshold")
     extra = {"generations": res.generations, "eval_env_steps": res.eval_env_steps, "stop_reason": res.stop_reason,
@@ -236,10 +196,10 @@ def _run_population_job(config, label, block, seed, d: Path, resume, progress, c
     gap = _lqr_gap(config, pol, problem, res.best_x)
     if gap is not None:
         extra["gap_to_optimal"] = gap
-    return {"method": label, "seed": seed, "best_eval_return": _num(res.best_eval_return),
-            "final_eval_return": _num(res.final_eval_return), "env_steps": res.env_steps, "wall_s": res.wall_s,
-            "steps_to_threshold": _first_reaching(res.history, "eval_return", thr, "env_steps"),
-            "seconds_to_threshold": _first_reaching(res.history, "eval_return", thr, "wall_s"), "extra": extra}
+    return {"method": label, "seed": seed, "best_eval_return": num(res.best_eval_return),
+            "final_eval_return": num(res.final_eval_return), "env_steps": res.env_steps, "wall_s": res.wall_s,
+            "steps_to_threshold": first_reaching(res.history, "eval_return", thr, "env_steps"),
+            "seconds_to_threshold": first_reaching(res.history, "eval_return", thr, "wall_s"), "extra": extra}
 
 
 def _lqr_gap(config, pol, problem, x) -> float | None:
@@ -261,10 +221,6 @@ def _env_meta(config: dict) -> dict:
     env = config["task"]["env"]
     return {"env": env["id"], "env_kwargs": dict(env.get("kwargs") or {}),
             "max_episode_steps": env.get("max_episode_steps")}
-
-
-def _write_progress(d: Path, rows, columns, label, seed) -> None:
-    _atomic_write_text(d / PROGRESS, _csv_text(rows, columns, label, seed))
 
 
 def _time_limited(make_env, max_episode_steps: int):
@@ -304,20 +260,20 @@ def _run_rl_job(config, label, block, seed, d: Path, resume, progress, checkpoin
     checkpoint = _EnvCheckpoints(
         d, label, seed, budget_steps, checkpoint_seconds, best=lambda loop: (loop["best_return"], loop["best_policy"]),
         save_best=lambda payload, ret: save_policy(d / "best.pt", policy_from_payload(payload),
-                                                   {**meta, "eval_return": _num(ret)}))
+                                                   {**meta, "eval_return": num(ret)}))
 
     res = fn(env_arg, seed=seed,
              max_env_steps=budget_steps, max_seconds=budget.get("seconds"),
              eval_every=ev.get("every"), eval_episodes=ev.get("episodes", 10), progress=progress,
              checkpoint=checkpoint, resume=state, **extra_env, **kwargs)
     history = res.history
-    _write_progress(d, history, ENV_COLUMNS, label, seed)
-    save_policy(d / "best.pt", res.policy, {**meta, "eval_return": _num(res.best_eval_return)})
+    write_progress(d, history, ENV_COLUMNS, label, seed)
+    save_policy(d / "best.pt", res.policy, {**meta, "eval_return": num(res.best_eval_return)})
     thr = config.get("threshold")
-    return {"method": label, "seed": seed, "best_eval_return": _num(res.best_eval_return),
-            "final_eval_return": _num(res.final_eval_return), "env_steps": res.env_steps, "wall_s": res.wall_s,
-            "steps_to_threshold": _first_reaching(history, "eval_return", thr, "env_steps"),
-            "seconds_to_threshold": _first_reaching(history, "eval_return", thr, "wall_s"),
+    return {"method": label, "seed": seed, "best_eval_return": num(res.best_eval_return),
+            "final_eval_return": num(res.final_eval_return), "env_steps": res.env_steps, "wall_s": res.wall_s,
+            "steps_to_threshold": first_reaching(history, "eval_return", thr, "env_steps"),
+            "seconds_to_threshold": first_reaching(history, "eval_return", thr, "wall_s"),
             "extra": {"eval_env_steps": res.eval_env_steps, "stop_reason": res.stop_reason,
                       "n_updates": res.n_updates}}
 
@@ -343,15 +299,15 @@ def _run_function_job(config, label, block, seed, d: Path, resume, progress, che
             optimizer.load_state_dict(state["optimizer"])
             loop = {"rows": [dict(r) for r in state["loop"]["rows"]], "elapsed": float(state["loop"]["elapsed"]),
                     "stop_reason": state["loop"].get("stop_reason")}
-    throttle = _Throttle(checkpoint_seconds)
+    throttle = Throttle(checkpoint_seconds)
     elapsed0 = loop["elapsed"]
 
     def save() -> None:
-        _write_progress(d, loop["rows"], FUNCTION_COLUMNS, label, seed)
+        write_progress(d, loop["rows"], FUNCTION_COLUMNS, label, seed)
         serialization.save_state(d / CHECKPOINT, {"version": 1, "kind": "function", "loop": loop,
                                                   "optimizer": optimizer.state_dict()})
         last = loop["rows"][-1] if loop["rows"] else {}
-        _status(d, evals=optimizer.evals, budget=budget.get("evals"), wall_s=loop["elapsed"],
+        write_status(d, evals=optimizer.evals, budget=budget.get("evals"), wall_s=loop["elapsed"],
                 best_value=last.get("best_value"))
 
     def record(row) -> None:  # never stops the run: minimize's budget is the job's
@@ -372,9 +328,9 @@ def _run_function_job(config, label, block, seed, d: Path, resume, progress, che
         loop["stop_reason"] = loop["stop_reason"] or ("max_evals" if remaining_evals is not None else "max_seconds")
     save()
     rows, best, thr = loop["rows"], optimizer.best, config.get("threshold")
-    return {"method": label, "seed": seed, "best_value": _num(best.value), "x": best.x, "evals": optimizer.evals,
-            "wall_s": loop["elapsed"], "evals_to_threshold": _first_reaching(rows, "best_value", thr, "evals", False),
-            "seconds_to_threshold": _first_reaching(rows, "best_value", thr, "wall_s", False),
+    return {"method": label, "seed": seed, "best_value": num(best.value), "x": best.x, "evals": optimizer.evals,
+            "wall_s": loop["elapsed"], "evals_to_threshold": first_reaching(rows, "best_value", thr, "evals", False),
+            "seconds_to_threshold": first_reaching(rows, "best_value", thr, "wall_s", False),
             "extra": {"nonfinite": optimizer.nonfinite, "stop_reason": loop["stop_reason"]}}
 
 

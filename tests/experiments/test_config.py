@@ -440,6 +440,17 @@ def test_schema_command_prints_the_json_schema(capsys):
             assert keys <= set(defs[block["name"]]["properties"]), (path.name, block["name"])
 
 
+def test_logging_section_turns_tensorboard_scalars_on(tmp_path):
+    cfg = load_config(write(tmp_path, BASE))
+    from evograd.experiments.config_models import method_names
+
+    assert cfg["logging"] == {"tensorboard": False} and "sb3" in method_names()
+    for value, words in (("3", "logging.tensorboard: must be a bool or a non-empty string, got 3"),
+                         ("''", "logging.tensorboard: must be a bool or a non-empty string, got ''")):
+        assert words in error(write(tmp_path, BASE + f"logging: {{tensorboard: {value}}}\n"))
+    assert "did you mean 'tensorboard'" in error(write(tmp_path, BASE + "logging: {tensorbord: true}\n"))
+
+
 def test_train_ppo_takes_one_config_object_and_keywords_over_it():
     from evograd import ParameterError
     from evograd.rl.ppo import PPOConfig, train_ppo
