@@ -10,10 +10,11 @@ under the protocol every other method of a config runs under.
   (seed + i for env i, make_vec_env's rule).
 * Evaluation: evograd's evaluator, `evograd.rl.loop.run_episodes`, runs SB3's deterministic policy
   (`model.predict(obs, deterministic=True)`: argmax, the clipped Gaussian mean, or the squashed SAC/TD3 action)
-  on evaluation.episodes fresh envs of the task, reset with the seeds evograd's RL jobs (ppo, reinforce) use,
-  10_000 + seed + i, with VecNormalize's observation statistics frozen (`normalize_obs`, which never updates
-  them). The initial policy is evaluated at env step 0, then the policy at the first update boundary after every
-  evaluation.every training env steps, and the final one; evaluation steps are counted apart (eval_env_steps).
+  on evaluation.episodes fresh envs of the task, reset with the seeds every env job uses
+  (`evograd.gym.rollouts.evaluation_seeds`: population, ppo, reinforce and sb3 alike), with VecNormalize's
+  observation statistics frozen (`normalize_obs`, which never updates them). The initial policy is evaluated
+  at env step 0, then the policy at the first update boundary after every evaluation.every training env steps,
+  and the final one; evaluation steps are counted apart (eval_env_steps).
 * Files: progress.csv (a row at each evaluation, and at the first update boundary after every evaluation.every
   / 10 training steps, with the returns of the training episodes that ended since the last row), status.json,
   result.json (extra.stop_reason, extra.eval_seeds) in the format of every env job, so the report, statistics
@@ -45,8 +46,10 @@ BEST = "best_policy.npz"
 
 
 def eval_seeds(seed: int, episodes: int) -> list[int]:
-    """The evaluation episodes' reset seeds of evograd's RL jobs (evograd.rl.loop.RunLoop's default)."""
-    return [10_000 + seed + i for i in range(episodes)]
+    """The evaluation episodes' reset seeds of every env job (`evograd.gym.rollouts.evaluation_seeds`)."""
+    from ..gym.rollouts import evaluation_seeds
+
+    return evaluation_seeds(seed, episodes)
 
 
 def run_sb3_job(config: dict, label: str, block: dict, seed: int, d: Path, resume: bool, progress: bool,

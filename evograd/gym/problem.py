@@ -30,9 +30,8 @@ from ..core.validation import ParameterError, check_float, check_int, check_memo
 from ..parallel.backends import Backend, check_backend, check_n_jobs, make_backend, run_slices, slice_spans
 from ..parallel.evaluator import EvaluationTimeoutWarning
 from .policies import Policy, make_policy, num_params, save_policy, set_flat_params
-from .rollouts import RolloutResult, concat_results, evaluate_slice
+from .rollouts import EVAL_SALT, RolloutResult, concat_results, evaluate_slice
 
-_EVAL_SALT = 0x5EED_E7A1  # evaluation episodes use their own fixed seeds, never the training ones
 _RENAMED = ("GymProblem.{old} is deprecated: it is now called {new} (state_dict()/load_state_dict() in every "
             "stateful object). The old name still works for now.")
 
@@ -164,8 +163,9 @@ class GymProblem:
         episodes = check_int(episodes, "episodes", "evaluate_policy", low=1)
         check_memory(episodes, "episodes", "evaluate_policy", episodes * P.shape[1],
                      f"episodes x dim = {episodes} x {P.shape[1]}")
-        # one "member" per episode so the episodes spread over the workers; seeds fixed for the whole run
-        res = self._run(np.repeat(P, episodes, axis=0), np.arange(episodes), self.seed ^ _EVAL_SALT, 0, 1,
+        # one "member" per episode so the episodes spread over the workers; the seeds are
+        # evaluation_seeds(seed, episodes), fixed for the whole run and shared with the RL and SB3 methods
+        res = self._run(np.repeat(P, episodes, axis=0), np.arange(episodes), self.seed ^ EVAL_SALT, 0, 1,
                         collect=False)
         self.eval_env_steps += res.env_steps
         return res.returns

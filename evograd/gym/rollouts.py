@@ -42,6 +42,17 @@ def episode_seed(run_seed: int, generation: int, candidate: int, episode: int) -
     return (int(words[0]) << 31) ^ int(words[1])  # 63 bits: a valid seed for every Gymnasium env
 
 
+EVAL_SALT = 0x5EED_E7A1  # evaluation episodes use their own fixed seeds, never the training ones
+
+
+def evaluation_seeds(run_seed: int, episodes: int) -> list[int]:
+    """The reset seeds of a run's evaluation episodes, one list for every method of a comparison (population
+    methods through `GymProblem.evaluate_policy`, PPO/REINFORCE, SB3 methods), so their rows are scored on
+    the same episodes. Fixed for the whole run and disjoint from its training episodes; independent across
+    run seeds (a hash, unlike 10_000 + seed + i, where seed 0's second episode is seed 1's first)."""
+    return episode_seeds(int(run_seed) ^ EVAL_SALT, 0, list(range(episodes)), [0] * episodes)
+
+
 def episode_seeds(run_seed: int, generation: int, candidates, episodes) -> list[int]:
     """`episode_seed` for many (candidate, episode) pairs at once (one batched SeedSequence hash)."""
     cand = np.asarray(candidates, dtype=np.int64).reshape(-1)

@@ -24,6 +24,7 @@ from ..core.progress import Progress
 from ..core.running_stats import RunningMeanStd
 from ..core.validation import ParameterError, check_bool, check_float, check_int, check_memory
 from ..gym.policies import Policy, make_policy, space_from_data, space_to_data
+from ..gym.rollouts import evaluation_seeds
 from .common import env_factory
 
 
@@ -103,8 +104,11 @@ class RunLoop:
         self.eval_episodes = check_int(eval_episodes, "eval_episodes", owner, low=1)
         check_memory(self.eval_episodes, "eval_episodes", owner, self.eval_episodes,  # one env per episode
                      "eval_episodes", itemsize=1024, unit="envs of at least 1 KiB")
-        base = 10_000 + self.seed if eval_seed is None else check_int(eval_seed, "eval_seed", owner, low=0)
-        self.eval_seeds = [base + i for i in range(self.eval_episodes)]
+        if eval_seed is None:  # the episodes every method of a comparison is evaluated on
+            self.eval_seeds = evaluation_seeds(self.seed, self.eval_episodes)
+        else:  # an outside protocol's seeds (the control benchmark's 10_000 + seed + i)
+            base = check_int(eval_seed, "eval_seed", owner, low=0)
+            self.eval_seeds = [base + i for i in range(self.eval_episodes)]
         self.max_seconds = None if max_seconds is None else check_float(
             max_seconds, "max_seconds", owner, low=0.0, low_inclusive=False)
         if self.max_env_steps is None and self.max_seconds is None:

@@ -38,7 +38,8 @@ class RLConfig:
         ortho_init : SB3's orthogonal init (hidden gain sqrt 2, actor head 0.01, critic head 1).
     eval_every, eval_episodes, eval_seed : deterministic evaluation of the initial policy, then every
         eval_every training steps (None: 20 times over max_env_steps, else every 10 updates) and at the end;
-        episode i always resets with seed eval_seed + i (default 10_000 + seed).
+        episode i resets with seed eval_seed + i, or by default with `evograd.gym.rollouts.evaluation_seeds(seed,
+        eval_episodes)`: the seeds every method of a comparison is evaluated on (population methods too).
     max_seconds, target_return : stop on wall clock, or as soon as an evaluation mean reaches the target.
     env_kwargs : keyword arguments of gym.make (or of the env constructor).
     torch_threads : torch intra-op threads during training (restored afterwards); None leaves it alone.

@@ -7,6 +7,8 @@ import textwrap
 import numpy as np
 import pytest
 
+from evograd.gym.rollouts import evaluation_seeds
+
 pytest.importorskip("stable_baselines3", reason="sb3 methods need the sb3 extra (stable-baselines3)")
 
 from evograd.experiments.config import ConfigError, load_config, validate  # noqa: E402
@@ -163,7 +165,7 @@ def test_compare_gives_one_table_with_sb3_beside_cmaes(tmp_path):
     sb3 = next(r for r in results if r["method"] == "sb3_ppo")
     rollout = 8 * 32  # the zoo's n_envs x n_steps: training stops after the rollout that reaches the budget
     assert 1024 <= sb3["env_steps"] < 1024 + rollout and sb3["extra"]["stop_reason"] == "max_env_steps"
-    assert sb3["extra"]["eval_seeds"] == [10_000, 10_001, 10_002]
+    assert sb3["extra"]["eval_seeds"] == evaluation_seeds(0, 3)  # the seeds every method is evaluated on
     d = tmp_path / "run" / "sb3_ppo" / "seed0"
     rows = (d / "progress.csv").read_text().splitlines()
     assert rows[0].split(",") == ENV_COLUMNS
@@ -179,7 +181,7 @@ def test_compare_gives_one_table_with_sb3_beside_cmaes(tmp_path):
     assert "sb3_ppo" in html
 
 
-def test_evaluations_use_the_rl_jobs_seeds_with_frozen_observation_statistics(tmp_path, monkeypatch):
+def test_evaluations_use_the_shared_seeds_with_frozen_observation_statistics(tmp_path, monkeypatch):
     from stable_baselines3.common.vec_env import VecNormalize
 
     import evograd.rl.loop as loop
@@ -211,7 +213,7 @@ def test_evaluations_use_the_rl_jobs_seeds_with_frozen_observation_statistics(tm
         counts.clear()
         res = run_job(cfg, label, 3, tmp_path / "out")
         assert res["status"] == "ok", res.get("traceback")
-        assert len(calls) >= 3 and all(c == [10_003, 10_004, 10_005] for c in calls), (label, calls)
+        assert len(calls) >= 3 and all(c == evaluation_seeds(3, 3) for c in calls), (label, calls)
         if label == "sb3_ppo":  # normalized with statistics that do not move during an evaluation
             seen = [c for c in counts if c]  # evaluations (an empty one would mean no normalization)
             assert len(seen) == len(calls) and all(len(set(c)) == 1 for c in seen)

@@ -226,3 +226,21 @@ def test_a_compact_task_ships_the_center_once_and_its_slice_of_seeds():
     from evograd.core.candidates import Candidates
 
     assert np.array_equal(Candidates.from_state(state).materialize(), cands.take(np.arange(3, 8)))
+
+
+def test_evaluation_episodes_are_the_seeds_every_method_shares():
+    """Population methods are scored on the episodes PPO, REINFORCE and SB3 jobs are scored on
+    (`evaluation_seeds`), so the rows of a comparison are evaluated alike."""
+    from evograd.gym.rollouts import evaluation_seeds
+    from evograd.rl.loop import run_episodes
+
+    problem = eg.GymProblem("Pendulum-v1", policy="linear", seed=7, n_jobs=1)
+    x = np.random.default_rng(0).normal(size=problem.dim)
+    ours = problem.evaluate_policy(x, 4)
+    policy = problem.policy(x)
+    envs = [gym.make("Pendulum-v1") for _ in range(4)]
+    same, _, _ = run_episodes(envs, evaluation_seeds(7, 4), lambda o: policy.act(o, deterministic=True))
+    other, _, _ = run_episodes(envs, evaluation_seeds(8, 4), lambda o: policy.act(o, deterministic=True))
+    problem.close()
+    np.testing.assert_allclose(ours, same, rtol=1e-4)
+    assert np.abs(np.asarray(other) - np.asarray(same)).max() > 1.0  # other seeds, other episodes
