@@ -250,7 +250,8 @@ NOTES = [
 ]
 
 
-def meta(argv, wall: float) -> dict:
+def meta(argv) -> dict:
+    """Command, revision (taken when the run starts), machine, date; the caller adds the wall time."""
     def git(*a):
         try:
             return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
@@ -268,7 +269,7 @@ def meta(argv, wall: float) -> dict:
     return {"command": "python examples/zo_pruning.py " + " ".join(argv), "revision": git("rev-parse", "HEAD") + dirty,
             "machine": f"{cpu}, {platform.system()} {platform.release()}, python {platform.python_version()}, "
                        f"torch {torch.__version__}, numpy {np.__version__}",
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "wall_s": wall,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "threads": torch.get_num_threads()}
 
 
@@ -302,7 +303,7 @@ def main(argv=None) -> None:
         cfg = dict(seeds=[0], densities=[0.5, 0.1], control_gens=15, control_popsize=8, digits_gens=100,
                    digits_popsize=16, q=100)
     out = Path(args.out) if args.out else (ROOT / "docs/zo/pruning.md" if args.full else Path("pruning_smoke.md"))
-    t0, result = time.perf_counter(), {"config": cfg, "tasks": {}}
+    t0, result = time.perf_counter(), {"config": cfg, "tasks": {}, "meta": meta(sys.argv[1:] if argv is None else argv)}
     for task in args.tasks.split(","):
         seeds = [run_seed(task, s, cfg["densities"], cfg) for s in cfg["seeds"]]
         setup = (f"CartPole-v1, MLP 4-16-2, SNES popsize {cfg['control_popsize']}, {cfg['control_gens']} generations"
@@ -310,7 +311,7 @@ def main(argv=None) -> None:
                  f"digits, MLP 64-32-10, SNES popsize {cfg['digits_popsize']}, {cfg['digits_gens']} generations")
         result["tasks"][task] = {"setup": setup, "seeds": seeds, "summary": summarize(task, seeds, cfg["densities"]),
                                  "extra": extras(task, seeds)}
-    result["meta"] = meta(sys.argv[1:] if argv is None else argv, time.perf_counter() - t0)
+    result["meta"]["wall_s"] = time.perf_counter() - t0
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown(result))
     out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=float))
