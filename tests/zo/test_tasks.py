@@ -115,8 +115,12 @@ def test_the_example_script_writes_its_table_json_and_plot(tmp_path):
     spec.loader.exec_module(mod)
     table = mod.main(["--methods", "adam", "rge", "--budget", "110", "--adam-budget", "30", "--out", str(tmp_path)])
     assert [t["method"] for t in table] == ["adam", "rge"] and table[0]["common"] == 30
-    saved = json.loads((tmp_path / "results.json").read_text())
+    saved = json.loads((tmp_path / "comparison.json").read_text())
     assert {r["method"] for r in saved["runs"]} == {"adam", "rge"} and saved["meta"]["cost"]["backward"] == 2
-    assert "| digits MLP 64-64-10 | rge |" in (tmp_path / "results.md").read_text()
-    assert (tmp_path / "accuracy_vs_forward_passes.png").stat().st_size > 1000
+    text = (tmp_path / "comparison.md").read_text()
+    assert "| digits MLP 64-64-10 | rge |" in text and "90%: " in text and "95%: " in text
+    assert (tmp_path / "comparison.png").stat().st_size > 1000
     assert np.isfinite(saved["meta"]["measured_cost_ratios"]["mlp"]["jvp"])
+    again = tmp_path / "again"
+    mod.main(["--from-json", str(tmp_path / "comparison.json"), "--out", str(again)])  # no training
+    assert (again / "comparison.md").read_text() == text and (again / "comparison.png").exists()
