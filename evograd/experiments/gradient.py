@@ -135,13 +135,9 @@ class _Run:
                 "optimizer": self.optimizer.state_dict(), "problem": self.problem.state_dict()}
 
     def evaluate_center(self) -> tuple[float, float]:
-        loop, x = self.loop, self.optimizer.center
-        rets = self.problem.evaluate_policy(x, self.eval_episodes)
-        mean = float(np.mean(rets)) if np.all(np.isfinite(rets)) else float("nan")
-        if np.isfinite(mean) and mean > loop["best_ret"]:
-            loop["best_x"], loop["best_ret"] = x, mean
-        loop["last_eval"] = (mean, float(np.std(rets)))
-        return loop["last_eval"]
+        from ..gym.train import evaluate_center
+
+        return evaluate_center(self.loop, self.problem, self.optimizer.center, self.eval_episodes)
 
     def row(self, ret: float | None) -> dict[str, float]:
         nan = float("nan")

@@ -142,6 +142,17 @@ def start_loop(problem, optimizer: Optimizer, eval_every: int | None, resume: di
     return loop
 
 
+def evaluate_center(loop: dict, problem, x: np.ndarray, episodes: int) -> tuple[float, float]:
+    """Mean and std of x's returns over the evaluation episodes, recorded in `loop` (a better mean is the new
+    best); shared with the gradient env loop, so both evaluate alike."""
+    rets = problem.evaluate_policy(x, episodes)
+    mean = float(np.mean(rets)) if np.all(np.isfinite(rets)) else float("nan")
+    if np.isfinite(mean) and mean > loop["best_ret"]:
+        loop["best_x"], loop["best_ret"] = x, mean
+    loop["last_eval"] = (mean, float(np.std(rets)))
+    return loop["last_eval"]
+
+
 class _Run:
     """One run's steps around `loop`, the plain dict a checkpoint saves: the starting counters, the elapsed
     time, the history, the best evaluated center and the evaluation schedule. Everything that decides a later
@@ -158,14 +169,7 @@ class _Run:
         return self.loop["elapsed"] + time.perf_counter() - self.clock0
 
     def evaluate_center(self) -> tuple[float, float]:
-        """Mean and std of the center's returns over the evaluation episodes; a better mean is the new best."""
-        loop, x = self.loop, self.optimizer.center
-        rets = self.problem.evaluate_policy(x, self.eval_episodes)
-        mean = float(np.mean(rets)) if np.all(np.isfinite(rets)) else float("nan")
-        if np.isfinite(mean) and mean > loop["best_ret"]:
-            loop["best_x"], loop["best_ret"] = x, mean
-        loop["last_eval"] = (mean, float(np.std(rets)))
-        return loop["last_eval"]
+        return evaluate_center(self.loop, self.problem, self.optimizer.center, self.eval_episodes)
 
     def row_for(self, gen_returns: np.ndarray | None) -> dict[str, float]:
         """A history row for the generation just told (None: generation 0, no training returns)."""
