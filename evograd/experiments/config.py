@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 import yaml
 
+from .budgets import job_config, method_budget
 from .config_errors import ConfigError, validated
 from .config_methods import Context, check_method
-from .config_models import Config, Workers, schema, sigma_is_alias
+from .config_models import Budget, Config, Workers, schema, sigma_is_alias
 from .references import EnvMaker, env_constructor, resolve_attr
 
 
@@ -158,18 +159,36 @@ def _resolve(raw: dict, default_name: str) -> dict:
         if not (isinstance(label, str) and re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", label)):
             raise ConfigError(f"labels name run directories: use letters, digits, '_', '-', '.', got "
                               f"{label!r}", key=f"methods.{label}")
-        out["methods"][label] = check_method(block, f"methods.{label}", ctx)
+        key = f"methods.{label}"
+        block, budget = _own_budget(block, key, out["budget"], is_env)
+        out["methods"][label] = check_method(block, key, ctx if budget is None else ctx.with_budget(budget))
+        if budget is not None:
+            out["methods"][label]["budget"] = budget
     if out["optimizer"] is None and not out["methods"]:
         raise ConfigError("needs an optimizer block (evograd run) or a methods block (evograd compare)",
                           key="optimizer")
     return out
 
 
+def _own_budget(block: Any, key: str, top: dict, is_env: bool) -> tuple[Any, dict | None]:
+    """A method's own `budget:` (e.g. SAC at 300k env steps beside ES at 5M): the keys it gives replace the
+    top-level budget's for that method only. Returns the block without it and the method's whole budget."""
+    if not (isinstance(block, dict) and "budget" in block):
+        return block, None
+    block = dict(block)
+    given = validated(Budget, block.pop("budget"), f"{key}.budget").model_dump(exclude_unset=True)
+    wrong = "evals" if is_env else "env_steps"
+    if given.get(wrong) is not None:
+        raise ConfigError("env tasks count env steps (budget.env_steps)" if is_env else
+                          "function tasks count evaluations (budget.evals)", key=f"{key}.budget.{wrong}")
+    return block, {**top, **given}
+
+
 # ---------------------------------------------------------------- what the runner needs
 def method_kwargs(block: dict) -> dict:
     """The hyperparameters of a resolved method block, for `evograd.make` / `train_ppo` beside what the runner
     sets (for ppo/reinforce it maps block["policy"] to policy, hidden_sizes, activation, normalize_obs)."""
-    return {k: v for k, v in block.items() if k not in ("name", "episodes", "policy")}
+    return {k: v for k, v in block.items() if k not in ("name", "episodes", "policy", "budget")}
 
 
 # ---------------------------------------------------------------- the resolved record
@@ -219,4 +238,4 @@ def dump_resolved(config: dict, path: str | os.PathLike, meta: dict | None = Non
 
 
 __all__ = ["ConfigError", "EnvMaker", "check_workers", "dump_resolved", "env_constructor", "load_config",
-           "method_kwargs", "resolve_attr", "run_metadata", "schema", "validate"]
+           "job_config", "method_budget", "method_kwargs", "resolve_attr", "run_metadata", "schema", "validate"]

@@ -35,6 +35,12 @@ class Context:
         self.cfg, self.policy_given, self._dims = cfg, policy_given, {}
         self.is_env = "env" in cfg["task"]
 
+    def with_budget(self, budget: dict) -> Context:
+        """The same context for a method with a budget of its own (the policy probes stay shared)."""
+        ctx = Context({**self.cfg, "budget": budget}, self.policy_given)
+        ctx._dims = self._dims
+        return ctx
+
     def x0(self, policy: dict | None, policy_key: str) -> np.ndarray:
         if not self.is_env:
             fn = self.cfg["task"]["function"]

@@ -368,7 +368,9 @@ def schema() -> dict:
     """The JSON schema of a config file: the sections, and every method's block (env-task form; gradient
     methods run on env tasks whose env offers a differentiable rollout, see experiments/gradient.py)."""
     names = method_names()
-    block = Annotated[Union[tuple(method_model(n, True) for n in names)], Field(discriminator="name")]
+    own = Field(None, description="in `methods` only: this method's own budget, its keys over the top level's")
+    models = (create_model(n, __base__=method_model(n, True), budget=(Optional[Budget], own)) for n in names)
+    block = Annotated[Union[tuple(models)], Field(discriminator="name")]
     full = create_model("Config", __base__=Config, __doc__=Config.__doc__,
                         optimizer=(Optional[block], Field(None, description="the method of `evograd run`")),
                         methods=(Optional[dict[str, block]],

@@ -21,6 +21,8 @@ import numpy as np
 
 from ..core import serialization
 from . import jobfiles, scalars
+from .budgets import job_config
+from .cputime import CPUMeter
 from .jobfiles import (
     ENV_COLUMNS,
     FUNCTION_COLUMNS,
@@ -90,18 +92,21 @@ def run_job(config: dict, label: str, seed: int, out: str | os.PathLike, resume:
     d = job_dir(out, label, seed)
     d.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    meter = CPUMeter(d, resume)  # CPU seconds of the job's process tree, summed over its resumes
     try:
+        config = job_config(config, label)  # a method's own budget, where it has one
         block = method_block(config, label)
-        with scalars.session(config, label, seed, d):  # TensorBoard scalars of its rows, when asked for
+        with meter, scalars.session(config, label, seed, d):  # TensorBoard scalars of its rows, when asked for
             result = _run_method(config, label, block, seed, d, resume, progress, checkpoint_seconds)
         result.update(status="ok", error=None)
+        result.setdefault("cpu_s", meter.total())  # a finished job resumed returns its result as it was
     except serialization.StateError as exc:  # a checkpoint that cannot be resumed: refused before the job
         where = str(d / CHECKPOINT)              # wrote anything, and left as it was
         raise serialization.StateError(str(exc) if where in str(exc) else f"{where}: {exc}") from None
     except Exception as exc:  # recorded, never propagated: one failing job must not lose the others
         result = {"method": label, "seed": seed, "status": "failed",
                   "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
-                  "wall_s": time.perf_counter() - start}
+                  "wall_s": time.perf_counter() - start, "cpu_s": meter.total()}
     atomic_write_text(d / RESULT, json.dumps(result, indent=2, default=_json_default))
     return result
 

@@ -25,8 +25,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .budgets import budget_text
 from .records import read_config, task_title
-from .report import summarize
+from .report import fmt_hours, fmt_seconds, summarize
 from .runmeta import read_run_meta
 
 __all__ = ["CSP", "HTML_NAME", "STATS_HEADING", "embedded_images", "markdown_section", "render_html", "write_html"]
@@ -71,10 +72,6 @@ def _fmt(x: Any, digits: int = 4) -> str:
     return f"{x:,.{digits}g}"
 
 
-def _sec(x: float | None) -> str:
-    return "—" if x is None else f"{x:,.0f}" if x >= 1000 else f"{x:.1f}"
-
-
 def _table(headers: list[str], body: list[list[Any]], numeric: set[int] = frozenset()) -> Markup:
     """An HTML table; cells are escaped unless they are Markup; columns in `numeric` align right."""
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
@@ -95,16 +92,17 @@ def _summary_spec(function: bool, gap: bool) -> list[tuple[str, Callable[[dict],
     if function:
         spec += [("best value (median)", col("best_value_median")), ("best value (mean)", col("best_value_mean")),
                  ("evals to threshold (median)", reach("evals_to_threshold_median")),
-                 ("seconds to threshold (median)", reach("seconds_to_threshold_median", _sec, " s")),
+                 ("seconds to threshold (median)", reach("seconds_to_threshold_median", fmt_seconds, " s")),
                  ("evals (mean)", col("evals_mean"))]
     else:
         spec += [("final return (mean ± std)", lambda r: "—" if r.get("final_return_mean") is None else
                   f"{_fmt(r['final_return_mean'])} ± {_fmt(r['final_return_std'], 2)}"),
                  ("best eval (mean)", col("best_eval_return_mean")),
                  ("env steps to threshold (median)", reach("steps_to_threshold_median")),
-                 ("seconds to threshold (median)", reach("seconds_to_threshold_median", _sec, " s")),
+                 ("seconds to threshold (median)", reach("seconds_to_threshold_median", fmt_seconds, " s")),
                  ("env steps (mean)", col("env_steps_mean"))]
-    spec += [("wall s (mean)", col("wall_s_mean", _sec)), ("failed jobs", col("failed_jobs")),
+    spec += [("wall s (mean)", col("wall_s_mean", fmt_seconds)), ("CPU h (all runs)", col("cpu_hours", fmt_hours)),
+             ("failed jobs", col("failed_jobs")),
              ("runs short of budget", col("runs_short_of_budget"))]
     return spec + ([("gap to optimal (mean)", col("gap_to_optimal_mean"))] if gap else [])
 
@@ -124,22 +122,20 @@ def _runs_table(rows: list[dict], function: bool) -> Markup:
             else x["stop_reason"]
         status = x["status"] if x["status"] == "ok" else Markup(f'<span class="bad">{esc(x["status"])}</span>')
         ev = [] if function else [_fmt(x.get("eval_env_steps"))]
-        body.append([x["method"], x["seed"], status, _fmt(x["value"]), _fmt(x["spent"]), *ev, _sec(x["wall_s"]), why])
-    heads += ["wall s", "stopped by"]
+        body.append([x["method"], x["seed"], status, _fmt(x["value"]), _fmt(x["spent"]), *ev, fmt_seconds(x["wall_s"]),
+                     fmt_seconds(x.get("cpu_s")), why])
+    heads += ["wall s", "CPU s", "stopped by"]
     return _table(heads, body, {i for i, h in enumerate(heads) if h not in ("method", "status", "stopped by")})
 
 
 def _setup_list(rows: list[dict], cfg: dict, function: bool, threshold: float | None) -> Markup:
     threshold = cfg.get("threshold") if threshold is None else threshold
     thr = "none" if threshold is None else f"{'best value ≤' if function else 'eval return ≥'} {threshold:g}"
-    names = {"env_steps": "env steps", "evals": "evaluations", "seconds": "s wall-clock"}
-    budget = cfg.get("budget") if isinstance(cfg.get("budget"), dict) else {}
-    parts = [f"{_fmt(v)} {names.get(k, k)}" for k, v in budget.items() if v is not None]
     short = [x for r in rows for x in r.get("_short", [])]
     check = (Markup('<span class="ok">every completed run used its whole budget (or was done)</span>') if not short
              else Markup(f'<span class="bad">FAILED: {len(short)} run(s) stopped short of the budget:</span> '
                          + esc("; ".join(short))))
-    items = [("Threshold", thr), ("Budget", " / ".join(parts) + " per run" if parts else NOT_RECORDED),
+    items = [("Threshold", thr), ("Budget", budget_text(cfg, _fmt)),
              ("Budget check", check), ("Seeds per method", max((r["seeds"] for r in rows), default=0))]
     return Markup("<ul>" + "".join(f"<li><b>{esc(k)}:</b> {esc(v)}</li>" for k, v in items) + "</ul>")
 

@@ -16,6 +16,8 @@ import numpy as np
 
 from .records import RunRecord, detect_kind, read_config, read_runs, task_title
 
+LOG_X_SPREAD = 10  # the x axis turns logarithmic when one method's curves end this many times further than another's
+
 
 def _step_aggregate(curves: list[tuple[np.ndarray, np.ndarray]], center: str):
     """Each seed as a step function ("last evaluation so far", defined from its first to its last point)
@@ -54,7 +56,7 @@ def _plot_one(path: Path, records: list[RunRecord], xcol: str, ycol: str, xlabel
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     colors = [c["color"] for c in matplotlib.rcParams["axes.prop_cycle"]]
-    partial_any, all_y = False, []
+    partial_any, all_y, ends = False, [], []
     for k, label in enumerate(dict.fromkeys(r.label for r in records)):
         curves = []
         for r in (r for r in records if r.label == label):
@@ -69,6 +71,7 @@ def _plot_one(path: Path, records: list[RunRecord], xcol: str, ycol: str, xlabel
         color = colors[k % len(colors)]
         grid, mid, lo, hi, full = _step_aggregate(curves, center)
         all_y.append(np.concatenate([lo, hi]))
+        ends.append(float(grid[-1]))
         runs = [r for r in records if r.label == label]
         bad = sum(r.status != "ok" for r in runs)
         text = f"{len(curves)} seeds" if len(curves) == len(runs) else f"{len(curves)} of {len(runs)} seeds"
@@ -88,6 +91,7 @@ def _plot_one(path: Path, records: list[RunRecord], xcol: str, ycol: str, xlabel
         ax.text(0.5, 0.5, "no evaluations recorded yet", ha="center", va="center", transform=ax.transAxes)
     elif log_y and all(np.all(v > 0) for v in all_y) and (threshold is None or threshold > 0):
         ax.set_yscale("log")
+    note = _x_scale(ax, ends)
     ax.xaxis.set_major_formatter(EngFormatter(sep=""))
     ax.set_xlabel(xlabel, fontsize=11)
     ax.set_ylabel(ylabel, fontsize=11)
@@ -95,11 +99,23 @@ def _plot_one(path: Path, records: list[RunRecord], xcol: str, ycol: str, xlabel
     ax.set_xlim(left=0)
     fig.suptitle(title, fontsize=13, fontweight="bold")
     ax.set_title(f"line: {center} over seeds, band: min–max over seeds "
-                 "(each seed held at its last evaluation)", fontsize=9.5, color="0.3")
+                 f"(each seed held at its last evaluation){note}", fontsize=9.5, color="0.3")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best", fontsize=9, framealpha=0.85)
     fig.savefig(path)
     return path
+
+
+def _x_scale(ax, ends: list[float]) -> str:
+    """Methods run to budgets orders of magnitude apart (SAC at 300k env steps, ES at 5M): on a linear axis the
+    short runs are a sliver at the left, so the axis turns logarithmic beyond a tenth of the shortest run's
+    end. Returns the note for the plot's subtitle ("" when the axis stays linear)."""
+    from matplotlib.ticker import EngFormatter
+
+    if not (min(ends, default=0) > 0 and max(ends) >= LOG_X_SPREAD * min(ends)):
+        return ""
+    ax.set_xscale("symlog", linthresh=min(ends) / 10, linscale=0.5)
+    return f"; x logarithmic above {EngFormatter(sep='')(min(ends) / 10)}"
 
 
 def plot_curves(out_dir: str | Path, threshold: float | None = None, task_kind: str | None = None, *,

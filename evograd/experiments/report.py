@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from .budgets import budget_text, method_budget
+from .cputime import CPU_JSON, read_cpu_seconds
 from .plots import plot_curves, plot_profile
 from .records import RunRecord, detect_kind, num, read_config, read_runs, task_title
 from .report_stats import PROFILE_PNG, STATS_COLUMNS, normalized_finals, profiles, run_samples, stats_section
@@ -39,10 +41,10 @@ __all__ = ["REQUIRED_COLUMNS", "RunRecord", "read_runs", "report", "summarize",
 
 REQUIRED_COLUMNS = ["method", "seeds", "successes", "final_return_mean", "final_return_std",
                     "steps_to_threshold_median", "seconds_to_threshold_median", "failed_jobs"]
-_EXTRA = {"env": ["completed", "best_eval_return_mean", "env_steps_mean", "wall_s_mean",
+_EXTRA = {"env": ["completed", "best_eval_return_mean", "env_steps_mean", "wall_s_mean", "cpu_hours",
                   "gap_to_optimal_mean"],
           "function": ["completed", "best_value_median", "best_value_mean", "evals_to_threshold_median",
-                       "evals_mean", "wall_s_mean"]}
+                       "evals_mean", "wall_s_mean", "cpu_hours"]}
 
 # why a run may end: its budget, or a reason that means "done" (a target reached, an exact method converged)
 BUDGET_STOPS = ("max_env_steps", "max_seconds", "max_evals", "max_generations")
@@ -152,8 +154,10 @@ def summarize(out_dir: str | Path, threshold: float | None = None, task_kind: st
         row["runs_short_of_budget"] = sum(stopped_short(r) for r in ok)
         row["_short"] = [f"{label} seed {r.seed}: stopped by {stop_reason(r)!r}" for r in ok if stopped_short(r)]
         row["_runs"] = [_run_line(r, kind) for r in runs]
+        cpu = [x["cpu_s"] for x in row["_runs"] if x["cpu_s"] is not None]
+        row["cpu_hours"] = sum(cpu) / 3600 if cpu else None  # every run's, finished or not
         row["_errors"] = [f"{label} seed {r.seed}: {_error_line(r, kind)}" for r in runs if r.status != "ok"]
-        row.update(run_samples(runs, per_seed, kind, threshold is not None, (cfg.get("budget") or {}).get(
+        row.update(run_samples(runs, per_seed, kind, threshold is not None, method_budget(cfg, label).get(
             "env_steps" if kind == "env" else "evals")))
         rows.append(row)
     return rows
@@ -168,30 +172,39 @@ def _run_line(r: RunRecord, kind: str) -> dict[str, Any]:
     return {"method": r.label, "seed": r.seed, "status": r.status, "value": None if np.isnan(value) else value,
             "spent": None if np.isnan(spent) else spent, "eval_env_steps": num(extra.get("eval_env_steps")),
             "wall_s": None if np.isnan(r.value("wall_s")) else r.value("wall_s"),
-            "stop_reason": stop_reason(r) or "—", "short": stopped_short(r)}
+            "cpu_s": _cpu_seconds(r), "stop_reason": stop_reason(r) or "—", "short": stopped_short(r)}
+
+
+def _cpu_seconds(r: RunRecord) -> float | None:
+    """The job's CPU seconds (its worker processes included): result.json, else what a killed or running job
+    last wrote to cpu.json; None for runs written before jobs counted them."""
+    cpu = r.value("cpu_s")
+    if np.isnan(cpu) and (r.path / CPU_JSON).exists():
+        cpu = read_cpu_seconds(r.path)
+    return None if np.isnan(cpu) else float(cpu)
 
 
 def _runs_table(rows: list[dict], function: bool) -> list[str]:
     head = ("best value", "evaluations") if function else ("final return", "env steps")
     lines = [f"| method | seed | status | {head[0]} | {head[1]} |" + ("" if function else " eval env steps |")
-             + " wall s | stopped by |", "|---|---:|---|---:|---:|" + ("" if function else "---:|") + "---:|---|"]
+             + " wall s | CPU s | stopped by |", "|---|---:|---|---:|---:|" + ("" if function else "---:|")
+             + "---:|---:|---|"]
     for row in rows:
         for x in row.get("_runs", []):
             ev = "" if function else f" {'—' if np.isnan(x['eval_env_steps']) else _g(x['eval_env_steps'])} |"
             why = x["stop_reason"] + (" (**short of its budget**)" if x["short"] else "")
             lines.append(f"| {x['method'].replace('|', chr(92) + '|')} | {x['seed']} | {x['status']} | "
-                         f"{_g(x['value'])} | {_g(x['spent'])} |{ev} {_sec(x['wall_s'])} | {why} |")
+                         f"{_g(x['value'])} | {_g(x['spent'])} |{ev} {fmt_seconds(x['wall_s'])} | "
+                         f"{fmt_seconds(x['cpu_s'])} | {why} |")
     return lines
 
 
-def _sec(x: float | None) -> str:
+def fmt_hours(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}" if x < 10 else f"{x:.1f}"
+
+
+def fmt_seconds(x: float | None) -> str:
     return "—" if x is None else f"{x:,.0f}" if x >= 1000 else f"{x:.1f}"
-
-
-def _budget_text(budget: dict | None) -> str:
-    names = {"env_steps": "env steps", "evals": "evaluations", "seconds": "s wall-clock"}
-    parts = [f"{v:,} {names.get(k, k)}" for k, v in (budget or {}).items() if v is not None]
-    return " / ".join(parts) + " per run" if parts else "not recorded"
 
 
 def _md_table(rows: list[dict], function: bool, gap: bool) -> list[str]:
@@ -207,16 +220,17 @@ def _md_table(rows: list[dict], function: bool, gap: bool) -> list[str]:
         spec += [("best value (median)", num("best_value_median")),
                  ("best value (mean)", num("best_value_mean")),
                  ("evals to threshold (median)", reach("evals_to_threshold_median")),
-                 ("seconds to threshold (median)", reach("seconds_to_threshold_median", _sec, " s")),
+                 ("seconds to threshold (median)", reach("seconds_to_threshold_median", fmt_seconds, " s")),
                  ("evals (mean)", num("evals_mean"))]
     else:
         spec += [("final return (mean ± std)", lambda r: "—" if r["final_return_mean"] is None else
                   f"{_g(r['final_return_mean'])} ± {_g(r['final_return_std'], 2)}"),
                  ("best eval (mean)", num("best_eval_return_mean")),
                  ("env steps to threshold (median)", reach("steps_to_threshold_median")),
-                 ("seconds to threshold (median)", reach("seconds_to_threshold_median", _sec, " s")),
+                 ("seconds to threshold (median)", reach("seconds_to_threshold_median", fmt_seconds, " s")),
                  ("env steps (mean)", num("env_steps_mean"))]
-    spec += [("wall s (mean)", num("wall_s_mean", _sec)), ("failed jobs", num("failed_jobs")),
+    spec += [("wall s (mean)", num("wall_s_mean", fmt_seconds)), ("CPU h (all runs)", num("cpu_hours", fmt_hours)),
+             ("failed jobs", num("failed_jobs")),
              ("runs short of budget", num("runs_short_of_budget"))]
     spec += [("gap to optimal (mean)", num("gap_to_optimal_mean"))] if gap else []
     return (["| " + " | ".join(h for h, _ in spec) + " |", "|---" + "|---:" * (len(spec) - 1) + "|"]
@@ -230,7 +244,7 @@ def write_summary(out_dir: str | Path, rows: list[dict[str, Any]], threshold: fl
     out_dir = Path(out_dir)
     cfg = read_config(out_dir)
     threshold = cfg.get("threshold") if threshold is None else threshold
-    budget = cfg.get("budget") if budget is None else budget
+    budget_line = budget_text(cfg if budget is None else {"budget": budget})
     function = any("best_value_median" in r for r in rows)
     gap = any(r.get("gap_to_optimal_mean") is not None for r in rows)  # only LQR-like tasks report it
     kind = "function" if function else "env"
@@ -247,7 +261,7 @@ def write_summary(out_dir: str | Path, rows: list[dict[str, Any]], threshold: fl
     check = ("every completed run used its whole budget (or was done)" if not short else
              f"FAILED: {len(short)} run(s) stopped short of the budget: " + "; ".join(short))
     lines = [f"# {title or task_title(cfg, out_dir)}", "", f"- Threshold: {thr_text}",
-             f"- Budget: {_budget_text(budget)}", f"- Budget check: {check}",
+             f"- Budget: {budget_line}", f"- Budget check: {check}",
              f"- Seeds per method: {max((r['seeds'] for r in rows), default=0)}",
              "", *_md_table(rows, function, gap), "",
              "Successes: seeds whose best evaluation reached the threshold. "
@@ -258,7 +272,7 @@ def write_summary(out_dir: str | Path, rows: list[dict[str, Any]], threshold: fl
     pngs = [p for p in ("curves_env_steps.png", "curves_evals.png", "curves_wall_clock.png")
             if (out_dir / p).exists()]
     lines += [""] + [f"![{p[:-4]}]({p})" for p in pngs] if pngs else []
-    lines += stats_section(rows, cfg, threshold, budget, function, out_dir)
+    lines += stats_section(rows, cfg, threshold, function, out_dir)
     lines += ["", "## Runs", "", "What each job got and spent: " + ("evaluations" if function else
               "training env steps (evaluation steps apart)") + ", wall seconds including evaluations, and why "
               "it stopped.", "", *_runs_table(rows, function)]

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import stats
+from .budgets import method_budget
 from .records import RunRecord, num
 
 __all__ = ["PROFILE_PNG", "STATS_COLUMNS", "fmt_number", "initial_return", "normalized_finals", "profiles",
@@ -168,8 +169,7 @@ def _improvement_table(rows: list[dict], function: bool) -> list[str]:
     return lines
 
 
-def stats_section(rows: list[dict], cfg: dict, threshold: float | None, budget: dict | None, function: bool,
-                  out_dir: Path) -> list[str]:
+def stats_section(rows: list[dict], cfg: dict, threshold: float | None, function: bool, out_dir: Path) -> list[str]:
     """summary.md's "Statistics" section (the performance profile linked when report() drew it)."""
     what, unit = ("best value", "evaluations") if function else ("final return", "env steps")
     lines = ["", "## Statistics", "",
@@ -178,9 +178,13 @@ def stats_section(rows: list[dict], cfg: dict, threshold: float | None, budget: 
              f"of runs (a quarter dropped at each end; with fewer than 4 runs, the mean). The {what} of completed "
              "runs.", "", *_stats_table(rows, function, threshold is not None)]
     if threshold is not None:
-        cap = (budget or {}).get("evals" if function else "env_steps")
-        cap_text = (f"{fmt_number(cap)} {unit}, or the {unit} it ran to where its last generation went past "
-                    "that" if cap else f"its own {unit} at its end")
+        caps = {method_budget(cfg, r["method"]).get("evals" if function else "env_steps") for r in rows}
+        cap = caps.pop() if len(caps) == 1 else "differs"
+        if cap is None:
+            cap_text = f"its own {unit} at its end"
+        else:
+            budget = "its method's budget" if cap == "differs" else f"{fmt_number(cap)} {unit}"
+            cap_text = f"{budget}, or the {unit} it ran to where its last generation went past that"
         lines += ["", f"To threshold: {unit} at the first evaluation that reached the threshold. A completed run "
                   f"that never reached it counts as the budget ({cap_text}): censored, so with censored runs IQM "
                   "and mean are lower bounds. A failed or killed job that had not reached it is left out."]

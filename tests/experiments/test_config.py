@@ -66,7 +66,7 @@ def test_shipped_config_validates(path, monkeypatch):
     assert cfg["name"] == path.stem
     assert cfg["methods"] and cfg["optimizer"] is not None
     for block in [cfg["optimizer"], *cfg["methods"].values()]:
-        assert block["name"] in evograd.available() + ["ppo", "reinforce"]
+        assert block["name"] in evograd.available() + ["ppo", "reinforce", "sb3"]
         assert "sigma" not in method_kwargs(block) or block["name"] == "cbo"
     yaml.safe_dump(cfg)  # plain data only
 

@@ -169,7 +169,7 @@ def test_runs_table_and_budget_check(run_dir):
     md = write_summary(run_dir, list(rows.values()), THRESHOLD)[0].read_text()
     assert "Budget check: every completed run used its whole budget" in md
     runs = md.split("## Runs")[1]
-    assert "| cmaes | 1 | ok | 108 | 3,010 | 500 | 4.5 | max_env_steps |" in runs
+    assert "| cmaes | 1 | ok | 108 | 3,010 | 500 | 4.5 | — | max_env_steps |" in runs
     assert "| ppo | 2 | missing |" in runs
 
     set_reason("cmaes", 1, "callback")

@@ -1,0 +1,93 @@
+"""Copy a comparison's run directory into docs/results/<task>/ as plain text and pictures, with a README
+saying how it was made: the command, the revision, the machine, the dates and the CPU-hours.
+
+What is copied: the run's config.resolved.yaml, run_meta.json, summary.md/.csv, report.html and plots, and each
+job's progress.csv, result.json, status.json and cpu.json (no checkpoints, no policies: they are large, and
+results must not carry anything that a loader would execute). `evograd report DEST --html` rebuilds the
+summary, statistics and plots from the copy alone.
+
+  python benchmarks/publish_run.py RUN_DIR DEST --command "evograd compare configs/x.yaml --out RUN_DIR"
+
+Run `evograd report RUN_DIR --html` first (compare writes them when it ends; an unfinished run has none).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+TOP = ("config.resolved.yaml", "run_meta.json", "summary.md", "summary.csv", "report.html")
+JOB = ("progress.csv", "result.json", "status.json", "cpu.json")
+
+
+def copy_run(run: Path, dest: Path) -> list[tuple[str, int, str]]:
+    """Copy the plain files; returns (label, seed, status) of every job found."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in TOP:
+        if (run / name).exists():
+            shutil.copy2(run / name, dest / name)
+    for png in run.glob("*.png"):
+        shutil.copy2(png, dest / png.name)
+    jobs = []
+    for seed_dir in sorted(run.glob("*/seed*")):
+        if not seed_dir.is_dir():
+            continue
+        out = dest / seed_dir.parent.name / seed_dir.name
+        out.mkdir(parents=True, exist_ok=True)
+        for name in JOB:
+            if (seed_dir / name).exists():
+                shutil.copy2(seed_dir / name, out / name)
+        try:
+            status = json.loads((seed_dir / "result.json").read_text()).get("status", "?")
+        except (OSError, ValueError):
+            status = "not finished"
+        jobs.append((seed_dir.parent.name, int(seed_dir.name[4:]), status))
+    return jobs
+
+
+def readme(dest: Path, command: str, jobs: list[tuple[str, int, str]]) -> str:
+    from evograd.experiments.report import summarize
+    from evograd.experiments.runmeta import read_run_meta
+
+    sessions = read_run_meta(dest)
+    rows = summarize(dest)
+    cpu = {r["method"]: r.get("cpu_hours") for r in rows}
+    pending = [f"{label} seed {seed} ({status})" for label, seed, status in jobs if status != "ok"]
+    lines = [f"# {dest.name}: published comparison", "",
+             f"Command: `{command}` (resumed with `--resume` until every job finished; each start is listed below).",
+             "", "| start | revision | machine | python | torch |", "|---|---|---|---|---|"]
+    for s in sessions:
+        m = s.get("machine") or {}
+        v = s.get("versions") or {}
+        rev = str(s.get("git_revision", "?"))[:10]
+        lines.append(f"| {s.get('date', '?')}{' (resume)' if s.get('resume') else ''} | {rev} | "
+                     f"{m.get('cpu', '?')}, {m.get('usable_cores', m.get('cores', '?'))} cores, "
+                     f"{m.get('memory_gib', '?')} GiB | {v.get('python', '?')} | {v.get('torch', '?')} |")
+    total = sum(v for v in cpu.values() if v)
+    lines += ["", f"CPU-hours (every job's process tree, workers included, over all its resumes): {total:.2f} in all; "
+              + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items() if v is not None) + ".", "",
+              "Jobs not finished: " + ("none." if not pending else "; ".join(pending) + "."), "",
+              "The tables, statistics and plots: [summary.md](summary.md) and report.html (one self-contained page); "
+              "rebuild them from the copied job files with `evograd report <this folder> --html`."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("dest", type=Path)
+    ap.add_argument("--command", required=True, help="the command that made the run (for the README)")
+    args = ap.parse_args()
+    if not (args.run / "config.resolved.yaml").exists():
+        print(f"{args.run}: no config.resolved.yaml (not a comparison's run directory)", file=sys.stderr)
+        return 2
+    jobs = copy_run(args.run, args.dest)
+    (args.dest / "README.md").write_text(readme(args.dest, args.command, jobs))
+    print(f"{args.dest}: {len(jobs)} jobs, {sum(s == 'ok' for *_, s in jobs)} finished")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

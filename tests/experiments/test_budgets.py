@@ -1,0 +1,143 @@
+"""Methods with budgets of their own (ES at millions of env steps beside SAC at 300k) and the CPU seconds every
+job records: the config merges and checks the method's budget, each job runs to it, and the reports state
+each method's budget and CPU time."""
+import json
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import yaml
+
+from evograd.experiments.budgets import budget_text, job_config, method_budget
+from evograd.experiments.config import ConfigError, dump_resolved, load_config
+from evograd.experiments.cputime import CPU_JSON, CPUMeter, read_cpu_seconds, tree_cpu_seconds
+
+CONFIG = """\
+task: {env: {id: CartPole-v1}}
+policy: {type: linear}
+budget: {env_steps: 3000, seconds: 600}
+evaluation: {every: 1000, episodes: 2}
+seeds: 1
+methods:
+  long: {name: cmaes, popsize: 8, sigma0: 0.5}
+  short: {name: cmaes, popsize: 8, sigma0: 0.5, budget: {env_steps: 1000}}
+  ppo: {name: ppo, n_envs: 2, n_steps: 64, batch_size: 64, budget: {env_steps: 512}}
+"""
+
+
+@pytest.fixture
+def config_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "exp.yaml"
+    path.write_text(textwrap.dedent(CONFIG))
+    return path
+
+
+def test_a_methods_budget_merges_over_the_top_level(config_path):
+    cfg = load_config(config_path)
+    assert "budget" not in cfg["methods"]["long"]
+    assert method_budget(cfg, "long") == {"env_steps": 3000, "evals": None, "seconds": 600}
+    assert method_budget(cfg, "short") == {"env_steps": 1000, "evals": None, "seconds": 600}  # seconds inherited
+    job = job_config(cfg, "short")
+    assert job["budget"]["env_steps"] == 1000 and "budget" not in job["methods"]["short"]
+    assert job_config(cfg, "long") is cfg
+    assert budget_text(cfg) == ("3,000 env steps / 600 s wall-clock per run (long); 1,000 env steps / 600 s "
+                                "wall-clock per run (short); 512 env steps / 600 s wall-clock per run (ppo)")
+    same = load_config(config_path, ["methods.short.budget.env_steps=3000", "methods.ppo.budget.env_steps=3000"])
+    assert budget_text(same) == "3,000 env steps / 600 s wall-clock per run"
+    # the resolved config loads again to the same budgets (config.resolved.yaml round trip)
+    again = load_config(_dump(config_path.parent, cfg))
+    assert method_budget(again, "short") == method_budget(cfg, "short")
+
+
+def _dump(d, cfg):
+    path = d / "resolved.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("override, key, words", [
+    ("methods.short.budget.evals=5", "methods.short.budget.evals", "env tasks count env steps"),
+    ("methods.short.budget.env_steps=0", "methods.short.budget.env_steps", "must be an int >= 1"),
+    ("methods.short.budget={}", "methods.short.budget", "needs at least one of"),
+    ("methods.short.budget.steps=5", "methods.short.budget.steps", ""),
+    ("methods.ppo.budget={seconds: 60, env_steps: null}", "methods.ppo.name", "ppo needs budget.env_steps"),
+])
+def test_a_methods_budget_is_checked_under_its_key(config_path, override, key, words):
+    with pytest.raises(ConfigError) as info:
+        load_config(config_path, [override])
+    assert info.value.key == key and words in str(info.value)
+
+
+def test_each_job_runs_to_its_methods_budget_and_the_report_says_so(config_path, tmp_path):
+    from evograd.experiments.compare import run_compare
+    from evograd.experiments.report import report
+
+    cfg = load_config(config_path)
+    results = {r["method"]: r for r in run_compare(cfg, tmp_path / "run", jobs=1, quiet=True)}
+    assert {m: r["status"] for m, r in results.items()} == {"long": "ok", "short": "ok", "ppo": "ok"}
+    for label, budget in (("long", 3000), ("short", 1000), ("ppo", 512)):
+        # population runs end with the generation that crosses the budget, PPO at the update boundary
+        assert budget <= results[label]["env_steps"] < budget + 500, label
+        assert results[label]["extra"]["stop_reason"] == "max_env_steps"
+        assert results[label]["cpu_s"] > 0
+    dump_resolved(cfg, tmp_path / "run" / "config.resolved.yaml")  # as `evograd compare` writes it
+    report(tmp_path / "run")
+    md = (tmp_path / "run" / "summary.md").read_text()
+    assert "- Budget: 3,000 env steps / 600 s wall-clock per run (long); 1,000 env steps" in md
+    assert "Budget check: every completed run used its whole budget" in md
+    assert "CPU h (all runs)" in md and "| CPU s |" in md
+
+
+def _burn(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_cpu_seconds_count_live_and_reaped_children(tmp_path):
+    code = "import time\nend = time.process_time() + 0.6\nwhile time.process_time() < end: pass\ntime.sleep(30)"
+    before = tree_cpu_seconds()
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 60
+        while tree_cpu_seconds() - before < 0.5 and time.monotonic() < deadline:  # the live child's time counts
+            time.sleep(0.05)
+        assert tree_cpu_seconds() - before >= 0.5
+    finally:
+        child.kill()
+        child.wait()
+    assert tree_cpu_seconds() - before >= 0.5  # and still counts once reaped (RUSAGE_CHILDREN)
+
+
+def test_cpu_meter_writes_while_running_and_resumes_from_the_file(tmp_path):
+    with CPUMeter(tmp_path, resume=False, interval=0.05) as meter:
+        _burn(0.3)
+        deadline = time.monotonic() + 30
+        while read_cpu_seconds(tmp_path) < 0.2 and time.monotonic() < deadline:  # written while it runs
+            time.sleep(0.05)
+        assert read_cpu_seconds(tmp_path) >= 0.2
+    first = read_cpu_seconds(tmp_path)
+    assert first == pytest.approx(meter.total(), abs=0.2) and first >= 0.3
+    with CPUMeter(tmp_path, resume=True, interval=10) as again:  # a resumed job adds to what was written
+        _burn(0.2)
+    assert read_cpu_seconds(tmp_path) >= first + 0.2
+    assert CPUMeter(tmp_path, resume=False).base == 0.0
+    (tmp_path / CPU_JSON).write_text("not json")
+    assert read_cpu_seconds(tmp_path) == 0.0
+    (tmp_path / CPU_JSON).write_text(json.dumps({"cpu_s": -3}))
+    assert read_cpu_seconds(tmp_path) == 0.0
+    assert again.base == pytest.approx(first)
+
+
+def test_curves_turn_logarithmic_when_budgets_are_far_apart():
+    from matplotlib.figure import Figure
+
+    from evograd.experiments.plots import _x_scale
+
+    ax = Figure().add_subplot()
+    assert _x_scale(ax, [3000.0, 1000.0, 512.0]) == "" and ax.get_xscale() == "linear"
+    assert _x_scale(ax, [5e6, 1e6, 3e5]) == "; x logarithmic above 30k" and ax.get_xscale() == "symlog"
+    assert _x_scale(Figure().add_subplot(), [0.0, 5e6]) == ""  # a run with no progress yet: left linear
