@@ -166,6 +166,9 @@ def summarize(env_id: str, runs: list[dict]) -> dict:
     if len(ours) == 0 or len(ref) == 0:
         return out
     speed = {lib: float(np.median([r["steps_per_s"] for r in by[lib]])) for lib in LIBS}
+    # per CPU second as well: unlike wall-clock, it does not move when the machine is shared or a run is paused
+    cpu_speed = {lib: float(np.median([r["env_steps"] / r["cpu_s"] for r in by[lib] if r.get("cpu_s")] or [np.nan]))
+                 for lib in LIBS}
     # a ratio of returns means something only when SB3's mean is positive (as both tasks' are at these
     # budgets); otherwise the verdict is left undecided and the means speak for themselves
     defined = ref.mean() > 0
@@ -175,6 +178,7 @@ def summarize(env_id: str, runs: list[dict]) -> dict:
              for r in by[lib] if r["env_steps"] < r["budget_steps"]]
     out.update(mean={lib: float(v.mean()) for lib, v in zip(LIBS, (ours, ref))}, ratio=ratio, ratio_ci95=[lo, hi],
                steps_per_s=speed, speed_ratio=speed["evograd"] / speed["sb3"], short_runs=short,
+               steps_per_cpu_s=cpu_speed, cpu_speed_ratio=cpu_speed["evograd"] / cpu_speed["sb3"],
                pass_return=bool(ratio >= TARGET_RATIO and hi >= 1.0) if defined else None,
                pass_speed=bool(speed["evograd"] / speed["sb3"] >= TARGET_SPEED))
     return out
@@ -194,6 +198,9 @@ def report(s: dict) -> None:
     sp = s["steps_per_s"]
     print(f"  steps/s (median) evograd {sp['evograd']:,.0f} vs SB3 {sp['sb3']:,.0f}: {s['speed_ratio']:.2f}x, "
           f"target >= {TARGET_SPEED}x: {'PASS' if s['pass_speed'] else 'FAIL'}")
+    cs = s["steps_per_cpu_s"]
+    print(f"  steps per CPU second (median) evograd {cs['evograd']:,.0f} vs SB3 {cs['sb3']:,.0f}: "
+          f"{s['cpu_speed_ratio']:.2f}x (unaffected by a shared machine)")
     print(f"  CPU-hours {s['cpu_hours']:.2f}; runs short of their budget: {s['short_runs'] or 'none'}; "
           f"errors: {len(s['errors'])}")
 

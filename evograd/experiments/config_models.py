@@ -263,6 +263,8 @@ def hints(name: str, env_task: bool, key: str) -> dict[str, str]:
         out["episodes"] = "function tasks have no episodes"
     if not env_task:
         out["policy"] = "only for env tasks"
+    if key == "optimizer":  # (in `methods`, a block's budget is taken out before its model sees it)
+        out["budget"] = "a budget of its own is for the blocks of `methods`; `evograd run` uses the top-level budget"
     return out
 
 

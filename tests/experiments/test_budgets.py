@@ -64,6 +64,7 @@ def _dump(d, cfg):
     ("methods.short.budget={}", "methods.short.budget", "needs at least one of"),
     ("methods.short.budget.steps=5", "methods.short.budget.steps", ""),
     ("methods.ppo.budget={seconds: 60, env_steps: null}", "methods.ppo.name", "ppo needs budget.env_steps"),
+    ("optimizer={name: cmaes, budget: {env_steps: 5}}", "optimizer.budget", "is for the blocks of `methods`"),
 ])
 def test_a_methods_budget_is_checked_under_its_key(config_path, override, key, words):
     with pytest.raises(ConfigError) as info:
