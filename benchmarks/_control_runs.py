@@ -99,7 +99,9 @@ def _block(env_id: str, name: str) -> tuple[dict, dict, dict]:
     cfg = _config(env_id)
     block = dict(cfg["methods"]["ppo_mlp" if name == "ppo" else name])
     pol = {**cfg.get("policy", {}), **(block.get("policy") or {})}
-    return block, pol, {k: v for k, v in block.items() if k not in ("name", "episodes", "policy")}
+    from evograd.experiments.config import method_kwargs
+
+    return block, pol, method_kwargs(block)  # (a method's own `budget` is not a hyperparameter)
 
 
 def run_evograd_es(env_id, method, seed, budget, rec: Recorder, n_jobs=2) -> dict:

@@ -54,7 +54,7 @@ def method_block(case: dict) -> dict:
     from evograd.experiments.config import load_config
 
     block = dict(load_config(os.path.join(ROOT, case["config"]))["methods"][case["method"]])
-    return {k: v for k, v in block.items() if k not in ("episodes", "policy")}
+    return {k: v for k, v in block.items() if k not in ("episodes", "policy", "budget")}
 
 
 def run_one(env_id: str, case: dict, seed: int, cap: int) -> dict:

@@ -6,7 +6,9 @@ job's progress.csv, result.json, status.json and cpu.json (no checkpoints, no po
 results must not carry anything that a loader would execute). `evograd report DEST --html` rebuilds the
 summary, statistics and plots from the copy alone.
 
-  python benchmarks/publish_run.py RUN_DIR DEST --command "evograd compare configs/x.yaml --out RUN_DIR"
+  python benchmarks/publish_run.py RUN_DIR DEST --command "evograd compare configs/x.yaml --out RUN_DIR" [--replace]
+
+DEST must not exist, or --replace removes it first (a stale file from an earlier copy must not enter the tables).
 
 Run `evograd report RUN_DIR --html` first (compare writes them when it ends; an unfinished run has none).
 """
@@ -14,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
 
 TOP = ("config.resolved.yaml", "run_meta.json", "summary.md", "summary.csv", "report.html")
 JOB = ("progress.csv", "result.json", "status.json", "cpu.json")
+SEED_DIR = re.compile(r"seed(\d+)")
 
 
 def copy_run(run: Path, dest: Path) -> list[tuple[str, int, str]]:
@@ -32,7 +36,8 @@ def copy_run(run: Path, dest: Path) -> list[tuple[str, int, str]]:
         shutil.copy2(png, dest / png.name)
     jobs = []
     for seed_dir in sorted(run.glob("*/seed*")):
-        if not seed_dir.is_dir():
+        m = SEED_DIR.fullmatch(seed_dir.name)
+        if not (m and seed_dir.is_dir()):
             continue
         out = dest / seed_dir.parent.name / seed_dir.name
         out.mkdir(parents=True, exist_ok=True)
@@ -43,7 +48,7 @@ def copy_run(run: Path, dest: Path) -> list[tuple[str, int, str]]:
             status = json.loads((seed_dir / "result.json").read_text()).get("status", "?")
         except (OSError, ValueError):
             status = "not finished"
-        jobs.append((seed_dir.parent.name, int(seed_dir.name[4:]), status))
+        jobs.append((seed_dir.parent.name, int(m.group(1)), status))
     return jobs
 
 
@@ -55,8 +60,8 @@ def readme(dest: Path, command: str, jobs: list[tuple[str, int, str]]) -> str:
     rows = summarize(dest)
     cpu = {r["method"]: r.get("cpu_hours") for r in rows}
     pending = [f"{label} seed {seed} ({status})" for label, seed, status in jobs if status != "ok"]
-    lines = [f"# {dest.name}: published comparison", "",
-             f"Command: `{command}` (resumed with `--resume` until every job finished; each start is listed below).",
+    resumed = " (then resumed with `--resume`; every start is listed below)" if len(sessions) > 1 else ""
+    lines = [f"# {dest.name}: published comparison", "", f"Command: `{command}`{resumed}.",
              "", "| start | revision | machine | python | torch |", "|---|---|---|---|---|"]
     for s in sessions:
         m = s.get("machine") or {}
@@ -79,7 +84,13 @@ def main() -> int:
     ap.add_argument("run", type=Path)
     ap.add_argument("dest", type=Path)
     ap.add_argument("--command", required=True, help="the command that made the run (for the README)")
+    ap.add_argument("--replace", action="store_true", help="remove DEST first when it exists")
     args = ap.parse_args()
+    if args.dest.exists():
+        if not args.replace:
+            print(f"{args.dest} exists: --replace removes it first", file=sys.stderr)
+            return 2
+        shutil.rmtree(args.dest)
     if not (args.run / "config.resolved.yaml").exists():
         print(f"{args.run}: no config.resolved.yaml (not a comparison's run directory)", file=sys.stderr)
         return 2

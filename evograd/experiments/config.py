@@ -161,7 +161,8 @@ def _resolve(raw: dict, default_name: str) -> dict:
                               f"{label!r}", key=f"methods.{label}")
         key = f"methods.{label}"
         block, budget = _own_budget(block, key, out["budget"], is_env)
-        out["methods"][label] = check_method(block, key, ctx if budget is None else ctx.with_budget(budget))
+        own = ctx if budget is None else ctx.with_budget(budget, f"{key}.budget")
+        out["methods"][label] = check_method(block, key, own)
         if budget is not None:
             out["methods"][label]["budget"] = budget
     if out["optimizer"] is None and not out["methods"]:

@@ -34,11 +34,13 @@ class Context:
     def __init__(self, cfg: dict, policy_given: dict):
         self.cfg, self.policy_given, self._dims = cfg, policy_given, {}
         self.is_env = "env" in cfg["task"]
+        self.budget_key = "budget"  # where the budget in cfg comes from, for error messages
 
-    def with_budget(self, budget: dict) -> Context:
-        """The same context for a method with a budget of its own (the policy probes stay shared)."""
+    def with_budget(self, budget: dict, key: str) -> Context:
+        """The same context for a method with a budget of its own, given at `key` (the policy probes stay
+        shared)."""
         ctx = Context({**self.cfg, "budget": budget}, self.policy_given)
-        ctx._dims = self._dims
+        ctx._dims, ctx.budget_key = self._dims, key
         return ctx
 
     def x0(self, policy: dict | None, policy_key: str) -> np.ndarray:
@@ -186,7 +188,7 @@ def _check_optimizer(name: str, kwargs: dict, key: str, x0: np.ndarray, ctx: Con
     evals = ctx.cfg["budget"].get("evals")
     if evals is not None and evals < opt.popsize:  # minimize would stop before the first generation
         raise ConfigError(f"must be an int >= {opt.popsize} (one generation of {key}: {name} asks for "
-                          f"{opt.popsize} candidates at a time), got {evals}", key="budget.evals")
+                          f"{opt.popsize} candidates at a time), got {evals}", key=f"{ctx.budget_key}.evals")
     return int(opt.popsize)
 
 

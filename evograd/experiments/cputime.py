@@ -4,18 +4,25 @@ A comparison's cost is CPU time, not wall-clock: two jobs side by side on a shar
 without costing more, and a population method's work happens in its worker processes. So a job counts the
 user + system time of its whole process tree: itself, its children already reaped (the kernel adds them to
 the parent's own figures) and its live descendants (read from /proc on Linux; elsewhere only reaped ones
-count). The total is written to the job directory every `interval` seconds and at the end, and a resumed job
-starts from what was written, so a run resumed over several sessions reports all of them; a job killed
-between two writes loses at most `interval` seconds of its count. Processes a job does not start itself (a
-Dask cluster shared by the comparison, Ray actors) are not counted.
+count, and on Windows only the job process itself). The total is written to the job directory when the job
+starts, every `interval` seconds and at the end, and a resumed job starts from what was written, so a run
+resumed over several sessions reports all of them (an sb3 job, which restarts on resume, so also counts its
+abandoned attempts); a job killed between two writes loses at most `interval` seconds of its count.
+Processes outside the job's tree are not counted: a Dask cluster shared by the comparison, Ray actors, a
+descendant whose parent exited before it (re-parented away).
 """
 from __future__ import annotations
 
 import json
 import os
-import resource
 import threading
+import time
 from pathlib import Path
+
+try:
+    import resource
+except ImportError:  # Windows: the job process's own time only
+    resource = None
 
 from .jobfiles import atomic_write_text
 
@@ -35,6 +42,8 @@ def _proc_stat(pid: int) -> tuple[int, float] | None:
 
 def tree_cpu_seconds(pid: int | None = None) -> float:
     """User + system seconds of this process, its reaped children and its live descendants."""
+    if resource is None:
+        return time.process_time()
     own = resource.getrusage(resource.RUSAGE_SELF)
     reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
     total = own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
@@ -84,16 +93,20 @@ class CPUMeter:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            try:
-                self._write()
-            except OSError:
-                pass
+            self._try_write()
 
     def __enter__(self) -> CPUMeter:
+        self._try_write()  # at once: a file left by an earlier run in this directory must not stand for this one
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self._write()
+        self._try_write()
+
+    def _try_write(self) -> None:
+        try:  # a count that cannot be written must not fail the job it counts
+            self._write()
+        except OSError:
+            pass

@@ -27,7 +27,7 @@ import numpy as np
 
 from .budgets import budget_text
 from .records import read_config, task_title
-from .report import fmt_hours, fmt_seconds, summarize
+from .report import cpu_cell, fmt_seconds, summarize
 from .runmeta import read_run_meta
 
 __all__ = ["CSP", "HTML_NAME", "STATS_HEADING", "embedded_images", "markdown_section", "render_html", "write_html"]
@@ -101,7 +101,7 @@ def _summary_spec(function: bool, gap: bool) -> list[tuple[str, Callable[[dict],
                  ("env steps to threshold (median)", reach("steps_to_threshold_median")),
                  ("seconds to threshold (median)", reach("seconds_to_threshold_median", fmt_seconds, " s")),
                  ("env steps (mean)", col("env_steps_mean"))]
-    spec += [("wall s (mean)", col("wall_s_mean", fmt_seconds)), ("CPU h (all runs)", col("cpu_hours", fmt_hours)),
+    spec += [("wall s (mean)", col("wall_s_mean", fmt_seconds)), ("CPU h (all runs)", cpu_cell),
              ("failed jobs", col("failed_jobs")),
              ("runs short of budget", col("runs_short_of_budget"))]
     return spec + ([("gap to optimal (mean)", col("gap_to_optimal_mean"))] if gap else [])

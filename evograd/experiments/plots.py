@@ -107,9 +107,10 @@ def _plot_one(path: Path, records: list[RunRecord], xcol: str, ycol: str, xlabel
 
 
 def _x_scale(ax, ends: list[float]) -> str:
-    """Methods run to budgets orders of magnitude apart (SAC at 300k env steps, ES at 5M): on a linear axis the
-    short runs are a sliver at the left, so the axis turns logarithmic beyond a tenth of the shortest run's
-    end. Returns the note for the plot's subtitle ("" when the axis stays linear)."""
+    """When the methods' curves end 10x or more apart (budgets orders of magnitude apart, SAC at 300k env steps
+    beside ES at 5M; or wall-clock, an hour-long DQN run beside 2-minute ES runs), the short ones are a sliver at
+    the left of a linear axis, so it turns logarithmic beyond a tenth of the shortest curve's end. Returns the
+    note for the plot's subtitle ("" when the axis stays linear)."""
     from matplotlib.ticker import EngFormatter
 
     if not (min(ends, default=0) > 0 and max(ends) >= LOG_X_SPREAD * min(ends)):

@@ -41,10 +41,14 @@ __all__ = ["REQUIRED_COLUMNS", "RunRecord", "read_runs", "report", "summarize",
 
 REQUIRED_COLUMNS = ["method", "seeds", "successes", "final_return_mean", "final_return_std",
                     "steps_to_threshold_median", "seconds_to_threshold_median", "failed_jobs"]
-_EXTRA = {"env": ["completed", "best_eval_return_mean", "env_steps_mean", "wall_s_mean", "cpu_hours",
+_EXTRA = {"env": ["completed", "best_eval_return_mean", "env_steps_mean", "wall_s_mean",
                   "gap_to_optimal_mean"],
           "function": ["completed", "best_value_median", "best_value_mean", "evals_to_threshold_median",
-                       "evals_mean", "wall_s_mean", "cpu_hours"]}
+                       "evals_mean", "wall_s_mean"]}
+# appended after every other summary.csv column (readers by position keep working): each method's own budget,
+# its CPU-hours over the runs that recorded them, and how many did
+_APPENDED = {"env": ["budget_env_steps", "cpu_hours", "cpu_runs"],
+             "function": ["budget_evals", "cpu_hours", "cpu_runs"]}
 
 # why a run may end: its budget, or a reason that means "done" (a target reached, an exact method converged)
 BUDGET_STOPS = ("max_env_steps", "max_seconds", "max_evals", "max_generations")
@@ -156,6 +160,9 @@ def summarize(out_dir: str | Path, threshold: float | None = None, task_kind: st
         row["_runs"] = [_run_line(r, kind) for r in runs]
         cpu = [x["cpu_s"] for x in row["_runs"] if x["cpu_s"] is not None]
         row["cpu_hours"] = sum(cpu) / 3600 if cpu else None  # every run's, finished or not
+        row["cpu_runs"] = len(cpu)  # runs from before jobs counted CPU, or killed before their first write, lack it
+        row["budget_env_steps" if kind == "env" else "budget_evals"] = method_budget(cfg, label).get(
+            "env_steps" if kind == "env" else "evals")
         row["_errors"] = [f"{label} seed {r.seed}: {_error_line(r, kind)}" for r in runs if r.status != "ok"]
         row.update(run_samples(runs, per_seed, kind, threshold is not None, method_budget(cfg, label).get(
             "env_steps" if kind == "env" else "evals")))
@@ -203,6 +210,13 @@ def fmt_hours(x: float | None) -> str:
     return "—" if x is None else f"{x:.2f}" if x < 10 else f"{x:.1f}"
 
 
+def cpu_cell(row: dict) -> str:
+    """A method's CPU-hours, saying over how many of its runs when some recorded none."""
+    text = fmt_hours(row.get("cpu_hours"))
+    k, n = row.get("cpu_runs"), row.get("seeds")
+    return text if row.get("cpu_hours") is None or k == n else f"{text} ({k}/{n} runs)"
+
+
 def fmt_seconds(x: float | None) -> str:
     return "—" if x is None else f"{x:,.0f}" if x >= 1000 else f"{x:.1f}"
 
@@ -229,7 +243,7 @@ def _md_table(rows: list[dict], function: bool, gap: bool) -> list[str]:
                  ("env steps to threshold (median)", reach("steps_to_threshold_median")),
                  ("seconds to threshold (median)", reach("seconds_to_threshold_median", fmt_seconds, " s")),
                  ("env steps (mean)", num("env_steps_mean"))]
-    spec += [("wall s (mean)", num("wall_s_mean", fmt_seconds)), ("CPU h (all runs)", num("cpu_hours", fmt_hours)),
+    spec += [("wall s (mean)", num("wall_s_mean", fmt_seconds)), ("CPU h (all runs)", cpu_cell),
              ("failed jobs", num("failed_jobs")),
              ("runs short of budget", num("runs_short_of_budget"))]
     spec += [("gap to optimal (mean)", num("gap_to_optimal_mean"))] if gap else []
@@ -249,7 +263,7 @@ def write_summary(out_dir: str | Path, rows: list[dict[str, Any]], threshold: fl
     gap = any(r.get("gap_to_optimal_mean") is not None for r in rows)  # only LQR-like tasks report it
     kind = "function" if function else "env"
     cols = [c for c in REQUIRED_COLUMNS + _EXTRA[kind] + ["runs_short_of_budget"] + STATS_COLUMNS[kind]
-            if gap or c != "gap_to_optimal_mean"]
+            + _APPENDED[kind] if gap or c != "gap_to_optimal_mean"]
     csv_path = out_dir / "summary.csv"
     with open(csv_path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)

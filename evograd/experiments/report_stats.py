@@ -7,7 +7,7 @@ env steps (evaluations) to the threshold, each with a 95% stratified-bootstrap i
 improvement of every pair of methods; a performance profile of normalized final returns.
 
 Steps to threshold are censored: a completed run that never reached the threshold counts as the budget it
-spent (the config's budget.env_steps or budget.evals, or the run's own env steps or evaluations at its end where
+spent (its method's budget.env_steps or budget.evals, or the run's own env steps or evaluations at its end where
 more: a generation's rollouts may run past the budget, and a run that reached the threshold there counts its
 own figure), and the report says how many runs were censored. A failed or killed job that had not reached the
 threshold is left out: when it would have is unknown.

@@ -72,24 +72,75 @@ def test_a_methods_budget_is_checked_under_its_key(config_path, override, key, w
     assert info.value.key == key and words in str(info.value)
 
 
-def test_each_job_runs_to_its_methods_budget_and_the_report_says_so(config_path, tmp_path):
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    """One small comparison with three budgets, run once for the tests below; threshold 1e6 is out of reach,
+    so every run's steps to threshold are censored at its own budget."""
     from evograd.experiments.compare import run_compare
-    from evograd.experiments.report import report
 
-    cfg = load_config(config_path)
-    results = {r["method"]: r for r in run_compare(cfg, tmp_path / "run", jobs=1, quiet=True)}
+    d = tmp_path_factory.mktemp("compared")
+    path = d / "exp.yaml"
+    path.write_text(textwrap.dedent(CONFIG) + "threshold: 1000000\n")
+    cfg = load_config(path)
+    results = {r["method"]: r for r in run_compare(cfg, d / "run", jobs=1, quiet=True)}
+    dump_resolved(cfg, d / "run" / "config.resolved.yaml")  # as `evograd compare` writes it
+    return cfg, d / "run", results
+
+
+def test_each_job_runs_to_its_methods_budget_and_records_its_cpu_time(compared):
+    _, _, results = compared
     assert {m: r["status"] for m, r in results.items()} == {"long": "ok", "short": "ok", "ppo": "ok"}
     for label, budget in (("long", 3000), ("short", 1000), ("ppo", 512)):
         # population runs end with the generation that crosses the budget, PPO at the update boundary
         assert budget <= results[label]["env_steps"] < budget + 500, label
         assert results[label]["extra"]["stop_reason"] == "max_env_steps"
         assert results[label]["cpu_s"] > 0
-    dump_resolved(cfg, tmp_path / "run" / "config.resolved.yaml")  # as `evograd compare` writes it
-    report(tmp_path / "run")
-    md = (tmp_path / "run" / "summary.md").read_text()
+
+
+def test_the_reports_state_each_methods_budget_and_censor_at_it(compared):
+    import csv
+
+    from evograd.experiments.html_report import write_html
+    from evograd.experiments.report import report
+
+    _, run, results = compared
+    report(run)
+    md = (run / "summary.md").read_text()
     assert "- Budget: 3,000 env steps / 600 s wall-clock per run (long); 1,000 env steps" in md
     assert "Budget check: every completed run used its whole budget" in md
     assert "CPU h (all runs)" in md and "| CPU s |" in md
+    assert "counts as the budget (its method's budget, or the env steps it ran to" in md
+    with open(run / "summary.csv", newline="") as fh:
+        rows = {r["method"]: r for r in csv.DictReader(fh)}
+    for label, budget in (("long", 3000), ("short", 1000), ("ppo", 512)):
+        row = rows[label]
+        assert int(row["budget_env_steps"]) == budget and row["cpu_runs"] == "1" and float(row["cpu_hours"]) > 0
+        # censored at the run's own budget: its env steps, which went past the budget by part of a generation
+        assert float(row["steps_to_threshold_mean"]) == pytest.approx(results[label]["env_steps"])
+        assert row["censored_runs"] == "1"
+    html = write_html(run).read_text()
+    assert "1,000 env steps / 600 s wall-clock per run (short)" in html and "CPU s" in html
+
+
+def test_a_resumed_or_failed_job_keeps_its_cpu_count(compared, tmp_path):
+    from evograd.experiments.experiment import run_job
+    from evograd.experiments.report import summarize
+
+    cfg, _, _ = compared
+    job = tmp_path / "out" / "short" / "seed0"
+    job.mkdir(parents=True)
+    (job / CPU_JSON).write_text(json.dumps({"cpu_s": 100.0}))  # an earlier session's count
+    res = run_job(cfg, "short", 0, tmp_path / "out", resume=True)
+    assert res["status"] == "ok" and 100.0 < res["cpu_s"] < 200.0
+    assert read_cpu_seconds(job) == pytest.approx(res["cpu_s"], abs=1.0)
+    broken = {**cfg, "methods": {**cfg["methods"], "short": {**cfg["methods"]["short"], "popsize": "many"}}}
+    failed = run_job(broken, "short", 1, tmp_path / "out")
+    assert failed["status"] == "failed" and failed["cpu_s"] >= 0
+    # a job killed before writing result.json: the report reads what cpu.json last said
+    (job / CPU_JSON).write_text(json.dumps({"cpu_s": 7200.0}))
+    (job / "result.json").unlink()
+    rows = {r["method"]: r for r in summarize(tmp_path / "out")}
+    assert rows["short"]["cpu_hours"] >= 2.0 and rows["short"]["cpu_runs"] == 2
 
 
 def _burn(seconds):
@@ -142,3 +193,26 @@ def test_curves_turn_logarithmic_when_budgets_are_far_apart():
     assert _x_scale(ax, [3000.0, 1000.0, 512.0]) == "" and ax.get_xscale() == "linear"
     assert _x_scale(ax, [5e6, 1e6, 3e5]) == "; x logarithmic above 30k" and ax.get_xscale() == "symlog"
     assert _x_scale(Figure().add_subplot(), [0.0, 5e6]) == ""  # a run with no progress yet: left linear
+
+
+def test_publish_run_copies_plain_files_that_rebuild_the_report(compared, tmp_path):
+    from pathlib import Path
+
+    from evograd.experiments.report import report
+
+    _, run, _ = compared
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "publish_run.py"
+    dest = tmp_path / "published"
+    cmd = [sys.executable, str(script), str(run), str(dest), "--command", "evograd compare exp.yaml"]
+    assert subprocess.run(cmd, capture_output=True, text=True).returncode == 0
+    files = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()}
+    assert {"README.md", "config.resolved.yaml", "long/seed0/progress.csv", "ppo/seed0/result.json",
+            "short/seed0/cpu.json"} <= files
+    assert not [f for f in files if f.endswith((".state", ".pt", ".npz"))]  # nothing a loader would execute
+    text = (dest / "README.md").read_text()
+    assert "`evograd compare exp.yaml`" in text and "CPU-hours" in text and "Jobs not finished: none." in text
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert again.returncode == 2 and "--replace" in again.stderr
+    assert subprocess.run(cmd + ["--replace"], capture_output=True, text=True).returncode == 0
+    report(dest)  # the copy alone rebuilds the summary
+    assert "short" in (dest / "summary.md").read_text()
