@@ -374,7 +374,8 @@ def schema() -> dict:
     models = (create_model(n, __base__=method_model(n, True), budget=(Optional[Budget], own)) for n in names)
     block = Annotated[Union[tuple(models)], Field(discriminator="name")]
     full = create_model("Config", __base__=Config, __doc__=Config.__doc__,
-                        optimizer=(Optional[block], Field(None, description="the method of `evograd run`")),
+                        optimizer=(Optional[block], Field(None, description="the method of `evograd run`",
+                                                          json_schema_extra={"not": {"required": ["budget"]}})),
                         methods=(Optional[dict[str, block]],
                                  Field(None, description="label (names the run directory) -> method block")))
     return full.model_json_schema()

@@ -216,3 +216,11 @@ def test_publish_run_copies_plain_files_that_rebuild_the_report(compared, tmp_pa
     assert subprocess.run(cmd + ["--replace"], capture_output=True, text=True).returncode == 0
     report(dest)  # the copy alone rebuilds the summary
     assert "short" in (dest / "summary.md").read_text()
+
+
+def test_the_schema_offers_a_budget_in_methods_only():
+    from evograd.experiments.config_models import schema
+
+    sc = schema()
+    assert sc["$defs"]["cmaes"]["properties"]["budget"]["anyOf"][0] == {"$ref": "#/$defs/Budget"}
+    assert sc["properties"]["optimizer"]["not"] == {"required": ["budget"]}  # `evograd run` refuses one
