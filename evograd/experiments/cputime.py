@@ -19,12 +19,14 @@ import threading
 import time
 from pathlib import Path
 
+from ..core.serialization import StateError
+from .jobfiles import atomic_write_text
+
 try:
     import resource
 except ImportError:  # Windows: the job process's own time only
     resource = None
 
-from .jobfiles import atomic_write_text
 
 CPU_JSON = "cpu.json"
 
@@ -77,7 +79,7 @@ class CPUMeter:
     """Counts a job's CPU seconds into `d/cpu.json` while it runs (see the module docstring)."""
 
     def __init__(self, d: str | os.PathLike, resume: bool, interval: float = 15.0):
-        self.path = Path(d) / CPU_JSON
+        self.path, self.resume = Path(d) / CPU_JSON, resume
         self.base = read_cpu_seconds(d) if resume else 0.0
         self.start_s = tree_cpu_seconds()  # what this process spent before the job (imports) is not the job's
         self.interval, self._stop = interval, threading.Event()
@@ -96,14 +98,16 @@ class CPUMeter:
             self._try_write()
 
     def __enter__(self) -> CPUMeter:
-        self._try_write()  # at once: a file left by an earlier run in this directory must not stand for this one
+        if not self.resume:  # a fresh start: a file left by an earlier run in this directory must not stand for it
+            self._try_write()
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
         self._stop.set()
         self._thread.join()
-        self._try_write()
+        if not (exc_type is not None and issubclass(exc_type, StateError)):  # a refused checkpoint: the resume
+            self._try_write()                                                # leaves the directory as it was
 
     def _try_write(self) -> None:
         try:  # a count that cannot be written must not fail the job it counts
