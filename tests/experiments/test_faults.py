@@ -208,7 +208,7 @@ methods:
         assert second.returncode == LOCKED_EXIT and f"pid {first.pid}" in second.stderr
         # nothing of the running job was touched (its own progress files aside)
         after = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
-        mine = {"status.json", "progress.csv", "job.log", "checkpoint.state"}
+        mine = {"status.json", "progress.csv", "job.log", "checkpoint.state", "cpu.json"}
         assert {p for p in before if p.name not in mine} == {p for p in after if p.name not in mine}
         assert [p for p, t in before.items() if p.name not in mine and after[p] != t] == []
         assert first.poll() is None
