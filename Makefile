@@ -1,9 +1,9 @@
 # Benchmarks against the peer libraries (benchmarks/suite.py). PY is the project's interpreter; the README
 # set-up installs torch's CPU wheel first, so installing the `bench` extra below leaves torch as it is
 # (its requirement is already met) and only adds the pinned peers: EvoTorch, Ray, Stable-Baselines3, CBXpy.
-#   make bench                   every case, full length (about 6 h on 2 cores: control 2 h, PPO parity 3 h; use an
+#   make bench                   every case, full length (about 5 h on 2 cores: control 75 min, PPO parity 2.5 h; use an
 #                                otherwise idle machine; parity resumes from bench_results/parity/runs.jsonl)
-#   make bench CONTROL_BUDGETS="60 90"   the same with shorter LunarLander/HalfCheetah budgets (about 1.5 h)
+#   make bench CONTROL_BUDGETS="60 90"   the same with shorter LunarLander/HalfCheetah budgets (control about 35 min)
 #   make bench-quick             every case in its quick mode (a smoke test, under 5 min)
 #   make bench-case CASE=control [QUICK=1]   one case (or several: CASE=cmaes,cbo)
 #   make bench-list              the cases and the commands they run
