@@ -185,7 +185,7 @@ def test_gaussian_head_samples_log_probs_and_clipping():
 
 @pytest.mark.parametrize("env_id, policy, activation", [
     ("CartPole-v1", "mlp", "tanh"), ("CartPole-v1", "linear", "relu"), ("Pendulum-v1", "mlp", "tanh"),
-    ("Pendulum-v1", "linear", "tanh")])
+    ("Pendulum-v1", "linear", "tanh"), ("Pendulum-v1", "mlp", "relu")])  # relu MLP actor: the HalfCheetah zoo setting
 def test_hand_written_gradients_equal_autograd(env_id, policy, activation):
     env = gym.make(env_id)
     ac = ActorCritic(
