@@ -15,19 +15,19 @@ Run `evograd report RUN_DIR --html` first (compare writes them when it ends; an 
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import shutil
 import sys
 from pathlib import Path
 
 TOP = ("config.resolved.yaml", "run_meta.json", "summary.md", "summary.csv", "report.html")
 JOB = ("progress.csv", "result.json", "status.json", "cpu.json")
-SEED_DIR = re.compile(r"seed(\d+)")
 
 
 def copy_run(run: Path, dest: Path) -> list[tuple[str, int, str]]:
-    """Copy the plain files; returns (label, seed, status) of every job found."""
+    """Copy the plain files; returns (label, seed, status) of every job found (the report's own reading of
+    the run directory: status "ok", "failed" or "missing" for a job without a readable result.json)."""
+    from evograd.experiments.records import read_runs
+
     dest.mkdir(parents=True, exist_ok=True)
     for name in TOP:
         if (run / name).exists():
@@ -35,20 +35,13 @@ def copy_run(run: Path, dest: Path) -> list[tuple[str, int, str]]:
     for png in run.glob("*.png"):
         shutil.copy2(png, dest / png.name)
     jobs = []
-    for seed_dir in sorted(run.glob("*/seed*")):
-        m = SEED_DIR.fullmatch(seed_dir.name)
-        if not (m and seed_dir.is_dir()):
-            continue
-        out = dest / seed_dir.parent.name / seed_dir.name
+    for r in read_runs(run):
+        out = dest / r.path.relative_to(run)
         out.mkdir(parents=True, exist_ok=True)
         for name in JOB:
-            if (seed_dir / name).exists():
-                shutil.copy2(seed_dir / name, out / name)
-        try:
-            status = json.loads((seed_dir / "result.json").read_text()).get("status", "?")
-        except (OSError, ValueError):
-            status = "not finished"
-        jobs.append((seed_dir.parent.name, int(m.group(1)), status))
+            if (r.path / name).exists():
+                shutil.copy2(r.path / name, out / name)
+        jobs.append((r.label, r.seed, r.status))
     return jobs
 
 

@@ -9,21 +9,29 @@ reports read it without loading the config machinery.
 from __future__ import annotations
 
 
+def _own(config: dict, label: str) -> tuple[dict | None, dict | None]:
+    """The method's resolved block and its own budget (None where it has none)."""
+    block = (config.get("methods") or {}).get(label)
+    if not isinstance(block, dict):
+        return None, None
+    own = block.get("budget")
+    return block, own if isinstance(own, dict) else None
+
+
 def method_budget(config: dict, label: str) -> dict:
     """The budget one method's runs get: its own `budget:` where the config gives one, else the top level's."""
-    block = (config.get("methods") or {}).get(label)
-    own = block.get("budget") if isinstance(block, dict) else None
-    return own if isinstance(own, dict) else (config.get("budget") or {})
+    own = _own(config, label)[1]
+    return own if own is not None else (config.get("budget") or {})
 
 
 def job_config(config: dict, label: str) -> dict:
     """The config one method's job runs under: the method's own budget in the top-level `budget`, so every
     runner reads one place."""
-    block = (config.get("methods") or {}).get(label)
-    if not (isinstance(block, dict) and isinstance(block.get("budget"), dict)):
+    block, own = _own(config, label)
+    if own is None:
         return config
     methods = {**config["methods"], label: {k: v for k, v in block.items() if k != "budget"}}
-    return {**config, "budget": block["budget"], "methods": methods}
+    return {**config, "budget": own, "methods": methods}
 
 
 def budget_groups(config: dict) -> list[tuple[list[str], dict]]:

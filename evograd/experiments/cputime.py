@@ -88,10 +88,8 @@ class CPUMeter:
     def total(self) -> float:
         return self.base + max(0.0, tree_cpu_seconds() - self.start_s)
 
-    def _write(self) -> float:
-        total = self.total()
-        atomic_write_text(self.path, json.dumps({"cpu_s": total}))
-        return total
+    def _write(self) -> None:
+        atomic_write_text(self.path, json.dumps({"cpu_s": self.total()}))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

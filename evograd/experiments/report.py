@@ -161,11 +161,10 @@ def summarize(out_dir: str | Path, threshold: float | None = None, task_kind: st
         cpu = [x["cpu_s"] for x in row["_runs"] if x["cpu_s"] is not None]
         row["cpu_hours"] = sum(cpu) / 3600 if cpu else None  # every run's, finished or not
         row["cpu_runs"] = len(cpu)  # runs from before jobs counted CPU, or killed before their first write, lack it
-        row["budget_env_steps" if kind == "env" else "budget_evals"] = method_budget(cfg, label).get(
-            "env_steps" if kind == "env" else "evals")
+        unit = "env_steps" if kind == "env" else "evals"
+        cap = row[f"budget_{unit}"] = method_budget(cfg, label).get(unit)  # this method's own budget
         row["_errors"] = [f"{label} seed {r.seed}: {_error_line(r, kind)}" for r in runs if r.status != "ok"]
-        row.update(run_samples(runs, per_seed, kind, threshold is not None, method_budget(cfg, label).get(
-            "env_steps" if kind == "env" else "evals")))
+        row.update(run_samples(runs, per_seed, kind, threshold is not None, cap))
         rows.append(row)
     return rows
 
