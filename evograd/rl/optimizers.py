@@ -5,6 +5,13 @@ Two ways to use them:
   `tell(values, grads)` takes grads of shape (1, dim). Evolution strategies use this for their mean update.
 - without `x0`, then `bind(params)`: the optimizer steps a torch module's own parameters (PPO's learner).
   After `loss.backward()`, `tell(loss_value)` steps on the gradients already in `.grad`.
+
+A bound optimizer is told every minibatch (PPO on HalfCheetah: 160 steps per 512 env steps), so its
+protocol costs nothing it need not: `ask_candidates()` reads the parameters only if a row is looked at
+(`_LiveParams`), `tell(loss)` steps on the `.grad` tensors where they are (`_BoundGrads`: no float64 copy,
+a one-reduction finiteness check), and torch's fused Adam kernel replaces its per-op loop where the build
+has it. On HalfCheetah's zoo setting (two 256-256 MLPs, 142k parameters) they took PPO's first 40,960
+env steps from 40 s to 32.5 s on one core.
 """
 from __future__ import annotations
 
@@ -13,14 +20,56 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from ..core.candidates import Candidates, DenseCandidates
 from ..core.validation import ParameterError, check_float
 from ..optim import updates
 from ..optim.base import Optimizer, named
 
 
+class _LiveParams(Candidates):
+    """A bound optimizer's one candidate, its parameters, read when a row is taken rather than at ask time
+    (they do not change between ask and tell)."""
+
+    kind = DenseCandidates.kind
+
+    def __init__(self, opt: "_TorchGradient"):
+        self._opt = opt
+
+    def __len__(self) -> int:
+        return 1
+
+    @property
+    def dim(self) -> int:
+        return self._opt.dim
+
+    def take(self, idx) -> np.ndarray:
+        return self._opt._flat().numpy()[None, :][np.asarray(idx, dtype=np.int64)]
+
+    def to_state(self) -> dict[str, Any]:
+        return DenseCandidates(self.materialize()).to_state()
+
+
+class _BoundGrads:
+    """The bound parameters' own `.grad` tensors as tell's gradients, without copying them; negated in
+    place when the optimizer maximizes."""
+
+    def __init__(self, params: list[torch.Tensor], negate: bool = False):
+        self.params, self.negate = params, negate
+
+    def __neg__(self) -> "_BoundGrads":
+        return _BoundGrads(self.params, not self.negate)
+
+    def all_finite(self) -> bool:
+        # one reduction per tensor: a NaN or inf anywhere makes the sum non-finite; only then (or on an
+        # overflowing sum) the elementwise test decides (torch's isfinite is ~30x slower than a sum on CPU)
+        return all(bool(torch.isfinite(g.sum())) or bool(torch.isfinite(g).all())
+                   for g in (p.grad for p in self.params) if g is not None)
+
+
 class _TorchGradient(Optimizer):
     needs_grad = True
     torch_class: type = torch.optim.Optimizer
+    fused_ok = False  # the torch class has a fused kernel to try for bound parameters
 
     def __init__(self, x0: Any = None, seed: int | None = None, maximize: bool = False, mask: Any = None,
                  **torch_kwargs):
@@ -48,6 +97,12 @@ class _TorchGradient(Optimizer):
 
     def _attach(self, params: list[torch.Tensor]) -> None:
         self._params = params
+        if self._bound and self.fused_ok:
+            try:  # the same update in one kernel per step; builds or dtypes without it take the loop
+                self._opt = self.torch_class(params, **self._torch_kwargs, fused=True)
+                return
+            except (RuntimeError, TypeError, ValueError):
+                pass
         self._opt = self.torch_class(params, **self._torch_kwargs)
 
     def _require_params(self) -> None:
@@ -84,30 +139,43 @@ class _TorchGradient(Optimizer):
         return self._params
 
     # ---------------------------------------------------------------- protocol
-    def _ask(self) -> np.ndarray:
+    def _ask(self) -> np.ndarray | Candidates:
         self._require_params()
+        if self._bound:
+            return _LiveParams(self)
         return self._flat().numpy()[None, :].copy()
 
     def tell(self, values: Any, grads: Any = None) -> None:
+        """Values (one per asked row: here one) and gradients of shape (1, dim); a bound optimizer told no
+        grads steps on its parameters' `.grad` (negated in place first when maximizing), and clears them."""
         if grads is None and self._bound:
             if any(p.grad is None for p in self._params if p.requires_grad):
                 raise ParameterError(
                     f"{type(self).__name__}.tell() got no grads and some bound parameters have no .grad: "
                     "call loss.backward() first or pass grads."
                 )
-            grads = self._flat_grad()
+            grads = _BoundGrads(self._params)
         super().tell(values, grads)
 
-    def _flat_grad(self) -> np.ndarray:
-        parts = [
-            (p.grad if p.grad is not None else torch.zeros_like(p)).detach().reshape(-1).to(torch.float64)
-            for p in self._params
-        ]
-        return torch.cat(parts).numpy()[None, :]
+    def _check_grads(self, grads: Any, n: int) -> Any:
+        if isinstance(grads, _BoundGrads):
+            return grads
+        return super()._check_grads(grads, n)
 
-    def _tell(self, f: np.ndarray, grads: np.ndarray) -> None:
+    def _tell(self, f: np.ndarray, grads: np.ndarray | _BoundGrads) -> None:
+        bad = f"The 'grads' passed to {type(self).__name__}.tell() contain NaN or inf."
+        if isinstance(grads, _BoundGrads):
+            if not grads.all_finite():
+                raise ParameterError(bad.replace("passed to", "in the bound parameters' .grad at"))
+            if grads.negate:
+                for p in self._params:
+                    if p.grad is not None:
+                        p.grad.neg_()
+            self._opt.step()
+            self._opt.zero_grad(set_to_none=True)
+            return
         if not np.all(np.isfinite(grads)):
-            raise ParameterError(f"The 'grads' passed to {type(self).__name__}.tell() contain NaN or inf.")
+            raise ParameterError(bad)
         flat = torch.from_numpy(np.ascontiguousarray(grads[0]))
         offset = 0
         for p in self._params:
@@ -190,6 +258,7 @@ class Adam(_TorchGradient):
     """
 
     torch_class = torch.optim.Adam
+    fused_ok = True
 
     def __init__(
         self,

@@ -123,7 +123,7 @@ def _train_ppo(env, callback, progress, checkpoint, resume, *, policy, seed, max
                              f"normalize_advantage is True. Got {batch_size} instead.")
     loop = RunLoop(o, env, seed, max_env_steps, eval_every, eval_episodes, eval_seed, max_seconds,
                    target_return, env_kwargs, torch_threads, callback, progress)
-    with loop.threads():
+    with loop.torch_mode():
         ac = ActorCritic(o, loop.spaces, policy, seed, hidden_sizes, activation, critic_hidden_sizes,
                          log_std_init, ortho_init, obs_norm=normalize_obs)
         if init_params is not None:
@@ -309,7 +309,7 @@ def _minibatch_step(ac, opt, batch, clip: float, s: _UpdateSettings, rows: list)
     """One Adam step on a minibatch's PPO loss (hand-written gradients for plain MLPs, autograd otherwise);
     appends its diagnostics to rows. False: target_kl was exceeded and the step skipped."""
     obs_b, act_b, logp_b, a, ret_b = batch
-    opt.ask()
+    opt.ask_candidates()  # the protocol's ask, without copying the parameters out
     if ac.pi_layers is not None and ac.v_layers is not None and ac.dtype == torch.float32:
         loss, pg_loss, vf_loss, ent, log_ratio, ratio = ppo_loss_and_grads(
             ac, ac.pi_layers, ac.v_layers, obs_b, act_b, logp_b, a, ret_b, clip, s.vf_coef, s.ent_coef)

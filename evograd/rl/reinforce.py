@@ -83,7 +83,7 @@ def _train_reinforce(env, callback, progress, checkpoint, resume, *, policy, see
     loop = RunLoop(o, env, seed, max_env_steps, eval_every, eval_episodes, eval_seed, max_seconds,
                    target_return, env_kwargs, torch_threads, callback, progress)
     envs = []
-    with loop.threads():
+    with loop.torch_mode():
         try:
             ac = ActorCritic(o, loop.spaces, policy, loop.seed, hidden_sizes, activation, critic_hidden_sizes,
                              log_std_init, ortho_init)
@@ -161,7 +161,7 @@ def _step(ac, opt, obs, acts, returns, ent_coef, vf_coef, max_grad_norm, normali
     pg_loss = -(logp * adv).mean()
     vf_loss = F.mse_loss(values, returns)
     loss = pg_loss - ent_coef * entropy.mean() + vf_coef * vf_loss
-    opt.ask()
+    opt.ask_candidates()  # the protocol's ask, without copying the parameters out
     ac.flat_grad(zero=True)
     loss.backward()
     clip_grad_norm(ac.flat_grad(), max_grad_norm)

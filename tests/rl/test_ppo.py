@@ -11,6 +11,7 @@ import torch
 
 import evograd.rl.ppo as ppo_mod
 from evograd import ParameterError
+from evograd.gym.rollouts import evaluation_seeds
 from evograd.rl.common import ActorCritic, parse_schedule
 from evograd.rl.loop import run_episodes
 from evograd.rl.ppo import compute_gae, train_ppo
@@ -35,9 +36,10 @@ def test_ppo_solves_cartpole_with_zoo_settings():
                   target_return=475, **ZOO_CARTPOLE)
     assert r.stop_reason == "target_return", r.history[-1]
     assert r.best_eval_return >= 475 and r.env_steps <= 100_000
-    # the returned policy is the evaluated one: re-running the same fixed-seed episodes gives the same mean
+    # the returned policy is the evaluated one: re-running the evaluation's episodes (its default seeds)
+    # gives the same mean
     envs = [gym.make("CartPole-v1") for _ in range(10)]
-    rets, _, _ = run_episodes(envs, [10_000 + i for i in range(10)], lambda o: r.policy.act(o))
+    rets, _, _ = run_episodes(envs, evaluation_seeds(0, 10), lambda o: r.policy.act(o))
     assert rets.mean() == pytest.approx(r.best_eval_return)
 
 

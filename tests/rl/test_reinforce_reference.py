@@ -212,7 +212,7 @@ def _split(ac, flat) -> dict:
 class _NoStep:
     """An optimizer that does not step: `_step` then leaves our gradient in the flat buffer."""
 
-    def ask(self):
+    def ask_candidates(self):
         pass
 
     def tell(self, value):
