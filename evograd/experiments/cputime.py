@@ -6,8 +6,9 @@ user + system time of its whole process tree: itself, its children already reape
 the parent's own figures) and its live descendants (read from /proc on Linux; elsewhere only reaped ones
 count, and on Windows only the job process itself). The total is written to the job directory when the job
 starts, every `interval` seconds and at the end, and a resumed job starts from what was written, so a run
-resumed over several sessions reports all of them (an sb3 job, which restarts on resume, so also counts its
-abandoned attempts); a job killed between two writes loses at most `interval` seconds of its count.
+resumed over several sessions reports all of them (the work redone after a kill, from the last checkpoint
+or, for a job that had none, from the start, counts too); a job killed between two writes loses at most
+`interval` seconds of its count.
 Processes outside the job's tree are not counted: a Dask cluster shared by the comparison, Ray actors, a
 descendant whose parent exited before it (re-parented away).
 """

@@ -35,8 +35,8 @@ from .jobfiles import (
     write_status,
 )
 
-CHECKPOINT = "checkpoint.state"
-PROGRESS, STATUS = jobfiles.PROGRESS, jobfiles.STATUS  # the run directory's file names (jobfiles.py), here too
+CHECKPOINT, PROGRESS, STATUS = jobfiles.CHECKPOINT, jobfiles.PROGRESS, jobfiles.STATUS  # the run directory's file
+# names (jobfiles.py), here too
 
 
 def job_dir(out: str | os.PathLike, label: str, seed: int) -> Path:
@@ -116,7 +116,7 @@ def _run_method(config, label, block, seed, d: Path, resume, progress, checkpoin
         return _run_function_job(config, label, block, seed, d, resume, progress, checkpoint_seconds)
     if block["name"] in ("ppo", "reinforce"):
         return _run_rl_job(config, label, block, seed, d, resume, progress, checkpoint_seconds)
-    if block["name"] == "sb3":  # Stable-Baselines3 (the sb3 extra): restarts on resume, see sb3_method.py
+    if block["name"] == "sb3":  # Stable-Baselines3 (the sb3 extra): its checkpoint is sb3_state.py's plain data
         from .sb3_method import run_sb3_job
 
         return run_sb3_job(config, label, block, seed, d, resume, progress, checkpoint_seconds)

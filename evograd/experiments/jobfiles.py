@@ -21,6 +21,7 @@ from . import scalars
 PROGRESS = "progress.csv"
 STATUS = "status.json"
 RESULT = "result.json"
+CHECKPOINT = "checkpoint.state"
 ENV_COLUMNS = ["method", "seed", "generation", "env_steps", "eval_env_steps", "wall_s", "return_mean", "return_max",
                "eval_return", "eval_return_std"]
 FUNCTION_COLUMNS = ["method", "seed", "generation", "evals", "wall_s", "best_value", "gen_mean"]

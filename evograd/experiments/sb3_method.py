@@ -20,9 +20,13 @@ under the protocol every other method of a config runs under.
   result.json (extra.stop_reason, extra.eval_seeds) in the format of every env job, so the report, statistics
   and HTML page take it as they are; best_policy.npz: the best evaluated policy's SB3 state_dict and
   observation statistics, as plain arrays.
-* Resume: sb3 jobs restart, they do not resume. SB3 saves a model as a zip holding pickles, which evograd never
-  loads from a run directory; a job that did not finish runs again from the start (extra.restarted), a finished
-  one (result.json with status ok) is kept, by `compare --resume` and `run --resume` alike.
+* Resume: checkpoint.state holds the model's training state as plain data (experiments/sb3_state.py: parameters,
+  optimizer moments, replay buffer, VecNormalize statistics, counters, generators; never SB3's pickled zip) and
+  this job's rows, clock and best policy, written at update boundaries at most every max(checkpoint_seconds,
+  50 x the last write's seconds). `compare --resume` / `run --resume` continue from it (extra.resumed counts
+  the resumes; the envs are reset with a seed drawn from the job seed and the step count, so a resumed run is
+  not bit-identical to an uninterrupted one). A job with no checkpoint, or whose model's buffer sb3_state does
+  not handle, runs again from the start (extra.restarted); a finished one (result.json with status ok) is kept.
 
 The block's policy and hyperparameters are checked, and `hyperparams: zoo` resolved, when the config loads
 (experiments/sb3_config.py; the zoo's table is experiments/sb3_zoo.py).
@@ -38,8 +42,18 @@ import numpy as np
 
 from ..core import serialization
 from ..core.progress import Progress
-from . import scalars
-from .jobfiles import ENV_COLUMNS, PROGRESS, RESULT, Throttle, first_reaching, num, write_progress, write_status
+from . import sb3_state, scalars
+from .jobfiles import (
+    CHECKPOINT,
+    ENV_COLUMNS,
+    PROGRESS,
+    RESULT,
+    Throttle,
+    first_reaching,
+    num,
+    write_progress,
+    write_status,
+)
 from .sb3_model import build_model, env_factory
 
 BEST = "best_policy.npz"
@@ -57,19 +71,31 @@ def run_sb3_job(config: dict, label: str, block: dict, seed: int, d: Path, resum
     """Train, evaluate and record one sb3 job (see the module's docstring); returns its result dict."""
     if resume and _finished(d) is not None:  # a finished job is kept, as `compare --resume` keeps it
         return _finished(d)
-    restarted = bool(resume and (d / PROGRESS).exists())
-    (d / BEST).unlink(missing_ok=True)
+    state = _checkpoint(d) if resume else None  # a damaged one is refused before anything is built or written
     env = config["task"]["env"]
     tb = scalars.log_dir(config, label, seed, d)
     model, norm = build_model(block["algo"], block["hyperparams"], block["policy"], env, seed,
                               tensorboard_log=None if tb is None else str(tb))
-    run = _Run(config, label, seed, d, model, norm, progress, checkpoint_seconds)
+    if state is not None and not sb3_state.supported(model):
+        state = None
+    restarted = bool(resume and state is None and (d / PROGRESS).exists())
+    budget = int(config["budget"]["env_steps"])
+    run = None
     try:
-        run.start()
-        model.learn(total_timesteps=int(config["budget"]["env_steps"]), callback=_callback(run), tb_log_name="sb3")
+        run = _Run(config, label, seed, d, model, norm, progress, checkpoint_seconds)
+        if state is None:
+            (d / BEST).unlink(missing_ok=True)
+            run.start()
+        else:
+            run.resume(state)
+        left = budget - int(model.num_timesteps)
+        if left > 0 and run.stop_reason is None:
+            model.learn(total_timesteps=left, callback=_callback(run), tb_log_name="sb3",
+                        reset_num_timesteps=state is None)
         run.finish()
     finally:
-        run.close()
+        if run is not None:
+            run.close()
         model.get_env().close()
     thr, hist = config.get("threshold"), run.history
     return {"method": label, "seed": seed, "best_eval_return": num(run.best_return),
@@ -78,7 +104,50 @@ def run_sb3_job(config: dict, label: str, block: dict, seed: int, d: Path, resum
             "seconds_to_threshold": first_reaching(hist, "eval_return", thr, "wall_s"),
             "extra": {"eval_env_steps": run.eval_env_steps, "stop_reason": run.stop_reason,
                       "n_updates": getattr(model, "_n_updates", None), "algo": block["algo"],
-                      "stable_baselines3": _version(), "eval_seeds": run.eval_seeds, "restarted": restarted}}
+                      "stable_baselines3": _version(), "eval_seeds": run.eval_seeds, "restarted": restarted,
+                      "resumed": run.resumed}}
+
+
+def _checkpoint(d: Path) -> dict | None:
+    """The job's checkpoint (StateError when damaged, hostile or of another kind of job), None without one."""
+    path = d / CHECKPOINT
+    if not path.exists():
+        return None
+    state = serialization.load_state(path)
+    if not (isinstance(state, dict) and state.get("kind") == "sb3" and isinstance(state.get("loop"), dict)
+            and isinstance(state.get("model"), dict)):
+        raise serialization.StateError(f"{path} is not a checkpoint of an sb3 job")
+    return state
+
+
+def _check_loop(loop: dict, budget: int) -> None:
+    """The checkpoint's own part (rows, counters, clock) is what this job writes, or a StateError."""
+    def number(v, low=-math.inf, nan_ok=False):
+        return not isinstance(v, bool) and isinstance(v, (int, float)) and (v >= low or (nan_ok and math.isnan(v)))
+
+    missing = [k for k in (*_Run.LOOP_KEYS, "wall_s", "best_state") if k not in loop]
+    if missing:
+        raise serialization.StateError(f"the checkpoint's loop has no {missing[0]!r}")
+    hist = loop["history"]
+    if not (isinstance(hist, list) and hist and all(isinstance(r, dict) for r in hist)):
+        raise serialization.StateError("the checkpoint's history is not a list of rows")
+    steps = [r.get("env_steps") for r in hist]
+    if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= budget for s in steps) or \
+            steps != sorted(steps) or not all(number(r.get("wall_s"), 0.0) for r in hist):  # (NaN fails >= 0)
+        raise serialization.StateError(f"the checkpoint's rows need env steps rising within 0..{budget} and clocks")
+    ints = ("eval_env_steps", "next_eval", "resumed")
+    if not all(isinstance(loop[k], int) and not isinstance(loop[k], bool) and loop[k] >= 0 for k in ints):
+        raise serialization.StateError(f"the checkpoint's {', '.join(ints)} must be ints >= 0")
+    if not (number(loop["eval_s"], 0.0) and number(loop["wall_s"], 0.0) and number(loop["best_return"])
+            and number(loop["last_return"], nan_ok=True) and math.isfinite(loop["wall_s"] + loop["eval_s"])):
+        raise serialization.StateError("the checkpoint's clock and returns must be numbers")
+    if loop["stop_reason"] is not None:
+        raise serialization.StateError("a checkpoint is taken while training runs: its stop_reason must be None")
+    if not (isinstance(loop["episode_returns"], list) and all(number(v, nan_ok=True) for v in loop["episode_returns"])):
+        raise serialization.StateError("the checkpoint's episode returns must be a list of numbers")
+    best = loop["best_state"]
+    if best is not None and not (isinstance(best, dict) and all(isinstance(v, np.ndarray) for v in best.values())):
+        raise serialization.StateError("the checkpoint's best policy must be arrays")
 
 
 def _finished(d: Path) -> dict | None:
@@ -128,6 +197,10 @@ class _Run:
         self.best_return, self.best_state, self.last_return = -math.inf, None, math.nan
         self.stop_reason, self.t0, self.saved_best = None, time.perf_counter(), -math.inf
         self.throttle = Throttle(checkpoint_seconds)
+        self.checkpoint_seconds, self.checkpoint_cost = checkpoint_seconds, 0.0
+        self.last_checkpoint = time.perf_counter()
+        self.resumed = 0
+        self.checkpointing = sb3_state.supported(model)
         self.bar = Progress("train", self.max_steps, "steps") if progress else None
 
     def wall(self) -> float:
@@ -136,6 +209,47 @@ class _Run:
     def start(self) -> None:
         self.t0 = time.perf_counter()
         self._add_row(0, evaluate=True)
+
+    LOOP_KEYS = ("history", "episode_returns", "eval_env_steps", "eval_s", "next_eval", "best_return",
+                 "last_return", "stop_reason", "resumed")
+
+    def resume(self, state: dict) -> None:
+        """Continue from a checkpoint: the model's state, then this run's rows, clock and best policy; the
+        envs are reset at the next learn() with a seed drawn from (seed, env steps)."""
+        from ..rl.loop import reset_seed
+
+        loop = state["loop"]
+        with serialization.applying("the resume state"):
+            _check_loop(loop, self.max_steps)
+            sb3_state.load_model_state(self.model, self.norm, state["model"])
+            for k in self.LOOP_KEYS:
+                setattr(self, k, loop[k])
+            self.history = [dict(r) for r in self.history]
+            self.episode_returns = [float(r) for r in self.episode_returns]
+            self.best_return, self.last_return = float(self.best_return), float(self.last_return)
+            self.best_state = None if loop["best_state"] is None else dict(loop["best_state"])
+            self.t0 = time.perf_counter() - float(loop["wall_s"])
+            if int(self.model.num_timesteps) < self.history[-1]["env_steps"]:
+                raise serialization.StateError("the checkpoint's rows go past its model's env steps")
+            self.model.get_env().seed(reset_seed(self.seed, int(self.model.num_timesteps)))
+        # best_policy.npz is rewritten from the checkpoint's best at the next save: a better policy the killed
+        # run found after its checkpoint is not in the rows the run goes on from
+        self.saved_best, self.resumed = -math.inf, self.resumed + 1
+
+    def _checkpoint_due(self) -> bool:
+        # at most every checkpoint_seconds, and never more than 2% of the time in writing (a replay buffer of
+        # 300k HalfCheetah transitions is about 50 MB)
+        return time.perf_counter() - self.last_checkpoint >= max(self.checkpoint_seconds, 50 * self.checkpoint_cost)
+
+    def checkpoint(self) -> None:
+        t = time.perf_counter()
+        loop = {k: getattr(self, k) for k in self.LOOP_KEYS}
+        loop.update(wall_s=self.wall(), best_state=self.best_state)
+        state = {"version": 1, "kind": "sb3", "loop": loop, "model": sb3_state.model_state(self.model, self.norm)}
+        serialization.save_state(self.d / CHECKPOINT, state)
+        self._save()  # rows, best policy and status as of the checkpoint
+        self.last_checkpoint = time.perf_counter()
+        self.checkpoint_cost = self.last_checkpoint - t
 
     def step(self, infos) -> bool:
         """False stops training (the seconds budget is spent)."""
@@ -154,6 +268,8 @@ class _Run:
         due = steps >= self.next_eval
         if steps > last and (due or steps - last >= self.row_every):
             self._add_row(steps, evaluate=due)
+        if steps > last and self.checkpointing and self._checkpoint_due():
+            self.checkpoint()
 
     def finish(self) -> None:
         """The final policy is always evaluated (in a row of its own when steps were taken since the last)."""

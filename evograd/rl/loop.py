@@ -143,15 +143,19 @@ class RunLoop:
         range (1.2e-38), where each operation on them takes a slow microcode path: a HalfCheetah 256-256
         minibatch step on random data ran 2.4x slower, a HalfCheetah PPO run's first 40k steps 6% slower (it
         grows as Adam's moments of dead units decay). Flushing them to zero changes nothing above that range.
-        torch has no getter for the flag, so it is restored to torch's default (off)."""
+        The flag is per thread, so it is set only when the run computes on one thread (torch_threads=1, what
+        the experiment runner and benchmarks use): with more, torch's worker threads would flush and the
+        calling one not, and results would depend on how work is split. torch has no getter for the flag, so
+        it is restored to torch's default (off)."""
         old = torch.get_num_threads()
         if self.torch_threads is not None:
             torch.set_num_threads(self.torch_threads)
-        torch.set_flush_denormal(True)
+        flush = torch.get_num_threads() == 1 and torch.set_flush_denormal(True)
         try:
             yield
         finally:
-            torch.set_flush_denormal(False)
+            if flush:
+                torch.set_flush_denormal(False)
             torch.set_num_threads(old)
 
     def start(self, ac, obs_rms: RunningMeanStd | None = None, resume: dict | None = None,

@@ -51,7 +51,8 @@ class _LiveParams(Candidates):
 
 class _BoundGrads:
     """The bound parameters' own `.grad` tensors as tell's gradients, without copying them; negated in
-    place when the optimizer maximizes."""
+    place when the optimizer maximizes (so a maximizing bound optimizer flips the `.grad` it steps on, which
+    it then clears). A parameter whose `.grad` is None is not stepped, as in torch.optim."""
 
     def __init__(self, params: list[torch.Tensor], negate: bool = False):
         self.params, self.negate = params, negate
@@ -207,9 +208,15 @@ class _TorchGradient(Optimizer):
         current = self._opt.state_dict()
         groups = []
         for saved, cur in zip(state["param_groups"], current["param_groups"]):
-            groups.append({**saved, "params": cur["params"]})
+            # the hyperparameters are the state's; which kernel runs them is this optimizer's (a state saved
+            # by the loop kernel resumes fused where the build has it, and the other way round)
+            kernel = {k: cur[k] for k in _KERNEL_KEYS if k in cur}
+            groups.append({**saved, **kernel, "params": cur["params"]})
         inner = {int(k): {n: _from_plain(v) for n, v in s.items()} for k, s in state["state"].items()}
         self._opt.load_state_dict({"state": inner, "param_groups": groups})
+
+
+_KERNEL_KEYS = ("fused", "foreach", "capturable", "differentiable")
 
 
 def _to_plain(v: Any) -> Any:

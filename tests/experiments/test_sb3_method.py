@@ -172,7 +172,7 @@ def test_compare_gives_one_table_with_sb3_beside_cmaes(tmp_path):
     first, last = rows[1].split(","), rows[-1].split(",")
     assert first[3] == "0" and first[8] != ""  # the initial policy is evaluated at env step 0
     assert int(last[3]) == sb3["env_steps"] and float(last[8]) == sb3["final_eval_return"]
-    assert not (d / "checkpoint.state").exists() and (d / "best_policy.npz").exists()
+    assert (d / "best_policy.npz").exists()
     made = report.report(tmp_path / "run", None)
     assert [r["method"] for r in made["rows"]] == ["cmaes", "sb3_ppo"]
     md = (tmp_path / "run" / "summary.md").read_text()
@@ -235,7 +235,7 @@ def test_pendulum_smoke(tmp_path, label):
         assert ("obs_rms.mean" in best.files) == (label == "td3")
 
 
-def test_seconds_budget_and_restart_on_resume(tmp_path):
+def test_seconds_budget_and_restart_without_checkpoint(tmp_path):
     text = CARTPOLE.replace("  cmaes: {name: cmaes, sigma0: 0.5, popsize: 8}\n", "").replace(
         "budget: {env_steps: 1024}", "budget: {env_steps: 10000000, seconds: 1.5}")
     cfg = load_config(write(tmp_path, text))
@@ -244,10 +244,162 @@ def test_seconds_budget_and_restart_on_resume(tmp_path):
     assert 0 < res["env_steps"] < 10_000_000 and res["wall_s"] < 10
     d = tmp_path / "out" / "sb3_ppo" / "seed0"
     assert run_job(cfg, "sb3_ppo", 0, tmp_path / "out", resume=True) == res  # finished: kept as it is
-    (d / "result.json").unlink()  # as a job killed before its end leaves it
+    (d / "result.json").unlink()  # as a job killed before its end (and before any checkpoint) leaves it
+    (d / "checkpoint.state").unlink(missing_ok=True)
     cfg["budget"] = {"env_steps": 512, "seconds": None, "evals": None}
-    again = run_job(cfg, "sb3_ppo", 0, tmp_path / "out", resume=True)  # sb3 jobs restart, they do not resume
-    assert again["extra"]["restarted"] is True and again["env_steps"] == 512
-    assert again["extra"]["stop_reason"] == "max_env_steps" and not (d / "checkpoint.state").exists()
+    again = run_job(cfg, "sb3_ppo", 0, tmp_path / "out", resume=True)  # no checkpoint: it starts again
+    assert again["extra"]["restarted"] is True and again["extra"]["resumed"] == 0 and again["env_steps"] == 512
+    assert again["extra"]["stop_reason"] == "max_env_steps"
     rows = (d / "progress.csv").read_text().splitlines()
     assert int(rows[1].split(",")[3]) == 0 and int(rows[-1].split(",")[3]) == 512
+
+
+DQN_CARTPOLE = """\
+task:
+  env: {id: CartPole-v1}
+budget: {env_steps: 3000}
+evaluation: {every: 1000, episodes: 3}
+policy: {type: mlp, hidden_sizes: [16, 16]}
+methods:
+  dqn: {name: sb3, algo: DQN, hyperparams: {learning_starts: 200, buffer_size: 2000, train_freq: 4,
+        target_update_interval: 100, exploration_fraction: 0.5}}
+  ppo: {name: sb3, algo: PPO, hyperparams: {n_steps: 128, batch_size: 64, normalize: true}}
+"""
+
+
+class _Killed(Exception):
+    pass
+
+
+def _kill_at(monkeypatch, steps):
+    """The job dies (an exception out of SB3's callback) at the first update boundary at or past `steps`."""
+    import evograd.experiments.sb3_method as sm
+
+    real = sm._Run.boundary
+
+    def boundary(self, n):
+        real(self, n)
+        if n >= steps:
+            raise _Killed(f"killed at {n}")
+
+    monkeypatch.setattr(sm._Run, "boundary", boundary)
+    return lambda: monkeypatch.setattr(sm._Run, "boundary", real)
+
+
+def _rows(d):
+    lines = (d / "progress.csv").read_text().splitlines()
+    head = lines[0].split(",")
+    return [dict(zip(head, r.split(","))) for r in lines[1:]]
+
+
+@pytest.mark.parametrize("label", ["dqn", "ppo"])
+def test_a_killed_sb3_job_resumes_from_its_checkpoint(tmp_path, monkeypatch, label):
+    from evograd.core import serialization
+
+    cfg = load_config(write(tmp_path, DQN_CARTPOLE))
+    out, d = tmp_path / "out", tmp_path / "out" / label / "seed0"
+    restore = _kill_at(monkeypatch, 1700)
+    dead = run_job(cfg, label, 0, out, checkpoint_seconds=0.0)
+    assert dead["status"] == "failed" and "killed at" in dead["error"]
+    saved = serialization.load_state(d / "checkpoint.state")
+    at = saved["model"]["counters"]["num_timesteps"]
+    assert 1000 <= at < 3000 and saved["loop"]["history"][-1]["env_steps"] <= at
+    before = _rows(d)
+    restore()
+    res = run_job(cfg, label, 0, out, resume=True, checkpoint_seconds=0.0)
+    assert res["status"] == "ok", res.get("traceback")
+    assert res["extra"]["resumed"] == 1 and res["extra"]["restarted"] is False
+    assert res["env_steps"] >= 3000 and res["extra"]["stop_reason"] == "max_env_steps"
+    assert res["extra"]["n_updates"] > saved["model"]["counters"]["_n_updates"]  # training went on from there
+    rows = _rows(d)
+    kept = [r for r in before if int(r["env_steps"]) <= saved["loop"]["history"][-1]["env_steps"]]
+    assert rows[:len(kept)] == kept  # the rows up to the checkpoint are the killed run's, unchanged
+    steps = [int(r["env_steps"]) for r in rows]
+    assert steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] == res["env_steps"]
+    evals = [int(r["env_steps"]) for r in rows if r["eval_return"]]
+    assert evals[0] == 0 and evals[-1] == res["env_steps"] and len(evals) >= 4  # 0, ~1000, ~2000, final
+    wall = [float(r["wall_s"]) for r in rows]
+    assert wall == sorted(wall)  # the clock goes on from the checkpoint's
+
+
+def test_sb3_model_state_round_trips_exactly(tmp_path):
+    import torch
+
+    from evograd.core import serialization
+    from evograd.experiments import sb3_state
+    from evograd.experiments.sb3_model import build_model
+
+    pol = {"type": "mlp", "hidden_sizes": [16, 16], "activation": "relu", "obs_norm": False}
+    for algo, env, hp in [("DQN", "CartPole-v1", {"learning_starts": 100, "buffer_size": 500}),
+                          ("SAC", "Pendulum-v1", {"learning_starts": 100, "batch_size": 32}),
+                          ("PPO", "Pendulum-v1", {"n_steps": 64, "batch_size": 32, "normalize": True})]:
+        m, norm = build_model(algo, hp, pol, {"id": env}, seed=3)
+        m.learn(700)  # DQN's buffer of 500 has wrapped around
+        state = serialization.loads(serialization.dumps(sb3_state.model_state(m, norm)))
+        m2, norm2 = build_model(algo, hp, pol, {"id": env}, seed=4)
+        sb3_state.load_model_state(m2, norm2, state)
+        for name, sd in m.get_parameters().items():
+            sd2 = m2.get_parameters()[name]
+            if "optimizer" in name:
+                assert sd["param_groups"] == sd2["param_groups"]
+                sd, sd2 = ({f"{k}.{n}": v for k, s in x["state"].items() for n, v in s.items()} for x in (sd, sd2))
+            assert sd.keys() == sd2.keys() and all(torch.equal(sd[k], sd2[k]) for k in sd), (algo, name)
+        for k in sb3_state.COUNTERS:
+            assert getattr(m, k, None) == getattr(m2, k, None), (algo, k)
+        if algo == "SAC":
+            assert torch.equal(m.log_ent_coef, m2.log_ent_coef)
+        if algo == "DQN":
+            b, b2 = m.replay_buffer, m2.replay_buffer
+            assert b.full and b.pos == b2.pos and b2.full
+            assert all(np.array_equal(getattr(b, k), getattr(b2, k)) for k in ("observations", "actions", "rewards"))
+        if norm is not None:
+            assert np.array_equal(norm.obs_rms.mean, norm2.obs_rms.mean) and norm.ret_rms.count == norm2.ret_rms.count
+        assert torch.equal(torch.get_rng_state(), torch.from_numpy(np.asarray(state["rng"]["torch"])))
+        m.get_env().close()
+        m2.get_env().close()
+        wrong, _ = build_model("DQN" if algo != "DQN" else "PPO", {}, pol, {"id": "CartPole-v1"}, seed=0)
+        with pytest.raises(serialization.StateError, match="model"):
+            sb3_state.load_model_state(wrong, None, state)
+        wrong.get_env().close()
+
+
+def test_a_damaged_or_foreign_sb3_checkpoint_is_refused_and_left(tmp_path):
+    from evograd.core import serialization
+
+    cfg = load_config(write(tmp_path, DQN_CARTPOLE.replace("env_steps: 3000", "env_steps: 600")))
+    out, d = tmp_path / "out", tmp_path / "out" / "dqn" / "seed0"
+    d.mkdir(parents=True)
+    serialization.save_state(d / "checkpoint.state", {"version": 1, "kind": "population", "loop": {}})
+    files = {p.name: p.read_bytes() for p in d.iterdir()}
+    with pytest.raises(serialization.StateError, match="not a checkpoint of an sb3 job"):
+        run_job(cfg, "dqn", 0, out, resume=True)
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == files
+    (d / "checkpoint.state").write_bytes(b"PK\x03\x04garbage")
+    with pytest.raises(serialization.StateError):
+        run_job(cfg, "dqn", 0, out, resume=True)
+
+
+@pytest.mark.parametrize("where, bad", [
+    (("model", "counters", "num_timesteps"), float("nan")), (("model", "counters", "_n_updates"), -3),
+    (("model", "counters", "exploration_rate"), 7.0), (("model", "algo"), "SAC"),
+    (("model", "replay_buffer", "pos"), 10**9), (("loop", "history"), []), (("loop", "stop_reason"), "max_seconds"),
+    (("loop", "next_eval"), "soon"), (("loop", "resumed"), -1), (("loop", "wall_s"), float("inf")),
+])
+def test_a_tampered_sb3_checkpoint_is_refused_and_left(tmp_path, monkeypatch, where, bad):
+    from evograd.core import serialization
+
+    cfg = load_config(write(tmp_path, DQN_CARTPOLE.replace("env_steps: 3000", "env_steps: 1200")))
+    out, d = tmp_path / "out", tmp_path / "out" / "dqn" / "seed0"
+    restore = _kill_at(monkeypatch, 600)
+    assert run_job(cfg, "dqn", 0, out, checkpoint_seconds=0.0)["status"] == "failed"
+    restore()
+    state = serialization.load_state(d / "checkpoint.state")
+    node = state
+    for k in where[:-1]:
+        node = node[k]
+    node[where[-1]] = bad
+    serialization.save_state(d / "checkpoint.state", state)
+    files = {p.name: p.read_bytes() for p in d.iterdir()}
+    with pytest.raises(serialization.StateError):
+        run_job(cfg, "dqn", 0, out, resume=True)
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == files

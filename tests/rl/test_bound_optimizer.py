@@ -102,10 +102,36 @@ def _flushes() -> bool:
     return bool(torch.tensor([1e-39], dtype=torch.float32).mul(1.0) == 0)
 
 
-def test_training_flushes_denormals_only_while_it_runs():
+@pytest.mark.parametrize("threads", [1, 2])
+def test_training_flushes_denormals_only_while_it_runs_on_one_thread(threads):
     assert not _flushes()
     seen = []
+    before = torch.get_num_threads()
     train_ppo("CartPole-v1", seed=0, max_env_steps=256, n_envs=2, n_steps=64, batch_size=64, n_epochs=1,
-              eval_every=10**9, eval_episodes=1, callback=lambda row: seen.append(_flushes()))
-    assert seen and all(seen)
-    assert not _flushes()
+              eval_every=10**9, eval_episodes=1, torch_threads=threads, callback=lambda row: seen.append(_flushes()))
+    assert seen and all(seen) == (threads == 1) and any(seen) == (threads == 1)
+    assert not _flushes() and torch.get_num_threads() == before
+
+
+def test_a_loaded_state_keeps_this_optimizers_kernel():
+    X, y = _data(3)
+    net = _net(3)
+    opt = eg.make("adam", lr=0.01).bind(net.parameters())
+    fused = opt._opt.param_groups[0]["fused"]
+    for _ in range(3):
+        opt.ask_candidates()
+        net.zero_grad()
+        _loss(net, X, y).backward()
+        opt.tell(1.0)
+    state = opt.state_dict()
+    for g in state["algorithm"]["param_groups"]:  # as a state saved by the other kernel says
+        g["fused"], g["foreach"] = (None if fused else True), None
+    net2 = _net(4)
+    opt2 = eg.make("adam", lr=0.01).bind(net2.parameters())
+    opt2.load_state_dict(state)
+    assert opt2._opt.param_groups[0]["fused"] == fused
+    np.testing.assert_array_equal(opt2.ask(), opt.ask())
+    opt2.ask_candidates()
+    net2.zero_grad()
+    _loss(net2, X, y).backward()
+    opt2.tell(1.0)  # steps with its own kernel
