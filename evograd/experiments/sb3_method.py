@@ -22,11 +22,12 @@ under the protocol every other method of a config runs under.
   observation statistics, as plain arrays.
 * Resume: checkpoint.state holds the model's training state as plain data (experiments/sb3_state.py: parameters,
   optimizer moments, replay buffer, VecNormalize statistics, counters, generators; never SB3's pickled zip) and
-  this job's rows, clock and best policy, written at update boundaries at most every max(checkpoint_seconds,
-  50 x the last write's seconds). `compare --resume` / `run --resume` continue from it (extra.resumed counts
-  the resumes; the envs are reset with a seed drawn from the job seed and the step count, so a resumed run is
-  not bit-identical to an uninterrupted one). A job with no checkpoint, or whose model's buffer sb3_state does
-  not handle, runs again from the start (extra.restarted); a finished one (result.json with status ok) is kept.
+  this job's rows, clock and best policy, written at update boundaries at most every max(30 x checkpoint_seconds
+  (60 s by default), 50 x the last write's seconds). `compare --resume` / `run --resume` continue from it
+  (extra.resumed counts the resumes; the envs are reset with a seed drawn from the job seed and the step
+  count, so a resumed run is not bit-identical to an uninterrupted one). A job with no checkpoint, or whose
+  model's buffer sb3_state does not handle, runs again from the start (extra.restarted); a finished one
+  (result.json with status ok) is kept.
 
 The block's policy and hyperparameters are checked, and `hyperparams: zoo` resolved, when the config loads
 (experiments/sb3_config.py; the zoo's table is experiments/sb3_zoo.py).
@@ -210,6 +211,8 @@ class _Run:
         self.t0 = time.perf_counter()
         self._add_row(0, evaluate=True)
 
+    # the model's state (a replay buffer of megabytes) is written 30x less often than the rows (checkpoint_seconds)
+    CHECKPOINT_EVERY = 30
     LOOP_KEYS = ("history", "episode_returns", "eval_env_steps", "eval_s", "next_eval", "best_return",
                  "last_return", "stop_reason", "resumed")
 
@@ -237,9 +240,10 @@ class _Run:
         self.saved_best, self.resumed = -math.inf, self.resumed + 1
 
     def _checkpoint_due(self) -> bool:
-        # at most every checkpoint_seconds, and never more than 2% of the time in writing (a replay buffer of
-        # 300k HalfCheetah transitions is about 50 MB)
-        return time.perf_counter() - self.last_checkpoint >= max(self.checkpoint_seconds, 50 * self.checkpoint_cost)
+        # at most every 30 x checkpoint_seconds, and never more than 2% of the time in writing (a replay buffer
+        # of 300k HalfCheetah transitions is about 50 MB): a kill loses at most that much training
+        every = max(self.CHECKPOINT_EVERY * self.checkpoint_seconds, 50 * self.checkpoint_cost)
+        return time.perf_counter() - self.last_checkpoint >= every
 
     def checkpoint(self) -> None:
         t = time.perf_counter()
