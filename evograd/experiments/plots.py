@@ -1,6 +1,7 @@
 """Learning-curve plots of a run directory: evaluation return against training env steps and against
 wall-clock (best value against evaluations for function tasks), mean over seeds with a min-max band; and the
-performance profile of the report's Statistics section (plot_profile).
+performance profile of the report's Statistics section (plot_profile); and plot_panels, one figure of several
+env comparisons (a row each, both x axes), for a README.
 
 Each seed's curve is a step function ("last evaluation so far") on the union of all seeds' x values, so
 nothing is interpolated; the line is dotted where only some seeds have data. Drawn on a bare Agg Figure
@@ -44,17 +45,23 @@ def _step_line(grid: np.ndarray, y: np.ndarray, keep: np.ndarray) -> tuple[np.nd
     return xs.ravel(), ys.ravel()
 
 
-def _plot_one(path: Path, records: list[RunRecord], xcol: str, ycol: str, xlabel: str, ylabel: str,
-              title: str, threshold: float | None, center: str, log_y: bool) -> Path:
-    import matplotlib  # lazily: `import evograd` must not pay for matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+def _figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (9, 5.4)):
+    """A bare Figure on an Agg canvas, not pyplot: no global backend switch, no figure registry to leak."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazily: `import evograd` must not pay for it
     from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(size[0] * cols, size[1] * rows), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(rows, cols, squeeze=False)
+
+
+def _draw_curves(ax, records: list[RunRecord], xcol: str, ycol: str, xlabel: str, ylabel: str,
+                 threshold: float | None, center: str, log_y: bool, legend_size: float = 9) -> str:
+    """One axes of learning curves: per method, its `center` over seeds with a min-max band. Returns the note
+    on the x scale for the subtitle."""
+    import matplotlib
     from matplotlib.ticker import EngFormatter
 
-    # a bare Figure on an Agg canvas, not pyplot: no global backend switch, no figure registry to leak
-    fig = Figure(figsize=(9, 5.4), dpi=120, layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
     colors = [c["color"] for c in matplotlib.rcParams["axes.prop_cycle"]]
     partial_any, all_y, ends = False, [], []
     for k, label in enumerate(dict.fromkeys(r.label for r in records)):
@@ -97,11 +104,19 @@ def _plot_one(path: Path, records: list[RunRecord], xcol: str, ycol: str, xlabel
     ax.set_ylabel(ylabel, fontsize=11)
     ax.grid(True, alpha=0.3)
     ax.set_xlim(left=0)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize=legend_size, framealpha=0.85)
+    return note
+
+
+def _plot_one(path: Path, records: list[RunRecord], xcol: str, ycol: str, xlabel: str, ylabel: str,
+              title: str, threshold: float | None, center: str, log_y: bool) -> Path:
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    note = _draw_curves(ax, records, xcol, ycol, xlabel, ylabel, threshold, center, log_y)
     fig.suptitle(title, fontsize=13, fontweight="bold")
     ax.set_title(f"line: {center} over seeds, band: min–max over seeds "
                  f"(each seed held at its last evaluation){note}", fontsize=9.5, color="0.3")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="best", fontsize=9, framealpha=0.85)
     fig.savefig(path)
     return path
 
@@ -146,12 +161,9 @@ def plot_profile(path: str | Path, profiles: Mapping, title: str, convention: st
     1 (the threshold). labels: every method in the curves' order, so a method keeps its color; runs: how many
     runs each profile covers (for the legend)."""
     import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 5.4), dpi=120, layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    fig, axes = _figure()
+    ax = axes[0, 0]
     colors = [c["color"] for c in matplotlib.rcParams["axes.prop_cycle"]]
     order = list(labels or profiles)
     for label, prof in profiles.items():
@@ -170,5 +182,28 @@ def plot_profile(path: str | Path, profiles: Mapping, title: str, convention: st
     ax.set_title("\n".join(textwrap.wrap(convention + "; band: 95% stratified-bootstrap interval", 120)),
                  fontsize=8.5, color="0.3")
     ax.legend(loc="best", fontsize=9, framealpha=0.85)
+    fig.savefig(path)
+    return Path(path)
+
+
+def plot_panels(path: str | Path, run_dirs: list[str | Path], titles: list[str] | None = None) -> Path:
+    """One figure of several env comparisons (a README's figure): a row per run directory, its mean evaluation
+    return against training env steps (left) and wall-clock seconds (right), drawn as plot_curves draws them."""
+    if not run_dirs:
+        raise ValueError("plot_panels needs at least one run directory")
+    fig, axes = _figure(len(run_dirs), 2, size=(7.5, 4.6))
+    for i, out_dir in enumerate(map(Path, run_dirs)):
+        records, cfg = read_runs(out_dir), read_config(out_dir)
+        if detect_kind(records, cfg) != "env":
+            raise ValueError(f"{out_dir}: plot_panels draws env tasks (evaluation return); this run is a "
+                             "function task")
+        title = titles[i] if titles else task_title(cfg, out_dir)
+        for ax, (xcol, xlabel) in zip(axes[i], [("env_steps", "training env steps"),
+                                                 ("wall_s", "wall-clock seconds")]):
+            note = _draw_curves(ax, records, xcol, "eval_return", xlabel, "evaluation return",
+                                cfg.get("threshold"), "mean", False, legend_size=7.5)
+            ax.set_title(f"{title}{note}", fontsize=10.5)
+    fig.suptitle("mean over seeds, band: min–max over seeds (each seed held at its last evaluation)",
+                 fontsize=10, color="0.3")
     fig.savefig(path)
     return Path(path)

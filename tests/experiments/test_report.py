@@ -197,6 +197,28 @@ def test_curves_written_and_readable(run_dir):
     assert "curves_env_steps.png" in out["summary_md"].read_text()
 
 
+def test_panel_figure_draws_a_row_per_run_and_refuses_function_tasks(run_dir, tmp_path):
+    import shutil
+
+    import matplotlib.image
+
+    from evograd.experiments.plots import plot_panels
+
+    second = tmp_path / "second"
+    shutil.copytree(run_dir, second)
+    one = matplotlib.image.imread(plot_panels(tmp_path / "one.png", [run_dir]))
+    two = matplotlib.image.imread(plot_panels(tmp_path / "two.png", [run_dir, second], ["A", "B"]))
+    assert two.shape[1] == one.shape[1] and two.shape[0] == pytest.approx(2 * one.shape[0], rel=0.05)
+    assert two[..., :3].std() > 0.05
+    fn = tmp_path / "fn"
+    (fn / "cmaes" / "seed0").mkdir(parents=True)
+    (fn / "config.resolved.yaml").write_text(yaml.safe_dump({"name": "f", "task": {"function": {"fn": "sphere"}}}))
+    with pytest.raises(ValueError, match="function task"):
+        plot_panels(tmp_path / "x.png", [run_dir, fn])
+    with pytest.raises(ValueError, match="at least one"):
+        plot_panels(tmp_path / "x.png", [])
+
+
 def test_function_task(tmp_path):
     out = tmp_path / "fn"
     for label, scale in (("cmaes", 1.0), ("ga", 1000.0)):
