@@ -33,6 +33,7 @@ from .budgets import budget_text, method_budget
 from .cputime import CPU_JSON, read_cpu_seconds
 from .plots import plot_curves, plot_profile
 from .records import RunRecord, detect_kind, num, read_config, read_runs, task_title
+from .report_matched import curve
 from .report_stats import PROFILE_PNG, STATS_COLUMNS, normalized_finals, profiles, run_samples, stats_section
 from .report_stats import fmt_number as _g
 
@@ -165,6 +166,7 @@ def summarize(out_dir: str | Path, threshold: float | None = None, task_kind: st
         cap = row[f"budget_{unit}"] = method_budget(cfg, label).get(unit)  # this method's own budget
         row["_errors"] = [f"{label} seed {r.seed}: {_error_line(r, kind)}" for r in runs if r.status != "ok"]
         row.update(run_samples(runs, per_seed, kind, threshold is not None, cap))
+        row["_curves"] = [curve(r) for r in runs] if kind == "env" else []
         rows.append(row)
     return rows
 

@@ -3,8 +3,10 @@ runs' figures, with evograd.experiments.stats (Agarwal et al. 2021, "Deep RL at 
 Precipice").
 
 Per method: IQM and mean of the final return (function tasks: best value) of the completed runs, and of the
-env steps (evaluations) to the threshold, each with a 95% stratified-bootstrap interval; the probability of
-improvement of every pair of methods; a performance profile of normalized final returns.
+env steps (evaluations) to the threshold, each with a 95% stratified-bootstrap interval, and the IQM of the wall
+seconds to it; env tasks also get each method's return at equal budgets (report_matched.py: at the smaller
+methods' env steps and at the quickest method's wall-clock); the probability of improvement of every pair of
+methods; a performance profile of normalized final returns.
 
 Steps to threshold are censored: a completed run that never reached the threshold counts as the budget it
 spent (its method's budget.env_steps or budget.evals, or the run's own env steps or evaluations at its end where
@@ -29,6 +31,7 @@ import numpy as np
 from . import stats
 from .budgets import method_budget
 from .records import RunRecord, num
+from .report_matched import equal_budget_lines
 
 __all__ = ["PROFILE_PNG", "STATS_COLUMNS", "fmt_number", "initial_return", "normalized_finals", "profiles",
            "random_score", "run_samples", "stats_section"]
@@ -36,7 +39,8 @@ __all__ = ["PROFILE_PNG", "STATS_COLUMNS", "fmt_number", "initial_return", "norm
 # summary.csv's columns of the Statistics section: IQM and mean with 95% stratified-bootstrap intervals
 STATS_COLUMNS = {
     kind: [f"{v}_iqm", f"{v}_iqm_low", f"{v}_iqm_high", f"{v}_mean_low", f"{v}_mean_high", f"{s}_iqm", f"{s}_iqm_low",
-           f"{s}_iqm_high", f"{s}_mean", f"{s}_mean_low", f"{s}_mean_high", "censored_runs"]
+           f"{s}_iqm_high", f"{s}_mean", f"{s}_mean_low", f"{s}_mean_high", "seconds_to_threshold_iqm",
+           "seconds_to_threshold_iqm_low", "seconds_to_threshold_iqm_high", "censored_runs"]
     for kind, v, s in (("env", "final_return", "steps_to_threshold"), ("function", "best_value", "evals_to_threshold"))}
 PROFILE_PNG = "performance_profile.png"
 
@@ -75,15 +79,32 @@ def run_samples(runs: list[RunRecord], seed_stats: list[dict], kind: str, thresh
         else:  # failed or killed before reaching it (when it would have is unknown), or its figure was lost
             left_out += 1
     steps, censored = stats.censor_at_budget(steps, budgets)
+    seconds = _seconds_sample(runs, seed_stats) if threshold else []
     out = {"_final": [v for v in final if np.isfinite(v)], "_steps": steps.tolist(), "_steps_left_out": left_out,
-           "censored_runs": censored if threshold else None,
+           "censored_runs": censored if threshold else None, "_seconds": seconds,
            "_initial": [v for v in map(initial_return, runs) if np.isfinite(v)] if kind == "env" else []}
     keys = ("final_return", "steps_to_threshold") if kind == "env" else ("best_value", "evals_to_threshold")
-    for key, sample in zip(keys, (out["_final"], out["_steps"])):
+    for key, sample in zip((*keys, "seconds_to_threshold"), (out["_final"], out["_steps"], out["_seconds"])):
         for name, agg in (("iqm", stats.iqm), ("mean", stats.mean)) if sample else ():
             est = stats.interval_estimate(sample, agg)  # one run: its value, and no interval to speak of
             out.update({f"{key}_{name}": est.value, f"{key}_{name}_low": est.low if len(sample) > 1 else None,
                         f"{key}_{name}_high": est.high if len(sample) > 1 else None})
+    return out
+
+
+def _seconds_sample(runs: list[RunRecord], seed_stats: list[dict]) -> list[float]:
+    """Wall seconds to the threshold: a completed run that never reached it counts as its own wall seconds at its
+    end (censored, like steps); a failed or killed one that had not is left out."""
+    out = []
+    for r, s in zip(runs, seed_stats):
+        if s["reached"]:
+            value = s["seconds"]
+        elif r.status == "ok":
+            value = r.value("wall_s")
+        else:
+            continue
+        if np.isfinite(value):
+            out.append(float(value))
     return out
 
 
@@ -142,13 +163,15 @@ def _stats_table(rows: list[dict], function: bool, threshold: bool) -> list[str]
     v, s = ("best_value", "evals_to_threshold") if function else ("final_return", "steps_to_threshold")
     what, to = ("best value", "evals to threshold") if function else ("final return", "env steps to threshold")
     head = ["method", "runs", f"{what} IQM [95% CI]", f"{what} mean [95% CI]"]
-    head += [f"{to} IQM [95% CI]", f"{to} mean [95% CI]", "censored at budget"] if threshold else []
+    head += [f"{to} IQM [95% CI]", f"{to} mean [95% CI]", "seconds to threshold IQM [95% CI]",
+             "censored at budget"] if threshold else []
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     for r in rows:
         cells = [r["method"].replace("|", "\\|"), str(len(r.get("_final", [])))]
         cells += [_ci(*(r.get(f"{v}_{k}") for k in (a, f"{a}_low", f"{a}_high"))) for a in ("iqm", "mean")]
         if threshold:
             cells += [_ci(*(r.get(f"{s}_{k}") for k in (a, f"{a}_low", f"{a}_high"))) for a in ("iqm", "mean")]
+            cells.append(_ci(*(r.get(f"seconds_to_threshold_{k}") for k in ("iqm", "iqm_low", "iqm_high"))))
             left = f", {r['_steps_left_out']} left out" if r.get("_steps_left_out") else ""
             cells.append(f"{r.get('censored_runs') or 0} of {len(r.get('_steps', []))}{left}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -187,7 +210,12 @@ def stats_section(rows: list[dict], cfg: dict, threshold: float | None, function
             cap_text = f"{budget}, or the {unit} it ran to where its last generation went past that"
         lines += ["", f"To threshold: {unit} at the first evaluation that reached the threshold. A completed run "
                   f"that never reached it counts as the budget ({cap_text}): censored, so with censored runs IQM "
-                  "and mean are lower bounds. A failed or killed job that had not reached it is left out."]
+                  "and mean are lower bounds. A failed or killed job that had not reached it is left out. Seconds "
+                  "to threshold: wall seconds (evaluations included) at that evaluation; a completed run that never "
+                  "reached it counts as its own wall seconds at its end, censored in the same way."]
+    if not function:
+        matched = equal_budget_lines(rows, cfg)
+        lines += ["", *matched] if matched else []
     better = "a lower best value" if function else "a higher final return"
     lines += ["", "### Probability of improvement", "",
               f"P(X > Y): the probability that a run of X ends with {better} than a run of Y (ties count 1/2: the "

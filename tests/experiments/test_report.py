@@ -253,6 +253,7 @@ def test_function_task(tmp_path):
     assert "| cmaes | ga | 1 [1, 1] |" in section and "a lower best value" in section
     assert "| 2 of 2 |" in section and "its own evaluations at its end" in section
     assert "None for function tasks" in section and "performance_profile.png" not in section
+    assert "Equal budgets" not in section  # returns at equal budgets are an env task's
 
 
 def test_empty_and_unreadable(tmp_path):
@@ -280,6 +281,9 @@ def test_statistics_columns_and_censoring(run_dir):
     assert (c["censored_runs"], c["steps_to_threshold_iqm"]) == (0, pytest.approx(np.mean([2000, 1010, 3020])))
     assert p["_steps"] == [2000, 1000] and p["censored_runs"] == 0 and p["_steps_left_out"] == 1
     assert p["final_return_iqm"] == 160 and p["final_return_iqm_low"] is None  # one completed run
+    # wall seconds to the threshold, censored like steps: ars seed 2 never reached it and counts its own 1.5 s
+    assert a["_seconds"] == [1.5, 0.5, 1.5] and c["_seconds"] == [2.0, 1.5, 3.3] and p["_seconds"] == [8.0, 4.0]
+    assert a["seconds_to_threshold_iqm"] == pytest.approx(3.5 / 3)
     assert summarize(run_dir, THRESHOLD)[1]["final_return_iqm_high"] == c["final_return_iqm_high"]  # seeded
 
     cfg = yaml.safe_load((run_dir / "config.resolved.yaml").read_text())
@@ -313,6 +317,30 @@ def test_statistics_section(run_dir):
     assert table["ars"]["censored_runs"] == "1" and float(table["ars"]["steps_to_threshold_mean"]) == pytest.approx(
         7000 / 3)
     assert table["ppo"]["final_return_iqm"] == "160.0" and table["ppo"]["final_return_iqm_low"] == ""
+
+
+def test_equal_budgets_table(run_dir):
+    """Methods on different budgets are compared where they all stand: each method's return at the smaller
+    budgets (first evaluation at or after N env steps) and at the quickest method's median wall seconds (last
+    evaluation at or before it; a completed shorter run counts its final one, a job killed before it none)."""
+    cfg = yaml.safe_load((run_dir / "config.resolved.yaml").read_text())
+    cfg["methods"]["ppo"]["budget"] = {"env_steps": 2000}
+    (run_dir / "config.resolved.yaml").write_text(yaml.safe_dump(cfg))
+    md = report(run_dir)["summary_md"].read_text()
+    section = md.split("### Equal budgets")[1].split("### Probability")[0]
+    assert "| method | return at 2,000 env steps | return at 1.5 s |" in section
+    assert "At 1.5 s (ars's median run" in section
+    # cmaes at 2,000: 100 (2,000), 105 (2,010), 90 (2,020); at 1.5 s: 50, 110, 60
+    assert "| cmaes | 98.33 [90, 105] (3) | 73.33 [50, 110] (3) |" in section
+    # ppo's failed and killed runs never evaluated at 2,000; at 1.5 s all three had run past it: 20 each
+    assert "| ppo | 150 (1 run) | 20 [20, 20] (3) |" in section
+    # ars completed at 1.5 s: its final returns
+    assert "| ars | 76.67 [60, 90] (3) | 123.2 [99.5, 140] (3) |" in section
+
+    cfg["methods"]["ppo"].pop("budget")  # one budget: only the wall-clock column
+    (run_dir / "config.resolved.yaml").write_text(yaml.safe_dump(cfg))
+    section = report(run_dir)["summary_md"].read_text().split("### Equal budgets")[1]
+    assert "\n| method | return at 1.5 s |\n" in section and "At N env steps" not in section
 
 
 def test_performance_profile_png_and_random_score_from_the_config(run_dir):
