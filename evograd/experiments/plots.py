@@ -131,7 +131,7 @@ def _x_scale(ax, ends: list[float]) -> str:
     if not (min(ends, default=0) > 0 and max(ends) >= LOG_X_SPREAD * min(ends)):
         return ""
     ax.set_xscale("symlog", linthresh=min(ends) / 10, linscale=0.5)
-    return f"; x logarithmic above {EngFormatter(sep='')(min(ends) / 10)}"
+    return f"; x logarithmic above {EngFormatter(places=1, sep='')(min(ends) / 10)}"
 
 
 def plot_curves(out_dir: str | Path, threshold: float | None = None, task_kind: str | None = None, *,
@@ -186,11 +186,16 @@ def plot_profile(path: str | Path, profiles: Mapping, title: str, convention: st
     return Path(path)
 
 
-def plot_panels(path: str | Path, run_dirs: list[str | Path], titles: list[str] | None = None) -> Path:
+def plot_panels(path: str | Path, run_dirs: list[str | Path], titles: list[str] | None = None,
+                y_floors: list[float | None] | None = None) -> Path:
     """One figure of several env comparisons (a README's figure): a row per run directory, its mean evaluation
-    return against training env steps (left) and wall-clock seconds (right), drawn as plot_curves draws them."""
+    return against training env steps (left) and wall-clock seconds (right), drawn as plot_curves draws them.
+    y_floors (one per run directory, None for none): the lowest return shown, so that a collapsed method or a
+    wide band does not squeeze the others into a sliver; the row's title says where it is cut."""
     if not run_dirs:
         raise ValueError("plot_panels needs at least one run directory")
+    if y_floors is not None and len(y_floors) != len(run_dirs):
+        raise ValueError(f"y_floors: {len(y_floors)} given for {len(run_dirs)} run directories")
     fig, axes = _figure(len(run_dirs), 2, size=(7.5, 4.6))
     for i, out_dir in enumerate(map(Path, run_dirs)):
         records, cfg = read_runs(out_dir), read_config(out_dir)
@@ -202,6 +207,10 @@ def plot_panels(path: str | Path, run_dirs: list[str | Path], titles: list[str] 
                                                  ("wall_s", "wall-clock seconds")]):
             note = _draw_curves(ax, records, xcol, "eval_return", xlabel, "evaluation return",
                                 cfg.get("threshold"), "mean", False, legend_size=7.5)
+            floor = y_floors[i] if y_floors else None
+            if floor is not None and ax.get_ylim()[0] < floor:
+                ax.set_ylim(bottom=floor)
+                note += f"; y cut at {floor:g}"
             ax.set_title(f"{title}{note}", fontsize=10.5)
     fig.suptitle("mean over seeds, band: min–max over seeds (each seed held at its last evaluation)",
                  fontsize=10, color="0.3")

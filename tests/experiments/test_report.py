@@ -217,6 +217,12 @@ def test_panel_figure_draws_a_row_per_run_and_refuses_function_tasks(run_dir, tm
         plot_panels(tmp_path / "x.png", [run_dir, fn])
     with pytest.raises(ValueError, match="at least one"):
         plot_panels(tmp_path / "x.png", [])
+    # a floor cuts the view (the curves here start at 0-20): the picture changes; one floor per run directory
+    cut = matplotlib.image.imread(plot_panels(tmp_path / "cut.png", [run_dir], y_floors=[40.0]))
+    assert cut.shape == one.shape and not np.array_equal(cut, one)
+    assert np.array_equal(matplotlib.image.imread(plot_panels(tmp_path / "no.png", [run_dir], y_floors=[None])), one)
+    with pytest.raises(ValueError, match="y_floors: 2 given for 1"):
+        plot_panels(tmp_path / "x.png", [run_dir], y_floors=[0.0, 1.0])
 
 
 def test_function_task(tmp_path):
