@@ -7,6 +7,7 @@ results must not carry anything that a loader would execute). `evograd report DE
 summary, statistics and plots from the copy alone.
 
   python benchmarks/publish_run.py RUN_DIR DEST --command "evograd compare configs/x.yaml --out RUN_DIR" [--replace]
+      [--notes NOTES.md]
 
 DEST must not exist, or --replace removes it first (a stale file from an earlier copy must not enter the tables).
 
@@ -78,7 +79,12 @@ def main() -> int:
     ap.add_argument("dest", type=Path)
     ap.add_argument("--command", required=True, help="the command that made the run (for the README)")
     ap.add_argument("--replace", action="store_true", help="remove DEST first when it exists")
+    ap.add_argument("--notes", type=Path, help="a markdown file appended to the README under '## Notes' (what a "
+                    "reader must know that the tables do not say)")
     args = ap.parse_args()
+    if args.notes is not None and not args.notes.is_file():
+        print(f"--notes: {args.notes} is not a file", file=sys.stderr)
+        return 2
     if args.dest.exists():
         if not args.replace:
             print(f"{args.dest} exists: --replace removes it first", file=sys.stderr)
@@ -88,7 +94,10 @@ def main() -> int:
         print(f"{args.run}: no config.resolved.yaml (not a comparison's run directory)", file=sys.stderr)
         return 2
     jobs = copy_run(args.run, args.dest)
-    (args.dest / "README.md").write_text(readme(args.dest, args.command, jobs))
+    text = readme(args.dest, args.command, jobs)
+    if args.notes is not None:
+        text += "\n## Notes\n\n" + args.notes.read_text().strip() + "\n"
+    (args.dest / "README.md").write_text(text)
     print(f"{args.dest}: {len(jobs)} jobs, {sum(s == 'ok' for *_, s in jobs)} finished")
     return 0
 

@@ -213,7 +213,13 @@ def test_publish_run_copies_plain_files_that_rebuild_the_report(compared, tmp_pa
     assert "`evograd compare exp.yaml`" in text and "CPU-hours" in text and "Jobs not finished: none." in text
     again = subprocess.run(cmd, capture_output=True, text=True)
     assert again.returncode == 2 and "--replace" in again.stderr
-    assert subprocess.run(cmd + ["--replace"], capture_output=True, text=True).returncode == 0
+    notes = tmp_path / "notes.md"
+    notes.write_text("The long method diverged after 1M steps.\n")
+    assert subprocess.run(cmd + ["--replace", "--notes", str(notes)], capture_output=True, text=True).returncode == 0
+    assert (dest / "README.md").read_text().endswith("## Notes\n\nThe long method diverged after 1M steps.\n")
+    missing = subprocess.run(cmd + ["--replace", "--notes", str(tmp_path / "nope.md")], capture_output=True,
+                             text=True)
+    assert missing.returncode == 2 and "nope.md is not a file" in missing.stderr and dest.exists()
     report(dest)  # the copy alone rebuilds the summary
     assert "short" in (dest / "summary.md").read_text()
 
