@@ -230,3 +230,47 @@ def test_the_schema_offers_a_budget_in_methods_only():
     sc = schema()
     assert sc["$defs"]["cmaes"]["properties"]["budget"]["anyOf"][0] == {"$ref": "#/$defs/Budget"}
     assert sc["properties"]["optimizer"]["not"] == {"required": ["budget"]}  # `evograd run` refuses one
+
+
+def test_snapshot_run_carries_an_unfinished_run_that_resumes_from_the_copy(compared, tmp_path):
+    """benchmarks/snapshot_run.py: an unfinished run copied into the repository (no locks, no checkpoints of
+    finished jobs, nothing over the size limit, no machine paths) resumes from the copy: the finished jobs are
+    kept as they are and only the unfinished one runs."""
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    from evograd.experiments.compare import run_compare
+
+    cfg, done, _ = compared
+    run = tmp_path / "machine" / "runs17" / "cartpole"
+    shutil.copytree(done, run)
+    (run / "short" / "seed0" / "result.json").unlink()  # the short job is still to run
+    (run / "short" / "seed0" / "checkpoint.state").write_bytes(b"x" * 2000)  # over a 0.001 MB limit
+    (run / "long" / "seed0" / "job.lock").write_text("123")
+    entry = "/home/someone/src/evograd/evograd/__main__.py"
+    (run / "run_meta.json").write_text(json.dumps({"sessions": [{"argv": [entry, "compare", "x.yaml", "--out",
+                                                                         str(run)]}]}))
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "snapshot_run.py"
+    spec = importlib.util.spec_from_file_location("snapshot_run", script)
+    snapshot_run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(snapshot_run)
+    dest = tmp_path / "repo" / "docs" / "results" / "cartpole" / "unfinished"
+    (dest / "stale").mkdir(parents=True)  # a file that left the run leaves the copy
+    assert snapshot_run.main([str(run), str(dest), "--max-mb", "0.001", "--name", "cartpole"]) == 0
+    files = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()}
+    assert "long/seed0/result.json" in files and "README.md" in files and not any("stale" in f for f in files)
+    assert not [f for f in files if f.endswith(("job.lock", "checkpoint.state"))]
+    meta = (dest / "run_meta.json").read_text()
+    assert json.loads(meta)["sessions"][0]["argv"] == ["evograd", "compare", "x.yaml", "--out", "runs/cartpole"]
+    readme = (dest / "README.md").read_text()
+    assert "short/seed0/checkpoint.state (0.002 MB, over the limit)" in readme and "--resume" in readme
+    assert snapshot_run.main([str(tmp_path / "nowhere"), str(dest)]) == 2
+
+    carried = tmp_path / "next_session"
+    shutil.copytree(dest, carried)
+    long_before = (carried / "long" / "seed0" / "result.json").read_text()
+    results = {r["method"]: r for r in run_compare(cfg, carried, jobs=1, quiet=True, resume=True)}
+    assert {m: r["status"] for m, r in results.items()} == {"long": "ok", "short": "ok", "ppo": "ok"}
+    assert (carried / "long" / "seed0" / "result.json").read_text() == long_before  # kept, not run again
+    assert results["short"]["env_steps"] >= 1000

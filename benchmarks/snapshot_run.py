@@ -1,0 +1,118 @@
+"""Copy an unfinished comparison's run directory into the repository, so that a run of many hours survives the
+end of a working session (processes and files outside the checkout may not), and `compare --resume` carries it
+on from the copy in the next one.
+
+What is copied: every file of every job, checkpoints of unfinished jobs included, except
+- job.lock (a lock belongs to a live process);
+- checkpoint.state of a finished job (result.json with status ok: `--resume` keeps it as it is);
+- files over --max-mb (default 5: an SB3 replay buffer, tens of MB for SAC; that job then starts again, from a
+  smaller checkpoint of its own or from the start). They are named on stderr.
+Machine paths are rewritten in run_meta.json and config.resolved.yaml (the run directory becomes
+`runs/<name>`, the evograd entry point `evograd`), so the repository holds no path of the machine that ran it.
+DEST is replaced, never merged (a file that left the run must leave the copy), and gets a README saying how to
+carry the run on.
+
+  python benchmarks/snapshot_run.py RUN_DIR DEST [--max-mb 5] [--name lunarlander]
+
+When every job has finished, publish_run.py writes the published comparison instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+REWRITTEN = ("run_meta.json", "config.resolved.yaml")
+README = """# {name}: an unfinished run, carried between sessions
+
+This folder is the run directory of the {name} comparison while it is still running: every job's files,
+checkpoints of the jobs in progress included, except files over {max_mb:g} MB (a Stable-Baselines3 replay buffer:
+that job then starts again from the start). Nothing here is a result yet. Carry it on with
+
+    cp -r {dest} RUN && evograd compare --resume RUN --jobs 1
+
+and copy it back with `python benchmarks/snapshot_run.py RUN {dest}`. When every job has finished,
+`benchmarks/publish_run.py RUN docs/results/{name} --replace` writes the published comparison in its place.
+Left out of this copy: {left_out}.
+"""
+
+
+def _finished(job: Path) -> bool:
+    try:
+        return json.loads((job / "result.json").read_text()).get("status") == "ok"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _left_out(path: Path, rel: Path, max_bytes: int, finished: set[Path]) -> str | None:
+    """Why a file of the run is not copied, or None."""
+    if path.name == "job.lock":
+        return "a live process's lock"
+    if path.name == "checkpoint.state" and rel.parent in finished:
+        return "the checkpoint of a finished job"
+    if path.stat().st_size > max_bytes:
+        return f"{path.stat().st_size / 1e6:.3g} MB, over the limit"
+    return None
+
+
+def _machine_free(text: str, run: Path, name: str) -> str:
+    """The run directory's absolute path as runs/<name>, and an absolute evograd entry point as `evograd`."""
+    text = text.replace(str(run.resolve()), f"runs/{name}")
+    return re.sub(r"(?<![\w.-])/[^\s\"',\]]*/evograd/__main__\.py", "evograd", text)
+
+
+def snapshot(run: Path, dest: Path, max_mb: float = 5.0, name: str | None = None) -> list[tuple[str, str]]:
+    """Replace `dest` by the copy (see the module docstring); returns (relative path, why) of each file left out."""
+    name = name or run.resolve().name
+    max_bytes = int(max_mb * 1e6)
+    finished = {j.relative_to(run) for j in run.glob("*/seed*") if j.is_dir() and _finished(j)}
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    left = []
+    for path in sorted(p for p in run.rglob("*") if p.is_file()):
+        rel = path.relative_to(run)
+        why = _left_out(path, rel, max_bytes, finished)
+        if why is not None:
+            left.append((rel.as_posix(), why))
+            continue
+        out = tmp / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if rel.as_posix() in REWRITTEN:
+            out.write_text(_machine_free(path.read_text(), run, name))
+        else:
+            shutil.copy2(path, out)
+    big = [f"{p} ({why})" for p, why in left if "limit" in why]
+    (tmp / "README.md").write_text(README.format(name=name, max_mb=max_mb, dest=dest.as_posix(),
+                                                 left_out="; ".join(big) if big else "no checkpoint of a job "
+                                                 "in progress"))
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return left
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("dest", type=Path)
+    ap.add_argument("--max-mb", type=float, default=5.0, help="files larger than this are left out (default 5)")
+    ap.add_argument("--name", help="the run's name in rewritten paths and the README (default: RUN_DIR's name)")
+    args = ap.parse_args(argv)
+    if not (args.run / "config.json").is_file():
+        print(f"{args.run}: no config.json (not a comparison's run directory)", file=sys.stderr)
+        return 2
+    if args.max_mb <= 0:
+        print(f"--max-mb must be > 0, got {args.max_mb:g}", file=sys.stderr)
+        return 2
+    left = snapshot(args.run, args.dest, args.max_mb, args.name)
+    for rel, why in left:
+        if "limit" in why:
+            print(f"left out {rel}: {why}", file=sys.stderr)
+    print(f"{args.dest}: copied; {len(left)} files left out")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
