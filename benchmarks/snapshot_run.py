@@ -35,8 +35,8 @@ that job then starts again from the start). Nothing here is a result yet. Carry 
     cp -r {dest} RUN && evograd compare --resume RUN --jobs 1
 
 and copy it back with `python benchmarks/snapshot_run.py RUN {dest}`. When every job has finished,
-`benchmarks/publish_run.py RUN docs/results/{name} --replace` writes the published comparison in its place.
-Left out of this copy: {left_out}.
+`python benchmarks/publish_run.py RUN docs/results/{name} --command "..." --replace` writes the published
+comparison in its place. Left out of this copy: {left_out}.
 """
 
 
@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     for rel, why in left:
         if "limit" in why:
             print(f"left out {rel}: {why}", file=sys.stderr)
-    print(f"{args.dest}: copied; {len(left)} files left out")
+    counts = {why: sum(w == why for _, w in left) for why in dict.fromkeys(w for _, w in left if "limit" not in w)}
+    print(f"{args.dest}: copied; left out " + ", ".join(f"{n} x {why}" for why, n in counts.items()) if counts
+          else f"{args.dest}: copied")
     return 0
 
 
