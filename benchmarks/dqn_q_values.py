@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("method_dir", type=Path, help="RUN_DIR/<dqn method label>")
     args = ap.parse_args(argv)
-    jobs = sorted(d for d in args.method_dir.glob("seed*") if (d / "checkpoint.state").exists())
+    jobs = sorted((d for d in args.method_dir.glob("seed*") if (d / "checkpoint.state").exists()),
+                  key=lambda d: (len(d.name), d.name))  # seed2 before seed10
     if not jobs:
         print(f"{args.method_dir}: no seed<k>/checkpoint.state", file=sys.stderr)
         return 2
@@ -26,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
           "| Q best p1/p50/p99 |")
     print("|---|---:|---:|---:|---:|---:|")
     for job in jobs:
-        r = check_job(job)
+        try:
+            r = check_job(job)
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            return 2
         fmt = lambda xs: " / ".join(f"{x:,.0f}" for x in xs) if xs else "—"  # noqa: E731
         best = f"{r['best_eval_return']:.1f}" if "best_eval_return" in r else "—"
         print(f"| {job.name} | {r['env_steps']:,} | {best} | {fmt(r['returns'])} | {fmt(r['q_latest'])} | "

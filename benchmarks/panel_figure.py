@@ -34,7 +34,11 @@ def main() -> int:
         if not run.is_dir() or not any(run.glob("*/seed*")):
             print(f"{run} is not a run directory (no <method>/seed<k>/ folders in it)", file=sys.stderr)
             return 2
-    print(plot_panels(args.out, args.runs, args.titles, floors))
+    try:
+        print(plot_panels(args.out, args.runs, args.titles, floors))
+    except ValueError as exc:
+        print(str(exc).replace("y_floors", "--y-floors"), file=sys.stderr)
+        return 2
     return 0
 
 

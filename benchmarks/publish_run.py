@@ -85,6 +85,7 @@ def main() -> int:
     if args.notes is not None and not args.notes.is_file():
         print(f"--notes: {args.notes} is not a file", file=sys.stderr)
         return 2
+    notes = args.notes.read_text().strip() if args.notes is not None else None  # before --replace removes DEST
     if args.dest.exists():
         if not args.replace:
             print(f"{args.dest} exists: --replace removes it first", file=sys.stderr)
@@ -95,8 +96,8 @@ def main() -> int:
         return 2
     jobs = copy_run(args.run, args.dest)
     text = readme(args.dest, args.command, jobs)
-    if args.notes is not None:
-        text += "\n## Notes\n\n" + args.notes.read_text().strip() + "\n"
+    if notes:
+        text += "\n## Notes\n\n" + notes + "\n"
     (args.dest / "README.md").write_text(text)
     print(f"{args.dest}: {len(jobs)} jobs, {sum(s == 'ok' for *_, s in jobs)} finished")
     return 0

@@ -10,7 +10,7 @@ What is copied: every file of every job, checkpoints of unfinished jobs included
 Machine paths are rewritten in run_meta.json and config.resolved.yaml (the run directory becomes
 `runs/<name>`, the evograd entry point `evograd`), so the repository holds no path of the machine that ran it.
 DEST is replaced, never merged (a file that left the run must leave the copy), and gets a README saying how to
-carry the run on.
+carry the run on; it must be new, empty of anything but an earlier snapshot, and outside the run directory.
 
   python benchmarks/snapshot_run.py RUN_DIR DEST [--max-mb 5] [--name lunarlander]
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import shutil
 import sys
@@ -51,6 +52,8 @@ def _left_out(path: Path, rel: Path, max_bytes: int, finished: set[Path]) -> str
     """Why a file of the run is not copied, or None."""
     if path.name == "job.lock":
         return "a live process's lock"
+    if path.name.startswith(".tmp-"):
+        return "a file being written"
     if path.name == "checkpoint.state" and rel.parent in finished:
         return "the checkpoint of a finished job"
     if path.stat().st_size > max_bytes:
@@ -59,37 +62,66 @@ def _left_out(path: Path, rel: Path, max_bytes: int, finished: set[Path]) -> str
 
 
 def _machine_free(text: str, run: Path, name: str) -> str:
-    """The run directory's absolute path as runs/<name>, and an absolute evograd entry point as `evograd`."""
-    text = text.replace(str(run.resolve()), f"runs/{name}")
+    """The run directory's path (as resolved, and as given when it differs) as runs/<name>, and an absolute
+    evograd entry point as `evograd`."""
+    for form in dict.fromkeys((str(run.resolve()), str(run.absolute()))):
+        text = text.replace(form, f"runs/{name}")
     return re.sub(r"(?<![\w.-])/[^\s\"',\]]*/evograd/__main__\.py", "evograd", text)
 
 
+def _check_dest(run: Path, dest: Path) -> str | None:
+    """Why DEST cannot take the copy (it is replaced whole), or None."""
+    r, d = run.resolve(), dest.resolve()
+    if d == r or r in d.parents or d in r.parents:
+        return f"{dest} is the run directory, inside it or above it"
+    if not d.exists() or not any(d.iterdir()):
+        return None
+    readme = d / "README.md"
+    if not (readme.is_file() and "an unfinished run, carried between sessions" in readme.read_text()):
+        return f"{dest} holds files and is not an earlier snapshot (its README.md says so): give a new folder"
+    return None
+
+
 def snapshot(run: Path, dest: Path, max_mb: float = 5.0, name: str | None = None) -> list[tuple[str, str]]:
-    """Replace `dest` by the copy (see the module docstring); returns (relative path, why) of each file left out."""
+    """Replace `dest` by the copy (see the module docstring); returns (relative path, why) of each file left out.
+    ValueError when DEST is the run, inside or above it, or a folder other than an earlier snapshot."""
     name = name or run.resolve().name
+    why_not = _check_dest(run, dest)
+    if why_not is not None:
+        raise ValueError(why_not)
     max_bytes = int(max_mb * 1e6)
     finished = {j.relative_to(run) for j in run.glob("*/seed*") if j.is_dir() and _finished(j)}
-    tmp = dest.with_name(dest.name + ".partial")
+    tmp, old = dest.with_name(dest.name + ".partial"), dest.with_name(dest.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     left = []
-    for path in sorted(p for p in run.rglob("*") if p.is_file()):
-        rel = path.relative_to(run)
-        why = _left_out(path, rel, max_bytes, finished)
-        if why is not None:
-            left.append((rel.as_posix(), why))
-            continue
-        out = tmp / rel
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if rel.as_posix() in REWRITTEN:
-            out.write_text(_machine_free(path.read_text(), run, name))
-        else:
-            shutil.copy2(path, out)
-    big = [f"{p} ({why})" for p, why in left if "limit" in why]
-    (tmp / "README.md").write_text(README.format(name=name, max_mb=max_mb, dest=dest.as_posix(),
-                                                 left_out="; ".join(big) if big else "no checkpoint of a job "
-                                                 "in progress"))
-    shutil.rmtree(dest, ignore_errors=True)
+    try:
+        for path in sorted(p for p in run.rglob("*") if p.is_file()):
+            rel = path.relative_to(run)
+            try:
+                why = _left_out(path, rel, max_bytes, finished)
+                if why is not None:
+                    left.append((rel.as_posix(), why))
+                    continue
+                out = tmp / rel
+                out.parent.mkdir(parents=True, exist_ok=True)
+                if rel.as_posix() in REWRITTEN:
+                    out.write_text(_machine_free(path.read_text(), run, name))
+                else:
+                    shutil.copy2(path, out)
+            except FileNotFoundError:  # replaced or removed by the running job meanwhile (an atomic write)
+                left.append((rel.as_posix(), "gone while copying"))
+        big = [f"{p} ({why})" for p, why in left if "limit" in why]
+        (tmp / "README.md").write_text(README.format(name=name, max_mb=max_mb, dest=dest.as_posix(),
+                                                     left_out="; ".join(big) if big else "no checkpoint of a job "
+                                                     "in progress"))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)  # the earlier snapshot stays whole until the new one is in place
     tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
     return left
 
 
@@ -103,10 +135,17 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.run / "config.json").is_file():
         print(f"{args.run}: no config.json (not a comparison's run directory)", file=sys.stderr)
         return 2
-    if args.max_mb <= 0:
-        print(f"--max-mb must be > 0, got {args.max_mb:g}", file=sys.stderr)
+    if not (math.isfinite(args.max_mb) and args.max_mb > 0):
+        print(f"--max-mb must be a number > 0, got {args.max_mb:g}", file=sys.stderr)
         return 2
-    left = snapshot(args.run, args.dest, args.max_mb, args.name)
+    if args.name is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", args.name):
+        print(f"--name: letters, digits, '.', '_' and '-' only, got {args.name!r}", file=sys.stderr)
+        return 2
+    try:
+        left = snapshot(args.run, args.dest, args.max_mb, args.name)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     for rel, why in left:
         if "limit" in why:
             print(f"left out {rel}: {why}", file=sys.stderr)

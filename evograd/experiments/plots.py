@@ -196,6 +196,8 @@ def plot_panels(path: str | Path, run_dirs: list[str | Path], titles: list[str] 
         raise ValueError("plot_panels needs at least one run directory")
     if y_floors is not None and len(y_floors) != len(run_dirs):
         raise ValueError(f"y_floors: {len(y_floors)} given for {len(run_dirs)} run directories")
+    if y_floors is not None and not all(f is None or np.isfinite(f) for f in y_floors):
+        raise ValueError(f"y_floors must be finite numbers or None, got {y_floors}")
     fig, axes = _figure(len(run_dirs), 2, size=(7.5, 4.6))
     for i, out_dir in enumerate(map(Path, run_dirs)):
         records, cfg = read_runs(out_dir), read_config(out_dir)
@@ -208,6 +210,9 @@ def plot_panels(path: str | Path, run_dirs: list[str | Path], titles: list[str] 
             note = _draw_curves(ax, records, xcol, "eval_return", xlabel, "evaluation return",
                                 cfg.get("threshold"), "mean", False, legend_size=7.5)
             floor = y_floors[i] if y_floors else None
+            if floor is not None and floor >= ax.get_ylim()[1]:
+                raise ValueError(f"y_floors[{i}] = {floor:g} is above every return drawn for {out_dir} (the axis "
+                                 f"tops at {ax.get_ylim()[1]:g})")
             if floor is not None and ax.get_ylim()[0] < floor:
                 ax.set_ylim(bottom=floor)
                 note += f"; y cut at {floor:g}"

@@ -4,9 +4,9 @@ Precipice").
 
 Per method: IQM and mean of the final return (function tasks: best value) of the completed runs, and of the
 env steps (evaluations) to the threshold, each with a 95% stratified-bootstrap interval, and the IQM of the wall
-seconds to it; env tasks also get each method's return at equal budgets (report_matched.py: at the smaller
-methods' env steps and at the quickest method's wall-clock); the probability of improvement of every pair of
-methods; a performance profile of normalized final returns.
+seconds to it (a run that missed counts as never: ∞); env tasks also get each method's return at equal budgets
+(report_matched.py: at the smaller methods' env steps and at the quickest method's wall-clock); the probability
+of improvement of every pair of methods; a performance profile of normalized final returns.
 
 Steps to threshold are censored: a completed run that never reached the threshold counts as the budget it
 spent (its method's budget.env_steps or budget.evals, or the run's own env steps or evaluations at its end where
@@ -49,6 +49,8 @@ def fmt_number(x: float | None, digits: int = 4) -> str:
     """Readable number: thousands separators for large values, significant digits for small ones."""
     if x is None:
         return "—"
+    if np.isinf(x):
+        return "∞" if x > 0 else "-∞"
     if abs(x) >= 1000:  # also keeps 9999.7 out of "1e+04"
         return f"{x:,.0f}"
     if x != 0 and abs(x) < 1e-3:
@@ -89,23 +91,34 @@ def run_samples(runs: list[RunRecord], seed_stats: list[dict], kind: str, thresh
             est = stats.interval_estimate(sample, agg)  # one run: its value, and no interval to speak of
             out.update({f"{key}_{name}": est.value, f"{key}_{name}_low": est.low if len(sample) > 1 else None,
                         f"{key}_{name}_high": est.high if len(sample) > 1 else None})
+    _infinite_if_never(out, "seconds_to_threshold")
     return out
 
 
+NEVER = 1e300  # a run that never reached the threshold, in the seconds sample: "never", shown as ∞
+_NEVER_FROM = 1e200  # an aggregate at or above this involved a NEVER: it is ∞
+
+
 def _seconds_sample(runs: list[RunRecord], seed_stats: list[dict]) -> list[float]:
-    """Wall seconds to the threshold: a completed run that never reached it counts as its own wall seconds at its
-    end (censored, like steps); a failed or killed one that had not is left out."""
+    """Wall seconds to the threshold; a completed run that never reached it counts as never (NEVER: its own end
+    would make a method that stops early look quick), a failed or killed one that had not is left out."""
     out = []
     for r, s in zip(runs, seed_stats):
         if s["reached"]:
             value = s["seconds"]
         elif r.status == "ok":
-            value = r.value("wall_s")
+            value = NEVER
         else:
             continue
         if np.isfinite(value):
             out.append(float(value))
     return out
+
+
+def _infinite_if_never(out: dict, key: str) -> None:
+    """An IQM, mean or interval end of the seconds sample that a NEVER entered is ∞ (inf in summary.csv)."""
+    for k in [k for k in out if k.startswith(key) and isinstance(out[k], float) and out[k] >= _NEVER_FROM]:
+        out[k] = float("inf")
 
 
 def initial_return(r: RunRecord) -> float:
@@ -212,7 +225,8 @@ def stats_section(rows: list[dict], cfg: dict, threshold: float | None, function
                   f"that never reached it counts as the budget ({cap_text}): censored, so with censored runs IQM "
                   "and mean are lower bounds. A failed or killed job that had not reached it is left out. Seconds "
                   "to threshold: wall seconds (evaluations included) at that evaluation; a completed run that never "
-                  "reached it counts as its own wall seconds at its end, censored in the same way."]
+                  "reached it counts as never (∞, not its own end, which would make a method that stops early look "
+                  "quick), so the IQM is ∞ once more than a quarter of a method's runs missed."]
     if not function:
         matched = equal_budget_lines(rows, cfg)
         lines += ["", *matched] if matched else []

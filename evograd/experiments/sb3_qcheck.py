@@ -29,6 +29,10 @@ def buffer_returns(buffer: dict, gamma: float) -> tuple[np.ndarray, np.ndarray]:
     """(indices, discounted returns) of the transitions of a one-env replay buffer state (sb3_state's
     `replay_buffer`) whose episode terminated inside the buffer, in buffer order."""
     arrays = buffer["arrays"]
+    shape = np.shape(arrays["rewards"])
+    if len(shape) == 2 and shape[1] != 1:
+        raise ValueError(f"the replay buffer holds {shape[1]} envs' transitions side by side; this check reads a "
+                         "one-env buffer (hyperparams n_envs: 1)")
     rewards = np.asarray(arrays["rewards"], dtype=np.float64).reshape(-1)
     dones = np.asarray(arrays["dones"], dtype=bool).reshape(-1)
     timeouts = np.asarray(arrays.get("timeouts", np.zeros_like(dones)), dtype=bool).reshape(-1)
@@ -55,9 +59,12 @@ def q_taken(model, obs: np.ndarray, actions: np.ndarray, obs_rms: dict | None = 
         clip = float(obs_rms["obs_rms.clip_obs"])
         obs = np.clip((obs - obs_rms["obs_rms.mean"]) / np.sqrt(obs_rms["obs_rms.var"] + obs_rms["obs_rms.epsilon"]),
                       -clip, clip)
+    out = np.empty(len(obs))
     with torch.no_grad():
-        q = model.q_net(torch.as_tensor(obs, dtype=torch.float32)).numpy()
-    return q[np.arange(len(q)), actions.astype(int)]
+        for i in range(0, len(obs), 65536):  # in batches: a large buffer's activations need not fit at once
+            q = model.q_net(torch.as_tensor(obs[i:i + 65536], dtype=torch.float32)).numpy()
+            out[i:i + 65536] = q[np.arange(len(q)), actions[i:i + 65536].astype(int)]
+    return out
 
 
 def _percentiles(x: np.ndarray) -> list[float]:
@@ -86,8 +93,11 @@ def check_job(job: str | Path) -> dict[str, Any]:
     model.get_env().close()  # only its network is used
     buffer = state["replay_buffer"]
     gamma = float(model.gamma)
+    if norm is not None and norm.norm_reward:
+        raise ValueError(f"{job}: the job normalizes rewards (VecNormalize norm_reward), so its Q-values are on "
+                         "another scale than the rewards in its replay buffer; this check compares raw scales")
     idx, returns = buffer_returns(buffer, gamma)
-    obs = np.asarray(buffer["arrays"]["observations"], dtype=np.float64)[:, 0][idx]
+    obs = np.asarray(np.asarray(buffer["arrays"]["observations"])[idx, 0], dtype=np.float32)
     actions = np.asarray(buffer["arrays"]["actions"]).reshape(len(buffer["arrays"]["actions"]), -1)[idx, 0]
     latest_rms = None
     if norm is not None and norm.norm_obs and state["normalize"] is not None:  # the checkpoint's statistics

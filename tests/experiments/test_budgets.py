@@ -256,8 +256,11 @@ def test_snapshot_run_carries_an_unfinished_run_that_resumes_from_the_copy(compa
     snapshot_run = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(snapshot_run)
     dest = tmp_path / "repo" / "docs" / "results" / "cartpole" / "unfinished"
-    (dest / "stale").mkdir(parents=True)  # a file that left the run leaves the copy
-    assert snapshot_run.main([str(run), str(dest), "--max-mb", "0.001", "--name", "cartpole"]) == 0
+    args = [str(run), str(dest), "--max-mb", "0.001", "--name", "cartpole"]
+    assert snapshot_run.main(args) == 0
+    (dest / "stale").mkdir()
+    (dest / "stale" / "gone.csv").write_text("a file that left the run leaves the copy")
+    assert snapshot_run.main(args) == 0  # over the earlier snapshot: replaced, not merged
     files = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()}
     assert "long/seed0/result.json" in files and "README.md" in files and not any("stale" in f for f in files)
     assert not [f for f in files if f.endswith(("job.lock", "checkpoint.state"))]
@@ -266,6 +269,14 @@ def test_snapshot_run_carries_an_unfinished_run_that_resumes_from_the_copy(compa
     readme = (dest / "README.md").read_text()
     assert "short/seed0/checkpoint.state (0.002 MB, over the limit)" in readme and "--resume" in readme
     assert snapshot_run.main([str(tmp_path / "nowhere"), str(dest)]) == 2
+    # DEST is replaced whole: never the run itself, a folder in it or above it, or a folder of other files
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "precious.txt").write_text("keep")
+    for bad in (run, run / "long", run.parent, tmp_path / "mine"):
+        assert snapshot_run.main([str(run), str(bad)]) == 2
+    assert (tmp_path / "mine" / "precious.txt").exists() and (run / "long" / "seed0" / "job.lock").exists()
+    assert snapshot_run.main(args[:2] + ["--name", 'a"b']) == 2 and snapshot_run.main(args[:2] + ["--max-mb",
+                                                                                                   "nan"]) == 2
 
     carried = tmp_path / "next_session"
     shutil.copytree(dest, carried)

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from evograd.experiments.report import REQUIRED_COLUMNS, plot_curves, read_runs, report, summarize, write_summary
+from evograd.experiments.report_stats import NEVER
 
 ENV_HEADER = ["method", "seed", "generation", "env_steps", "eval_env_steps", "wall_s", "return_mean",
               "return_max", "eval_return", "eval_return_std"]
@@ -223,6 +224,10 @@ def test_panel_figure_draws_a_row_per_run_and_refuses_function_tasks(run_dir, tm
     assert np.array_equal(matplotlib.image.imread(plot_panels(tmp_path / "no.png", [run_dir], y_floors=[None])), one)
     with pytest.raises(ValueError, match="y_floors: 2 given for 1"):
         plot_panels(tmp_path / "x.png", [run_dir], y_floors=[0.0, 1.0])
+    with pytest.raises(ValueError, match="finite"):
+        plot_panels(tmp_path / "x.png", [run_dir], y_floors=[float("nan")])
+    with pytest.raises(ValueError, match=r"y_floors\[0\] = 1e\+06 is above every return"):
+        plot_panels(tmp_path / "x.png", [run_dir], y_floors=[1e6])
 
 
 def test_function_task(tmp_path):
@@ -287,9 +292,12 @@ def test_statistics_columns_and_censoring(run_dir):
     assert (c["censored_runs"], c["steps_to_threshold_iqm"]) == (0, pytest.approx(np.mean([2000, 1010, 3020])))
     assert p["_steps"] == [2000, 1000] and p["censored_runs"] == 0 and p["_steps_left_out"] == 1
     assert p["final_return_iqm"] == 160 and p["final_return_iqm_low"] is None  # one completed run
-    # wall seconds to the threshold, censored like steps: ars seed 2 never reached it and counts its own 1.5 s
-    assert a["_seconds"] == [1.5, 0.5, 1.5] and c["_seconds"] == [2.0, 1.5, 3.3] and p["_seconds"] == [8.0, 4.0]
-    assert a["seconds_to_threshold_iqm"] == pytest.approx(3.5 / 3)
+    # wall seconds to the threshold: ars seed 2 never reached it and counts as never (not its own short 1.5 s),
+    # so with 1 of 3 runs missing ars's IQM (nothing trimmed from 3 runs) is ∞; ppo's failed seed 1 is left out
+    assert a["_seconds"] == pytest.approx([1.5, 0.5, NEVER]) and a["seconds_to_threshold_iqm"] == float("inf")
+    assert c["_seconds"] == pytest.approx([2.0, 1.5, 3.3]) and p["_seconds"] == pytest.approx([8.0, 4.0])
+    assert c["seconds_to_threshold_iqm"] == pytest.approx(6.8 / 3)
+    assert c["seconds_to_threshold_iqm_high"] <= 3.3 + 1e-9
     assert summarize(run_dir, THRESHOLD)[1]["final_return_iqm_high"] == c["final_return_iqm_high"]  # seeded
 
     cfg = yaml.safe_load((run_dir / "config.resolved.yaml").read_text())
@@ -336,17 +344,31 @@ def test_equal_budgets_table(run_dir):
     section = md.split("### Equal budgets")[1].split("### Probability")[0]
     assert "| method | return at 2,000 env steps | return at 1.5 s |" in section
     assert "At 1.5 s (ars's median run" in section
-    # cmaes at 2,000: 100 (2,000), 105 (2,010), 90 (2,020); at 1.5 s: 50, 110, 60
-    assert "| cmaes | 98.33 [90, 105] (3) | 73.33 [50, 110] (3) |" in section
+    # cmaes at 2,000: 100 (2,000), 105 (2,010), 90 (2,020), read at 2,010 on average; at 1.5 s: 50, 110, 60
+    assert "| cmaes | 98.33 [90, 105] (3; at 2,010) | 73.33 [50, 110] (3) |" in section
     # ppo's failed and killed runs never evaluated at 2,000; at 1.5 s all three had run past it: 20 each
-    assert "| ppo | 150 (1 run) | 20 [20, 20] (3) |" in section
+    assert "| ppo | 150 (1 run; at 2,000) | 20 [20, 20] (3) |" in section
     # ars completed at 1.5 s: its final returns
-    assert "| ars | 76.67 [60, 90] (3) | 123.2 [99.5, 140] (3) |" in section
+    assert "| ars | 76.67 [60, 90] (3; at 2,000) | 123.2 [99.5, 140] (3) |" in section
 
     cfg["methods"]["ppo"].pop("budget")  # one budget: only the wall-clock column
     (run_dir / "config.resolved.yaml").write_text(yaml.safe_dump(cfg))
     section = report(run_dir)["summary_md"].read_text().split("### Equal budgets")[1]
     assert "\n| method | return at 1.5 s |\n" in section and "At N env steps" not in section
+
+
+def test_return_at_steps_reads_the_nearest_evaluation_of_runs_that_got_there():
+    from evograd.experiments.report_matched import return_at_seconds, return_at_steps
+
+    c = {"steps": np.array([0.0, 1900.0, 2300.0]), "wall": np.array([0.0, 1.0, 2.0]), "ret": np.array([0.0, 5.0, 9.0]),
+         "last_wall": 2.5, "ok": False, "wall_s": float("nan")}
+    assert return_at_steps(c, 2000) == (5.0, 1900.0)  # 100 before beats 300 after
+    assert return_at_steps(c, 2200) == (9.0, 2300.0)
+    assert return_at_steps(c, 2100) == (5.0, 1900.0)  # a tie: the earlier one
+    assert return_at_steps(c, 2301) is None  # never got there
+    assert return_at_seconds(c, 1.5) == 5.0 and return_at_seconds(c, 2.5) == 9.0
+    assert return_at_seconds(c, 3.0) is None  # killed at 2.5 s: unknown at 3 s
+    assert return_at_seconds({**c, "ok": True}, 3.0) == 9.0  # completed: its final evaluation
 
 
 def test_performance_profile_png_and_random_score_from_the_config(run_dir):

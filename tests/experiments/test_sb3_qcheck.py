@@ -42,6 +42,13 @@ def test_returns_that_followed_in_a_wrapped_buffer():
     assert idx.tolist() == [0, 1, 2] and g == pytest.approx([1.0 + 0.5 * 2.0, 2.0, 3.0])
 
 
+def test_a_buffer_of_several_envs_is_refused_by_name():
+    buf = _buffer([1.0] * 6, [0] * 6, [0] * 6, pos=0, full=True)
+    buf["arrays"] = {k: np.repeat(v, 2, axis=1) for k, v in buf["arrays"].items()}  # two envs side by side
+    with pytest.raises(ValueError, match="2 envs.*n_envs: 1"):
+        buffer_returns(buf, 0.9)
+
+
 def _dqn_job(tmp_path):
     cfg = load_config(_write(tmp_path, DQN_CARTPOLE))
     out = tmp_path / "out"
@@ -75,6 +82,12 @@ def test_check_job_refuses_other_methods_and_missing_checkpoints(tmp_path):
     (out / "ppo" / "seed0").mkdir(parents=True)
     with pytest.raises(ValueError, match="methods.ppo"):
         check_job(out / "ppo" / "seed0")
+    normalized = json.loads((out / "config.json").read_text())
+    normalized["methods"]["dqn"]["hyperparams"]["normalize"] = True  # rewards normalized: Q on another scale
+    (out / "config.json").write_text(json.dumps(normalized))
+    with pytest.raises(ValueError, match="norm_reward"):
+        check_job(out / "dqn" / "seed0")
+    (out / "config.json").write_text(json.dumps(cfg))
     (out / "dqn" / "seed0" / "checkpoint.state").unlink()
     with pytest.raises(ValueError, match="no checkpoint.state"):
         check_job(out / "dqn" / "seed0")
