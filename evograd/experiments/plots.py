@@ -131,7 +131,7 @@ def _x_scale(ax, ends: list[float]) -> str:
     if not (min(ends, default=0) > 0 and max(ends) >= LOG_X_SPREAD * min(ends)):
         return ""
     ax.set_xscale("symlog", linthresh=min(ends) / 10, linscale=0.5)
-    return f"; x logarithmic above {EngFormatter(places=1, sep='')(min(ends) / 10)}"
+    return f"; x logarithmic above {EngFormatter(sep='')(float(f'{min(ends) / 10:.2g}'))}"  # 6.9, 30k
 
 
 def plot_curves(out_dir: str | Path, threshold: float | None = None, task_kind: str | None = None, *,
