@@ -31,11 +31,11 @@ import numpy as np
 
 from .budgets import budget_text, method_budget
 from .cputime import CPU_JSON, read_cpu_seconds
+from .numfmt import fmt_number as _g
 from .plots import plot_curves, plot_profile
 from .records import RunRecord, detect_kind, num, read_config, read_runs, task_title
 from .report_matched import curve
 from .report_stats import PROFILE_PNG, STATS_COLUMNS, normalized_finals, profiles, run_samples, stats_section
-from .report_stats import fmt_number as _g
 
 __all__ = ["REQUIRED_COLUMNS", "RunRecord", "read_runs", "report", "summarize",
            "write_summary"]

@@ -23,6 +23,7 @@ import numpy as np
 
 from . import stats
 from .budgets import method_budget
+from .numfmt import fmt_number
 from .records import RunRecord
 
 __all__ = ["curve", "equal_budget_lines", "return_at_seconds", "return_at_steps"]
@@ -59,8 +60,6 @@ def return_at_seconds(c: dict, t: float) -> float | None:
 
 def _cell(values: list[float | None], steps: list[float] | None = None) -> str:
     """IQM [95% CI] (runs), and where given, the mean env steps the runs were read at."""
-    from .report_stats import fmt_number
-
     sample = [v for v in values if v is not None and np.isfinite(v)]
     if not sample:
         return "—"
@@ -78,8 +77,6 @@ def _at_steps(curves: list[dict], n: float) -> str:
 
 def equal_budget_lines(rows: list[dict], cfg: dict) -> list[str]:
     """The markdown of the equal-budgets table ([] for function tasks, or when there is nothing to match)."""
-    from .report_stats import fmt_number
-
     rows = [r for r in rows if r.get("_curves")]
     budgets = {r["method"]: method_budget(cfg, r["method"]).get("env_steps") for r in rows}
     steps = sorted({int(b) for b in budgets.values() if b})

@@ -30,6 +30,7 @@ import numpy as np
 
 from . import stats
 from .budgets import method_budget
+from .numfmt import fmt_number
 from .records import RunRecord, num
 from .report_matched import equal_budget_lines
 
@@ -43,19 +44,6 @@ STATS_COLUMNS = {
            "seconds_to_threshold_iqm_low", "seconds_to_threshold_iqm_high", "censored_runs"]
     for kind, v, s in (("env", "final_return", "steps_to_threshold"), ("function", "best_value", "evals_to_threshold"))}
 PROFILE_PNG = "performance_profile.png"
-
-
-def fmt_number(x: float | None, digits: int = 4) -> str:
-    """Readable number: thousands separators for large values, significant digits for small ones."""
-    if x is None:
-        return "—"
-    if np.isinf(x):
-        return "∞" if x > 0 else "-∞"
-    if abs(x) >= 1000:  # also keeps 9999.7 out of "1e+04"
-        return f"{x:,.0f}"
-    if x != 0 and abs(x) < 1e-3:
-        return f"{x:.2e}"
-    return f"{x:,.{digits}g}"
 
 
 def run_samples(runs: list[RunRecord], seed_stats: list[dict], kind: str, threshold: bool,
