@@ -1,17 +1,17 @@
 """Copy a comparison's run directory into docs/results/<task>/ as plain text and pictures, with a README
 saying how it was made: the command, the revision, the machine, the dates and the CPU-hours.
 
-What is copied: the run's config.resolved.yaml, run_meta.json, summary.md/.csv, report.html and plots, and each
-job's progress.csv, result.json, status.json and cpu.json (no checkpoints, no policies: they are large, and
-results must not carry anything that a loader would execute). `evograd report DEST --html` rebuilds the
-summary, statistics and plots from the copy alone.
+What is copied: the run's config.resolved.yaml and run_meta.json (machine paths rewritten: the run directory as
+runs/<DEST's name>, an absolute evograd entry point as `evograd`) and each job's progress.csv, result.json,
+status.json and cpu.json (no checkpoints, no policies: they are large, and results must not carry anything that
+a loader would execute). summary.md/.csv, the plots and report.html are then rebuilt from the copy alone (what
+`evograd report DEST --html` does), so the published tables are exactly what the copied files say.
 
   python benchmarks/publish_run.py RUN_DIR DEST --command "evograd compare configs/x.yaml --out RUN_DIR" [--replace]
       [--notes NOTES.md]
 
 DEST must not exist, or --replace removes it first (a stale file from an earlier copy must not enter the tables).
-
-Run `evograd report RUN_DIR --html` first (compare writes them when it ends; an unfinished run has none).
+The README lists every job of the config that has not finished, those never started included.
 """
 from __future__ import annotations
 
@@ -20,21 +20,21 @@ import shutil
 import sys
 from pathlib import Path
 
-TOP = ("config.resolved.yaml", "run_meta.json", "summary.md", "summary.csv", "report.html")
+TOP = ("config.resolved.yaml", "run_meta.json")  # machine paths rewritten; the rest is rebuilt from the copy
 JOB = ("progress.csv", "result.json", "status.json", "cpu.json")
 
 
 def copy_run(run: Path, dest: Path) -> list[tuple[str, int, str]]:
     """Copy the plain files; returns (label, seed, status) of every job found (the report's own reading of
     the run directory: status "ok", "failed" or "missing" for a job without a readable result.json)."""
+    from snapshot_run import machine_free
+
     from evograd.experiments.records import read_runs
 
     dest.mkdir(parents=True, exist_ok=True)
     for name in TOP:
         if (run / name).exists():
-            shutil.copy2(run / name, dest / name)
-    for png in run.glob("*.png"):
-        shutil.copy2(png, dest / png.name)
+            (dest / name).write_text(machine_free((run / name).read_text(), run, dest.name))
     jobs = []
     for r in read_runs(run):
         out = dest / r.path.relative_to(run)
@@ -43,7 +43,20 @@ def copy_run(run: Path, dest: Path) -> list[tuple[str, int, str]]:
             if (r.path / name).exists():
                 shutil.copy2(r.path / name, out / name)
         jobs.append((r.label, r.seed, r.status))
-    return jobs
+    return jobs + _not_started(run, {(label, seed) for label, seed, _ in jobs})
+
+
+def _not_started(run: Path, found: set[tuple[str, int]]) -> list[tuple[str, int, str]]:
+    """The config's jobs without a directory yet (the run's config.json: methods x seeds)."""
+    import json
+
+    from evograd.experiments.compare import jobs_of
+
+    try:
+        config = json.loads((run / "config.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return [(label, seed, "not started") for label, seed in jobs_of(config) if (label, seed) not in found]
 
 
 def readme(dest: Path, command: str, jobs: list[tuple[str, int, str]]) -> str:
@@ -62,7 +75,7 @@ def readme(dest: Path, command: str, jobs: list[tuple[str, int, str]]) -> str:
         v = s.get("versions") or {}
         rev = str(s.get("git_revision", "?"))[:10]
         lines.append(f"| {s.get('date', '?')}{' (resume)' if s.get('resume') else ''} | {rev} | "
-                     f"{m.get('cpu', '?')}, {m.get('usable_cores', m.get('cores', '?'))} cores, "
+                     f"{m.get('cpu', '?')}, {_cores(m)}, "
                      f"{m.get('memory_gib', '?')} GiB | {v.get('python', '?')} | {v.get('torch', '?')} |")
     total = sum(v for v in cpu.values() if v)
     lines += ["", f"CPU-hours (every job's process tree, workers included, over all its resumes): {total:.2f} in all; "
@@ -71,6 +84,24 @@ def readme(dest: Path, command: str, jobs: list[tuple[str, int, str]]) -> str:
               "The tables, statistics and plots: [summary.md](summary.md) and report.html (one self-contained page); "
               "rebuild them from the copied job files with `evograd report <this folder> --html`."]
     return "\n".join(lines) + "\n"
+
+
+def _cores(machine: dict) -> str:
+    """"1 of 2 cores" where the run was pinned to fewer cores than the machine has."""
+    used, total = machine.get("usable_cores"), machine.get("cores")
+    if used is not None and total is not None and used != total:
+        return f"{used} of {total} cores"
+    n = used if used is not None else total
+    return "? cores" if n is None else f"{n} core{'s' if n != 1 else ''}"
+
+
+def rebuild_report(dest: Path) -> None:
+    """summary.md/.csv, the plots and report.html from the copied files (what `evograd report DEST --html` does)."""
+    from evograd.experiments.html_report import write_html
+    from evograd.experiments.report import report
+
+    made = report(dest)
+    write_html(dest, made["rows"])
 
 
 def main() -> int:
@@ -95,6 +126,7 @@ def main() -> int:
         print(f"{args.run}: no config.resolved.yaml (not a comparison's run directory)", file=sys.stderr)
         return 2
     jobs = copy_run(args.run, args.dest)
+    rebuild_report(args.dest)
     text = readme(args.dest, args.command, jobs)
     if notes:
         text += "\n## Notes\n\n" + notes + "\n"

@@ -61,7 +61,7 @@ def _left_out(path: Path, rel: Path, max_bytes: int, finished: set[Path]) -> str
     return None
 
 
-def _machine_free(text: str, run: Path, name: str) -> str:
+def machine_free(text: str, run: Path, name: str) -> str:
     """The run directory's path (as resolved, and as given when it differs) as runs/<name>, and an absolute
     evograd entry point as `evograd`."""
     for form in dict.fromkeys((str(run.resolve()), str(run.absolute()))):
@@ -105,7 +105,7 @@ def snapshot(run: Path, dest: Path, max_mb: float = 5.0, name: str | None = None
                 out = tmp / rel
                 out.parent.mkdir(parents=True, exist_ok=True)
                 if rel.as_posix() in REWRITTEN:
-                    out.write_text(_machine_free(path.read_text(), run, name))
+                    out.write_text(machine_free(path.read_text(), run, name))
                 else:
                     shutil.copy2(path, out)
             except FileNotFoundError:  # replaced or removed by the running job meanwhile (an atomic write)

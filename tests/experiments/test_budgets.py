@@ -211,6 +211,8 @@ def test_publish_run_copies_plain_files_that_rebuild_the_report(compared, tmp_pa
     assert not [f for f in files if f.endswith((".state", ".pt", ".npz"))]  # nothing a loader would execute
     text = (dest / "README.md").read_text()
     assert "`evograd compare exp.yaml`" in text and "CPU-hours" in text and "Jobs not finished: none." in text
+    assert {"summary.md", "summary.csv", "report.html", "curves_env_steps.png"} <= files  # rebuilt from the copy
+    assert str(run) not in (dest / "config.resolved.yaml").read_text() + (dest / "report.html").read_text()
     again = subprocess.run(cmd, capture_output=True, text=True)
     assert again.returncode == 2 and "--replace" in again.stderr
     notes = tmp_path / "notes.md"
@@ -222,6 +224,17 @@ def test_publish_run_copies_plain_files_that_rebuild_the_report(compared, tmp_pa
     assert missing.returncode == 2 and "nope.md is not a file" in missing.stderr and dest.exists()
     report(dest)  # the copy alone rebuilds the summary
     assert "short" in (dest / "summary.md").read_text()
+    # an unfinished run: a job that failed, one never started; the README names both
+    import shutil
+
+    part = tmp_path / "part"
+    shutil.copytree(run, part)
+    shutil.rmtree(part / "short")
+    (part / "ppo" / "seed0" / "result.json").unlink()
+    cmd[2:4] = [str(part), str(dest)]
+    assert subprocess.run(cmd + ["--replace"], capture_output=True, text=True).returncode == 0
+    text = (dest / "README.md").read_text()
+    assert "Jobs not finished: ppo seed 0 (missing); short seed 0 (not started)." in text
 
 
 def test_the_schema_offers_a_budget_in_methods_only():
