@@ -61,10 +61,27 @@ def _left_out(path: Path, rel: Path, max_bytes: int, finished: set[Path]) -> str
     return None
 
 
+def recorded_run_paths(run: Path) -> list[str]:
+    """The absolute run-directory paths the run's own records hold (run_meta.json: `--out X`, `--resume X`): a
+    run copied or moved since still names the folder it ran in."""
+    try:
+        sessions = json.loads((run / "run_meta.json").read_text()).get("sessions", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    found = []
+    for session in sessions if isinstance(sessions, list) else []:
+        argv = session.get("argv") if isinstance(session, dict) else None
+        for flag, value in zip(argv or [], (argv or [])[1:]):
+            if flag in ("--out", "--resume") and isinstance(value, str) and value.startswith("/"):
+                found.append(value.rstrip("/"))
+    return found
+
+
 def machine_free(text: str, run: Path, name: str) -> str:
-    """The run directory's path (as resolved, and as given when it differs) as runs/<name>, and an absolute
-    evograd entry point as `evograd`."""
-    for form in dict.fromkeys((str(run.resolve()), str(run.absolute()))):
+    """The run directory's path (as resolved, as given, and as its records name it) as runs/<name>, and an
+    absolute evograd entry point as `evograd`."""
+    forms = {str(run.resolve()), str(run.absolute()), *recorded_run_paths(run)}
+    for form in sorted(forms, key=len, reverse=True):  # longest first: no form is cut by a shorter one
         text = text.replace(form, f"runs/{name}")
     return re.sub(r"(?<![\w.-])/[^\s\"',\]]*/evograd/__main__\.py", "evograd", text)
 

@@ -262,8 +262,9 @@ def test_snapshot_run_carries_an_unfinished_run_that_resumes_from_the_copy(compa
     (run / "short" / "seed0" / "checkpoint.state").write_bytes(b"x" * 2000)  # over a 0.001 MB limit
     (run / "long" / "seed0" / "job.lock").write_text("123")
     entry = "/home/someone/src/evograd/evograd/__main__.py"
-    (run / "run_meta.json").write_text(json.dumps({"sessions": [{"argv": [entry, "compare", "x.yaml", "--out",
-                                                                         str(run)]}]}))
+    sessions = [{"argv": [entry, "compare", "x.yaml", "--out", str(run)]},
+                {"argv": [entry, "compare", "--resume", "/mnt/old/cartpole"]}]  # where it ran before a move
+    (run / "run_meta.json").write_text(json.dumps({"sessions": sessions}))
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "snapshot_run.py"
     spec = importlib.util.spec_from_file_location("snapshot_run", script)
     snapshot_run = importlib.util.module_from_spec(spec)
@@ -279,6 +280,7 @@ def test_snapshot_run_carries_an_unfinished_run_that_resumes_from_the_copy(compa
     assert not [f for f in files if f.endswith(("job.lock", "checkpoint.state"))]
     meta = (dest / "run_meta.json").read_text()
     assert json.loads(meta)["sessions"][0]["argv"] == ["evograd", "compare", "x.yaml", "--out", "runs/cartpole"]
+    assert json.loads(meta)["sessions"][1]["argv"] == ["evograd", "compare", "--resume", "runs/cartpole"]
     readme = (dest / "README.md").read_text()
     assert "short/seed0/checkpoint.state (0.002 MB, over the limit)" in readme and "--resume" in readme
     assert snapshot_run.main([str(tmp_path / "nowhere"), str(dest)]) == 2
