@@ -298,6 +298,11 @@ def test_a_killed_sb3_job_resumes_from_its_checkpoint(tmp_path, monkeypatch, lab
 
     cfg = load_config(write(tmp_path, DQN_CARTPOLE))
     out, d = tmp_path / "out", tmp_path / "out" / label / "seed0"
+    import evograd.experiments.sb3_method as sm
+
+    # checkpoints at every boundary from 1,000 steps on, not by the clock (a slow write on a loaded machine would
+    # space them past the kill)
+    monkeypatch.setattr(sm._Run, "_checkpoint_due", lambda self: self.model.num_timesteps >= 1000)
     restore = _kill_at(monkeypatch, 1700)
     dead = run_job(cfg, label, 0, out, checkpoint_seconds=0.0)
     assert dead["status"] == "failed" and "killed at" in dead["error"]
