@@ -10,7 +10,8 @@ a loader would execute). summary.md/.csv, the plots and report.html are then reb
   python benchmarks/publish_run.py RUN_DIR DEST --command "evograd compare configs/x.yaml --out RUN_DIR" [--replace]
       [--notes NOTES.md]
 
-DEST must not exist, or --replace removes it first (a stale file from an earlier copy must not enter the tables).
+DEST must not exist, or --replace replaces it whole (a stale file from an earlier copy must not enter the tables);
+never the run directory, a folder in it or above it. The copy is built beside DEST and swapped in at the end.
 The README lists every job of the config that has not finished, those never started included.
 """
 from __future__ import annotations
@@ -18,30 +19,38 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 TOP = ("config.resolved.yaml", "run_meta.json")  # machine paths rewritten; the rest is rebuilt from the copy
 JOB = ("progress.csv", "result.json", "status.json", "cpu.json")
 
 
-def copy_run(run: Path, dest: Path) -> list[tuple[str, int, str]]:
-    """Copy the plain files; returns (label, seed, status) of every job found (the report's own reading of
-    the run directory: status "ok", "failed" or "missing" for a job without a readable result.json)."""
-    from snapshot_run import machine_free
+def copy_run(run: Path, dest: Path, name: str) -> list[tuple[str, int, str]]:
+    """Copy the plain files (machine paths out: the run directory as runs/<name>); returns (label, seed, status)
+    of every job found (the report's own reading of the run directory: status "ok", "failed" or "missing" for a
+    job without a readable result.json), and of the config's jobs never started."""
+    from snapshot_run import REWRITTEN, machine_free
 
     from evograd.experiments.records import read_runs
 
+    def copy(src: Path, out: Path) -> None:
+        if src.name in REWRITTEN:  # a failed job's result.json holds its traceback
+            out.write_text(machine_free(src.read_text(errors="replace"), run, name))
+        else:
+            shutil.copy2(src, out)
+
     dest.mkdir(parents=True, exist_ok=True)
-    for name in TOP:
-        if (run / name).exists():
-            (dest / name).write_text(machine_free((run / name).read_text(), run, dest.name))
+    for top in TOP:
+        if (run / top).exists():
+            copy(run / top, dest / top)
     jobs = []
     for r in read_runs(run):
         out = dest / r.path.relative_to(run)
         out.mkdir(parents=True, exist_ok=True)
-        for name in JOB:
-            if (r.path / name).exists():
-                shutil.copy2(r.path / name, out / name)
+        for job_file in JOB:
+            if (r.path / job_file).exists():
+                copy(r.path / job_file, out / job_file)
         jobs.append((r.label, r.seed, r.status))
     return jobs + _not_started(run, {(label, seed) for label, seed, _ in jobs})
 
@@ -59,7 +68,7 @@ def _not_started(run: Path, found: set[tuple[str, int]]) -> list[tuple[str, int,
     return [(label, seed, "not started") for label, seed in jobs_of(config) if (label, seed) not in found]
 
 
-def readme(dest: Path, command: str, jobs: list[tuple[str, int, str]]) -> str:
+def readme(dest: Path, command: str, jobs: list[tuple[str, int, str]], name: str) -> str:
     from evograd.experiments.report import summarize
     from evograd.experiments.runmeta import read_run_meta
 
@@ -68,7 +77,7 @@ def readme(dest: Path, command: str, jobs: list[tuple[str, int, str]]) -> str:
     cpu = {r["method"]: r.get("cpu_hours") for r in rows}
     pending = [f"{label} seed {seed} ({status})" for label, seed, status in jobs if status != "ok"]
     resumed = " (then resumed with `--resume`; every start is listed below)" if len(sessions) > 1 else ""
-    lines = [f"# {dest.name}: published comparison", "", f"Command: `{command}`{resumed}.",
+    lines = [f"# {name}: published comparison", "", f"Command: `{command}`{resumed}.",
              "", "| start | revision | machine | python | torch |", "|---|---|---|---|---|"]
     for s in sessions:
         m = s.get("machine") or {}
@@ -109,28 +118,39 @@ def main() -> int:
     ap.add_argument("run", type=Path)
     ap.add_argument("dest", type=Path)
     ap.add_argument("--command", required=True, help="the command that made the run (for the README)")
-    ap.add_argument("--replace", action="store_true", help="remove DEST first when it exists")
+    ap.add_argument("--replace", action="store_true", help="replace DEST (whole) when it exists")
     ap.add_argument("--notes", type=Path, help="a markdown file appended to the README under '## Notes' (what a "
                     "reader must know that the tables do not say)")
     args = ap.parse_args()
     if args.notes is not None and not args.notes.is_file():
         print(f"--notes: {args.notes} is not a file", file=sys.stderr)
         return 2
-    notes = args.notes.read_text().strip() if args.notes is not None else None  # before --replace removes DEST
-    if args.dest.exists():
-        if not args.replace:
-            print(f"{args.dest} exists: --replace removes it first", file=sys.stderr)
-            return 2
-        shutil.rmtree(args.dest)
+    notes = args.notes.read_text().strip() if args.notes is not None else None  # before DEST is replaced
     if not (args.run / "config.resolved.yaml").exists():
         print(f"{args.run}: no config.resolved.yaml (not a comparison's run directory)", file=sys.stderr)
         return 2
-    jobs = copy_run(args.run, args.dest)
-    rebuild_report(args.dest)
-    text = readme(args.dest, args.command, jobs)
-    if notes:
-        text += "\n## Notes\n\n" + notes + "\n"
-    (args.dest / "README.md").write_text(text)
+    from snapshot_run import overlaps, replace_dir
+
+    if overlaps(args.run, args.dest):
+        print(f"{args.dest} is the run directory, inside it or above it", file=sys.stderr)
+        return 2
+    if args.dest.exists() and not args.replace:
+        print(f"{args.dest} exists: --replace replaces it", file=sys.stderr)
+        return 2
+    name = args.dest.resolve().name
+    args.dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=args.dest.parent, prefix=f".{name}.partial-"))
+    try:  # built beside DEST and swapped in whole: a failure leaves the earlier DEST as it was
+        jobs = copy_run(args.run, tmp, name)
+        text = readme(tmp, args.command, jobs, name)
+        if notes:
+            text += "\n## Notes\n\n" + notes + "\n"
+        (tmp / "README.md").write_text(text)
+        replace_dir(tmp, args.dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    rebuild_report(args.dest)  # in place: report.html names the folder it describes
     print(f"{args.dest}: {len(jobs)} jobs, {sum(s == 'ok' for *_, s in jobs)} finished")
     return 0
 

@@ -7,8 +7,10 @@ What is copied: every file of every job, checkpoints of unfinished jobs included
 - checkpoint.state of a finished job (result.json with status ok: `--resume` keeps it as it is);
 - files over --max-mb (default 5: an SB3 replay buffer, tens of MB for SAC; that job then starts again, from a
   smaller checkpoint of its own or from the start). They are named on stderr.
-Machine paths are rewritten in run_meta.json and config.resolved.yaml (the run directory becomes
-`runs/<name>`, the evograd entry point `evograd`), so the repository holds no path of the machine that ran it.
+Machine paths are rewritten in run_meta.json, config.resolved.yaml, result.json and job.log (the run directory
+becomes `runs/<name>`, the evograd entry point `evograd`, evograd's and installed packages' source files in a
+failed job's traceback `evograd/...` and `<site-packages>/...`), so the repository holds no path of the machine
+that ran it.
 DEST is replaced, never merged (a file that left the run must leave the copy), and gets a README saying how to
 carry the run on; it must be new, empty of anything but an earlier snapshot, and outside the run directory.
 
@@ -24,9 +26,10 @@ import math
 import re
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
-REWRITTEN = ("run_meta.json", "config.resolved.yaml")
+REWRITTEN = ("run_meta.json", "config.resolved.yaml", "result.json", "job.log")  # machine paths out, by file name
 README = """# {name}: an unfinished run, carried between sessions
 
 This folder is the run directory of the {name} comparison while it is still running: every job's files,
@@ -62,54 +65,95 @@ def _left_out(path: Path, rel: Path, max_bytes: int, finished: set[Path]) -> str
 
 
 def recorded_run_paths(run: Path) -> list[str]:
-    """The absolute run-directory paths the run's own records hold (run_meta.json: `--out X`, `--resume X`): a
-    run copied or moved since still names the folder it ran in."""
+    """The absolute run-directory paths the run's own records hold (run_meta.json: `--out X`, `--resume X`,
+    `--out=X`): a run copied or moved since still names the folder it ran in."""
     try:
         sessions = json.loads((run / "run_meta.json").read_text()).get("sessions", [])
     except (OSError, ValueError, AttributeError):
         return []
     found = []
     for session in sessions if isinstance(sessions, list) else []:
-        argv = session.get("argv") if isinstance(session, dict) else None
-        for flag, value in zip(argv or [], (argv or [])[1:]):
-            if flag in ("--out", "--resume") and isinstance(value, str) and value.startswith("/"):
-                found.append(value.rstrip("/"))
+        argv = [a for a in (session.get("argv") if isinstance(session, dict) else None) or [] if isinstance(a, str)]
+        pairs = list(zip(argv, argv[1:])) + [tuple(a.split("=", 1)) for a in argv if "=" in a]
+        found += [value.rstrip("/") for flag, value in pairs
+                  if flag in ("--out", "--resume") and value.startswith("/") and value.rstrip("/")]
     return found
 
 
+_PATH_END = r"(?=[/\s\"',\]}):\\]|$)"  # a whole path, not the start of a longer name (run2, run.yaml)
+
+
 def machine_free(text: str, run: Path, name: str) -> str:
-    """The run directory's path (as resolved, as given, and as its records name it) as runs/<name>, and an
-    absolute evograd entry point as `evograd`."""
+    """Text without the paths of the machine that ran it: the run directory (as resolved, as given, and as its
+    records name it) as runs/<name>, an absolute evograd entry point as `evograd`, evograd's source files from
+    `evograd/` on and installed packages from `<site-packages>/` on (tracebacks of failed jobs)."""
     forms = {str(run.resolve()), str(run.absolute()), *recorded_run_paths(run)}
-    for form in sorted(forms, key=len, reverse=True):  # longest first: no form is cut by a shorter one
-        text = text.replace(form, f"runs/{name}")
-    return re.sub(r"(?<![\w.-])/[^\s\"',\]]*/evograd/__main__\.py", "evograd", text)
+    for form in sorted((f for f in forms if f.strip("/")), key=len, reverse=True):  # longest first
+        text = re.sub(re.escape(form) + _PATH_END, f"runs/{name}", text)
+    text = re.sub(r"(?<![\w.-])/[^\s\"',\]]*/evograd/__main__\.py", "evograd", text)
+    text = re.sub(r"(?<![\w.-])/[^\s\"',\]]*?/site-packages/", "<site-packages>/", text)
+    return re.sub(r"(?<![\w.-])/[^\s\"',\]]*/(evograd/[\w.-]+(?:/[\w.-]+)*\.py)", r"\1", text)  # the last /evograd/
 
 
-def _check_dest(run: Path, dest: Path) -> str | None:
-    """Why DEST cannot take the copy (it is replaced whole), or None."""
+def replace_dir(new: Path, dest: Path) -> None:
+    """Put the folder `new` (built beside DEST) in DEST's place: the earlier DEST stays whole until the new one is
+    in, and comes back if that fails."""
+    old = None
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old-"))
+        old.rmdir()
+        dest.rename(old)
+    try:
+        new.rename(dest)
+    except BaseException:
+        if old is not None:
+            old.rename(dest)
+        raise
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def overlaps(run: Path, dest: Path) -> bool:
+    """DEST is the run directory, inside it or above it (replacing it would destroy the run)."""
     r, d = run.resolve(), dest.resolve()
-    if d == r or r in d.parents or d in r.parents:
+    return d == r or r in d.parents or d in r.parents
+
+
+def _check_dest(run: Path, dest: Path, name: str) -> str | None:
+    """Why DEST cannot take the copy (it is replaced whole), or None."""
+    if overlaps(run, dest):
         return f"{dest} is the run directory, inside it or above it"
-    if not d.exists() or not any(d.iterdir()):
+    if dest.exists() and not dest.is_dir():
+        return f"{dest} is a file"
+    if not dest.exists() or not any(dest.iterdir()):
         return None
-    readme = d / "README.md"
-    if not (readme.is_file() and "an unfinished run, carried between sessions" in readme.read_text()):
-        return f"{dest} holds files and is not an earlier snapshot (its README.md says so): give a new folder"
+    readme = dest / "README.md"
+    first = readme.read_text().split("\n", 1)[0] if readme.is_file() else ""
+    if first != f"# {name}: an unfinished run, carried between sessions":
+        return (f"{dest} holds files and is not an earlier snapshot of {name} (its README.md would begin "
+                f"'# {name}: an unfinished run'): give a new folder")
     return None
+
+
+def _shown(dest: Path) -> str:
+    """DEST as the README shows it: relative to the working directory where it lies below it."""
+    try:
+        return dest.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return dest.as_posix()
 
 
 def snapshot(run: Path, dest: Path, max_mb: float = 5.0, name: str | None = None) -> list[tuple[str, str]]:
     """Replace `dest` by the copy (see the module docstring); returns (relative path, why) of each file left out.
-    ValueError when DEST is the run, inside or above it, or a folder other than an earlier snapshot."""
+    ValueError when DEST is the run, inside or above it, a file, or a folder other than an earlier snapshot."""
     name = name or run.resolve().name
-    why_not = _check_dest(run, dest)
+    why_not = _check_dest(run, dest, name)
     if why_not is not None:
         raise ValueError(why_not)
     max_bytes = int(max_mb * 1e6)
     finished = {j.relative_to(run) for j in run.glob("*/seed*") if j.is_dir() and _finished(j)}
-    tmp, old = dest.with_name(dest.name + ".partial"), dest.with_name(dest.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.partial-"))
     left = []
     try:
         for path in sorted(p for p in run.rglob("*") if p.is_file()):
@@ -121,24 +165,20 @@ def snapshot(run: Path, dest: Path, max_mb: float = 5.0, name: str | None = None
                     continue
                 out = tmp / rel
                 out.parent.mkdir(parents=True, exist_ok=True)
-                if rel.as_posix() in REWRITTEN:
-                    out.write_text(machine_free(path.read_text(), run, name))
+                if path.name in REWRITTEN:
+                    out.write_text(machine_free(path.read_text(errors="replace"), run, name))
                 else:
                     shutil.copy2(path, out)
             except FileNotFoundError:  # replaced or removed by the running job meanwhile (an atomic write)
                 left.append((rel.as_posix(), "gone while copying"))
         big = [f"{p} ({why})" for p, why in left if "limit" in why]
-        (tmp / "README.md").write_text(README.format(name=name, max_mb=max_mb, dest=dest.as_posix(),
+        (tmp / "README.md").write_text(README.format(name=name, max_mb=max_mb, dest=_shown(dest),
                                                      left_out="; ".join(big) if big else "no checkpoint of a job "
                                                      "in progress"))
+        replace_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    shutil.rmtree(old, ignore_errors=True)
-    if dest.exists():
-        dest.rename(old)  # the earlier snapshot stays whole until the new one is in place
-    tmp.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
     return left
 
 

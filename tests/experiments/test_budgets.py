@@ -222,6 +222,13 @@ def test_publish_run_copies_plain_files_that_rebuild_the_report(compared, tmp_pa
     missing = subprocess.run(cmd + ["--replace", "--notes", str(tmp_path / "nope.md")], capture_output=True,
                              text=True)
     assert missing.returncode == 2 and "nope.md is not a file" in missing.stderr and dest.exists()
+    # never the run itself or a folder above it; a wrong RUN leaves DEST as it was
+    for bad in ([str(run), str(run), "--replace"], [str(run), str(run.parent), "--replace"],
+                [str(tmp_path / "nowhere"), str(dest), "--replace"]):
+        out = subprocess.run([sys.executable, str(script), *bad, "--command", "x"], capture_output=True, text=True)
+        assert out.returncode == 2, out.stderr
+    assert (run / "config.resolved.yaml").exists() and (dest / "README.md").exists()
+    assert not list(dest.parent.glob(".published.*"))  # no half-built copy left beside DEST
     report(dest)  # the copy alone rebuilds the summary
     assert "short" in (dest / "summary.md").read_text()
     # an unfinished run: a job that failed, one never started; the README names both
@@ -261,6 +268,10 @@ def test_snapshot_run_carries_an_unfinished_run_that_resumes_from_the_copy(compa
     (run / "short" / "seed0" / "result.json").unlink()  # the short job is still to run
     (run / "short" / "seed0" / "checkpoint.state").write_bytes(b"x" * 2000)  # over a 0.001 MB limit
     (run / "long" / "seed0" / "job.lock").write_text("123")
+    result = json.loads((run / "ppo" / "seed0" / "result.json").read_text())  # a traceback names machine paths
+    result["traceback"] = (f'File "/opt/src/evograd/evograd/experiments/job.py", line 1\n'
+                           f'File "/opt/venv/lib/python3.11/site-packages/torch/nn.py"\nOSError: {run}/ppo/seed0')
+    (run / "ppo" / "seed0" / "result.json").write_text(json.dumps(result))
     entry = "/home/someone/src/evograd/evograd/__main__.py"
     sessions = [{"argv": [entry, "compare", "x.yaml", "--out", str(run)]},
                 {"argv": [entry, "compare", "--resume", "/mnt/old/cartpole"]}]  # where it ran before a move
@@ -281,15 +292,21 @@ def test_snapshot_run_carries_an_unfinished_run_that_resumes_from_the_copy(compa
     meta = (dest / "run_meta.json").read_text()
     assert json.loads(meta)["sessions"][0]["argv"] == ["evograd", "compare", "x.yaml", "--out", "runs/cartpole"]
     assert json.loads(meta)["sessions"][1]["argv"] == ["evograd", "compare", "--resume", "runs/cartpole"]
+    tb = json.loads((dest / "ppo" / "seed0" / "result.json").read_text())["traceback"]
+    assert tb == ('File "evograd/experiments/job.py", line 1\nFile "<site-packages>/torch/nn.py"\n'
+                  "OSError: runs/cartpole/ppo/seed0")
     readme = (dest / "README.md").read_text()
     assert "short/seed0/checkpoint.state (0.002 MB, over the limit)" in readme and "--resume" in readme
     assert snapshot_run.main([str(tmp_path / "nowhere"), str(dest)]) == 2
     # DEST is replaced whole: never the run itself, a folder in it or above it, or a folder of other files
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "precious.txt").write_text("keep")
-    for bad in (run, run / "long", run.parent, tmp_path / "mine"):
+    (tmp_path / "afile").write_text("keep")
+    for bad in (run, run / "long", run.parent, tmp_path / "mine", tmp_path / "afile"):
         assert snapshot_run.main([str(run), str(bad)]) == 2
+    assert snapshot_run.main([str(run), str(dest), "--name", "lunarlander"]) == 2  # another run's snapshot
     assert (tmp_path / "mine" / "precious.txt").exists() and (run / "long" / "seed0" / "job.lock").exists()
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["unfinished"]  # nothing left beside it
     assert snapshot_run.main(args[:2] + ["--name", 'a"b']) == 2 and snapshot_run.main(args[:2] + ["--max-mb",
                                                                                                    "nan"]) == 2
 

@@ -335,7 +335,7 @@ def test_statistics_section(run_dir):
 
 def test_equal_budgets_table(run_dir):
     """Methods on different budgets are compared where they all stand: each method's return at the smaller
-    budgets (first evaluation at or after N env steps) and at the quickest method's median wall seconds (last
+    budgets (the evaluation nearest to N env steps) and at the quickest method's median wall seconds (last
     evaluation at or before it; a completed shorter run counts its final one, a job killed before it none)."""
     cfg = yaml.safe_load((run_dir / "config.resolved.yaml").read_text())
     cfg["methods"]["ppo"]["budget"] = {"env_steps": 2000}
