@@ -269,12 +269,13 @@ def test_snapshot_run_carries_an_unfinished_run_that_resumes_from_the_copy(compa
     (run / "short" / "seed0" / "checkpoint.state").write_bytes(b"x" * 2000)  # over a 0.001 MB limit
     (run / "long" / "seed0" / "job.lock").write_text("123")
     result = json.loads((run / "ppo" / "seed0" / "result.json").read_text())  # a traceback names machine paths
-    result["traceback"] = (f'File "/opt/src/evograd/evograd/experiments/job.py", line 1\n'
-                           f'File "/opt/venv/lib/python3.11/site-packages/torch/nn.py"\nOSError: {run}/ppo/seed0')
+    src, venv = tmp_path / "src" / "evograd", tmp_path / "venv" / "lib" / "python3.11"  # another machine's layout
+    result["traceback"] = (f'File "{src}/evograd/experiments/job.py", line 1\n'
+                           f'File "{venv}/site-packages/torch/nn.py"\nOSError: {run}/ppo/seed0')
     (run / "ppo" / "seed0" / "result.json").write_text(json.dumps(result))
-    entry = "/home/someone/src/evograd/evograd/__main__.py"
+    entry = str(src / "evograd" / "__main__.py")
     sessions = [{"argv": [entry, "compare", "x.yaml", "--out", str(run)]},
-                {"argv": [entry, "compare", "--resume", "/mnt/old/cartpole"]}]  # where it ran before a move
+                {"argv": [entry, "compare", "--resume", str(tmp_path / "old" / "cartpole")]}]  # before a move
     (run / "run_meta.json").write_text(json.dumps({"sessions": sessions}))
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "snapshot_run.py"
     spec = importlib.util.spec_from_file_location("snapshot_run", script)
