@@ -26,7 +26,7 @@ from .budgets import method_budget
 from .numfmt import fmt_number
 from .records import RunRecord
 
-__all__ = ["curve", "equal_budget_lines", "return_at_seconds", "return_at_steps"]
+__all__ = ["curve", "equal_budget_lines", "quickest_wall", "return_at_seconds", "return_at_steps"]
 
 
 def curve(r: RunRecord) -> dict[str, Any]:
@@ -75,16 +75,25 @@ def _at_steps(curves: list[dict], n: float) -> str:
     return _cell([v for v, _ in read], [s for _, s in read])
 
 
+def quickest_wall(rows: list[dict]) -> tuple[str, float] | None:
+    """(method, T): the method whose completed runs have the smallest median wall seconds, and that median; None
+    with fewer than two methods that completed a run (nothing to compare)."""
+    walls = {r["method"]: [c["wall_s"] for c in r.get("_curves", []) if c["ok"] and np.isfinite(c["wall_s"])]
+             for r in rows}
+    medians = {label: float(np.median(w)) for label, w in walls.items() if w}
+    if len(medians) < 2:
+        return None
+    quickest = min(medians, key=medians.get)
+    return quickest, medians[quickest]
+
+
 def equal_budget_lines(rows: list[dict], cfg: dict) -> list[str]:
     """The markdown of the equal-budgets table ([] for function tasks, or when there is nothing to match)."""
     rows = [r for r in rows if r.get("_curves")]
     budgets = {r["method"]: method_budget(cfg, r["method"]).get("env_steps") for r in rows}
     steps = sorted({int(b) for b in budgets.values() if b})
     steps = steps[:-1] if len(steps) > 1 else []  # the largest is where the final-return table already stands
-    walls = {r["method"]: [c["wall_s"] for c in r["_curves"] if c["ok"] and np.isfinite(c["wall_s"])] for r in rows}
-    medians = {label: float(np.median(w)) for label, w in walls.items() if w}
-    quickest = min(medians, key=medians.get) if len(medians) > 1 else None
-    t = medians[quickest] if quickest is not None else None
+    quickest, t = quickest_wall(rows) or (None, None)
     if not steps and t is None:
         return []
     head = ["method"] + [f"return at {fmt_number(n)} env steps" for n in steps]

@@ -394,3 +394,33 @@ def test_performance_profile_png_and_random_score_from_the_config(run_dir):
     md = out["summary_md"].read_text()
     assert out["profile"] is None and not (run_dir / "performance_profile.png").exists()  # the old one is gone
     assert "None without a threshold" in md and "censored" not in md.split("## Statistics")[1]
+
+
+def test_across_table_one_row_per_method_with_bounds_and_counts(run_dir, tmp_path):
+    import shutil
+
+    from evograd.experiments.report_across import across_table, fmt_steps
+
+    second = tmp_path / "second"
+    shutil.copytree(run_dir, second)
+    lines = across_table([run_dir, second], ["A", "B"], [None, 1000.0], [None, 2000])
+    head = [h.strip() for h in lines[0].strip("|").split("|")]
+    assert head == ["method", "A: final return", "env steps to 100", "seconds to 100", "return at 1.5 s",
+                    "B: final return", "return at 2k steps", "env steps to 1,000", "seconds to 1,000",
+                    "return at 1.5 s"]
+    rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.strip("|").split("|")[1:]] for ln in lines[2:]
+            if ln.startswith("| ")}
+    assert list(rows) == ["ppo", "cmaes", "ars"]
+    # ars seed 2 never reached 100: env steps count it as the budget (a lower bound), seconds as never
+    assert rows["ars"][1].startswith("≥ ") and rows["ars"][1].endswith("(2/3)")
+    assert not rows["ars"][2].startswith("≥") and rows["ars"][2].endswith("(2/3)")
+    assert "(" not in rows["cmaes"][1] and rows["cmaes"][1].startswith("2.01k [")  # 2000, 1010, 3020: IQM of 3 = mean
+    assert rows["cmaes"][6] == rows["cmaes"][7] == "never (0/3)"
+    assert rows["cmaes"][5].startswith("98.3 [")  # returns 100, 105, 90 at about 2,000 steps
+    assert rows["ars"][3].startswith("123 [")  # at 1.5 s (ars's median run): 130, 140, 99.5
+    assert "(A: ars, 1.5 s; B: ars, 1.5 s)" in lines[-1]
+    with pytest.raises(ValueError, match="titles: 1 given for 2"):
+        across_table([run_dir, second], ["A"])
+    with pytest.raises(ValueError, match="at least one"):
+        across_table([])
+    assert [fmt_steps(x) for x in (590_000, 1_500_000, 950, None)] == ["590k", "1.5M", "950", "—"]
