@@ -3,10 +3,10 @@ comparison its final return, its env steps and seconds to the threshold, its ret
 median wall-clock, and where asked its return at a given env-step count.
 
 The figures are the ones each comparison's own report gives (summarize and the equal-budgets table), written
-compactly: IQM [95% CI] over the runs, env steps as 590k / 1.5M. A to-threshold IQM with runs that never got there
-counts the budget for the runs that never got there, so it is a lower bound, written "≥ ..." with how many runs
-reached the threshold; in seconds a miss counts as never, and the IQM is ∞ once more than a quarter of the runs
-missed (report_stats' rules).
+compactly: IQM [95% CI] over the runs, env steps as 590k / 1.5M. In env steps to a threshold, a completed run that
+never got there counts as its budget, so the IQM is then a lower bound, written "≥ ..." with how many runs reached
+the threshold; in seconds such a run counts as never, and the IQM is ∞ once more than a quarter of the runs missed
+(report_stats' rules). A cell says how many runs it covers where that is fewer than the seeds.
 """
 from __future__ import annotations
 
@@ -17,25 +17,28 @@ import numpy as np
 from . import stats
 from .budgets import method_budget
 from .numfmt import fmt_number
-from .records import read_config
+from .records import read_config, task_title
 from .report import summarize
 from .report_matched import quickest_wall, return_at_seconds, return_at_steps
+from .report_stats import NEVER
 
 __all__ = ["across_table", "fmt_steps"]
 
 
 def fmt_steps(x: float | None) -> str:
-    """Env steps, short: 590k, 1.51M, 950."""
+    """Env steps, short: 590k, 1.51M, 950 (rounded to 3 significant digits before the unit is chosen)."""
     if x is None or not np.isfinite(x):
         return fmt_number(x)
-    if abs(x) >= 1e6:
-        return f"{x / 1e6:.3g}M"
-    if abs(x) >= 1e3:
-        return f"{x / 1e3:.3g}k"
-    return f"{x:.0f}"
+    r = float(f"{x:.3g}")
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(r) >= scale:
+            return f"{r / scale:.3g}{unit}"
+    return f"{r:.0f}"
 
 
 def _num(x: float | None) -> str:
+    if x is not None and np.isfinite(x) and abs(x) >= 999.5:  # 3 digits would write 999.7 as 1e+03
+        return f"{x:,.0f}"
     return fmt_number(x, digits=3)
 
 
@@ -45,71 +48,98 @@ def _interval(value, low, high, fmt=_num) -> str:
     return f"{fmt(value)} [{fmt(low)}, {fmt(high)}]" if low is not None else fmt(value)
 
 
-def _iqm(values: list[float | None]) -> str:
+def _runs_note(n: int, seeds: int) -> str:
+    """How many runs a cell covers, where it is not every seed (unfinished or failed jobs)."""
+    return f" ({n} run{'s' if n != 1 else ''})" if n < seeds else ""
+
+
+def _iqm(values: list[float | None], seeds: int) -> str:
     sample = [v for v in values if v is not None and np.isfinite(v)]
-    if len(sample) < 2:
-        return _num(sample[0]) if sample else "—"
+    if not sample:
+        return "—"
+    if len(sample) == 1:
+        return _num(sample[0]) + _runs_note(1, seeds)
     est = stats.interval_estimate(sample, stats.iqm)
-    return _interval(est.value, est.low, est.high)
+    return _interval(est.value, est.low, est.high) + _runs_note(len(sample), seeds)
 
 
-def _to_threshold(r: dict, key: str, fmt, censored: bool) -> str:
-    """IQM [95% CI] (reached/runs) when some run missed; "never" when none reached. `censored`: a miss counts as
-    the budget (env steps), so the IQM is a lower bound and written "≥"; else it counts as ∞ (seconds)."""
-    reached, runs = r.get("successes") or 0, r.get("seeds") or 0
+def _to_threshold(r: dict, key: str, fmt, seeds: int) -> str:
+    """IQM [95% CI] of the statistics' sample, with "(k/n)" where k of its n runs reached the threshold (n below
+    the seeds: jobs that failed or are unfinished and had not reached it are left out). In env steps a miss counts
+    as the budget (`censored_runs`), so the IQM is then a lower bound, written "≥"; in seconds a miss is ∞."""
+    if key == "steps_to_threshold":
+        n = len(r.get("_steps") or [])
+        reached = n - (r.get("censored_runs") or 0)
+        bound = bool(r.get("censored_runs"))
+    else:
+        sample = r.get("_seconds") or []
+        n, reached, bound = len(sample), sum(v < NEVER for v in sample), False
+    if not n:
+        return "—"
     if not reached:
-        return f"never (0/{runs})"
+        return f"never (0/{n})"
     cell = _interval(r.get(f"{key}_iqm"), r.get(f"{key}_iqm_low"), r.get(f"{key}_iqm_high"), fmt)
-    if cell == "—" or reached == runs:
-        return cell
-    lower = "≥ " if censored and np.isfinite(r.get(f"{key}_iqm") or np.inf) else ""
-    return f"{lower}{cell} ({reached}/{runs})"
+    if bound and np.isfinite(r.get(f"{key}_iqm") or np.inf):
+        cell = "≥ " + cell
+    return cell + (f" ({reached}/{n})" if reached < n or n < seeds else "")
+
+
+def _seed_count(cfg: dict) -> int:
+    seeds = cfg.get("seeds", 1)
+    return len(seeds) if isinstance(seeds, list) else int(seeds)
 
 
 def across_table(runs: list[str | Path], titles: list[str] | None = None,
                  thresholds: list[float | None] | None = None,
                  at_steps: list[float | None] | None = None) -> list[str]:
-    """The markdown lines of the table. One entry per run directory (or published copy) in each list: its title
-    (default: the config's env id), its threshold (None: the config's), and an env-step count at which to read
-    every method's return as well (None: no such column)."""
+    """The markdown lines of the table and its footnote. One entry per run directory (or published copy) in each
+    list: its title (default: the config's name and env id), its threshold (None: the config's), and an env-step
+    count at which to read every method's return as well (None: no such column)."""
     runs = [Path(r) for r in runs]
     if not runs:
         raise ValueError("runs: give at least one comparison directory")
     for name, values in (("titles", titles), ("thresholds", thresholds), ("at_steps", at_steps)):
         if values is not None and len(values) != len(runs):
             raise ValueError(f"{name}: {len(values)} given for {len(runs)} run directories")
+    for name, values in (("thresholds", thresholds), ("at_steps", at_steps)):
+        bad = [v for v in values or [] if v is not None and not (np.isfinite(v) and (name == "thresholds" or v > 0))]
+        if bad:
+            raise ValueError(f"{name}: must be {'finite' if name == 'thresholds' else 'positive'} numbers, got {bad}")
     head, columns, methods, clocks = ["method"], [], {}, []
     for i, run in enumerate(runs):
         cfg = read_config(run)
-        title = titles[i] if titles else (cfg.get("task", {}).get("env", {}) or {}).get("id", run.name)
+        if isinstance(cfg.get("task"), dict) and cfg["task"].get("function"):
+            raise ValueError(f"{run} is a function task: the table reads env returns (use `evograd report` there)")
+        seeds = _seed_count(cfg)
+        title = (titles[i] if titles else task_title(cfg, run)).replace("|", "\\|")
         thr = thresholds[i] if thresholds and thresholds[i] is not None else cfg.get("threshold")
-        rows = {r["method"]: r for r in summarize(run, None if thr is None else float(thr))}
+        rows = {r["method"]: r for r in summarize(run, None if thr is None else float(thr), "env")}
         methods.update(dict.fromkeys(rows))
         budgets = {m: method_budget(cfg, m).get("env_steps") for m in rows}
-        varied = len({b for b in budgets.values()}) > 1
         n = at_steps[i] if at_steps else None
         quick = quickest_wall(list(rows.values()))
         cols = []
-        if varied:
+        if len(set(budgets.values())) > 1:
             cols.append(("budget", lambda m, r, b=budgets: fmt_steps(b[m])))
-        cols.append(("final return", lambda m, r: _interval(r.get("final_return_iqm"), r.get("final_return_iqm_low"),
-                                                              r.get("final_return_iqm_high"))))
+        cols.append(("final return", lambda m, r, k=seeds: _interval(
+            r.get("final_return_iqm"), r.get("final_return_iqm_low"), r.get("final_return_iqm_high"))
+            + _runs_note(len(r.get("_final") or []), k)))
         if n is not None:
-            def at_n(m, r, n=n, b=budgets):
+            def at_n(m, r, n=n, b=budgets, k=seeds):
                 if b[m] is not None and b[m] < n:
                     return "—"
-                return _iqm([x[0] for c in r.get("_curves", []) if (x := return_at_steps(c, n))])
+                return _iqm([x[0] for c in r.get("_curves", []) if (x := return_at_steps(c, n))], k)
             cols.append((f"return at {fmt_steps(n)} steps", at_n))
         if thr is not None:
             cols.append((f"env steps to {_num(float(thr))}",
-                         lambda m, r: _to_threshold(r, "steps_to_threshold", fmt_steps, True)))
+                         lambda m, r, k=seeds: _to_threshold(r, "steps_to_threshold", fmt_steps, k)))
             cols.append((f"seconds to {_num(float(thr))}",
-                         lambda m, r: _to_threshold(r, "seconds_to_threshold", _num, False)))
+                         lambda m, r, k=seeds: _to_threshold(r, "seconds_to_threshold", _num, k)))
         if quick is not None:
             t = quick[1]
             clocks.append(f"{title}: {quick[0]}, {_num(t)} s")
-            cols.append((f"return at {_num(t)} s",
-                         lambda m, r, t=t: _iqm([return_at_seconds(c, t) for c in r.get("_curves", [])])))
+            cols.append((f"return at {_num(t)} s", lambda m, r, t=t, k=seeds: _iqm(
+                [return_at_seconds(c, t) for c in r.get("_curves", [])], k)))
         head += [f"{title}: {name}" if j == 0 else name for j, (name, _) in enumerate(cols)]
         columns.append((rows, cols))
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
@@ -117,8 +147,12 @@ def across_table(runs: list[str | Path], titles: list[str] | None = None,
         cells = [m.replace("|", "\\|")]
         for rows, cols in columns:
             r = rows.get(m)
-            cells += [fn(m, r) if r is not None else "—" for _, fn in cols]
+            cells += [fn(m, r) if r is not None else "·" for _, fn in cols]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "IQM [95% CI] over the runs; (n runs): fewer runs than seeds (unfinished or failed jobs). To a "
+              "threshold, (k/n): k of the n runs counted reached it; \"≥\": the others count as the budget, so the "
+              "figure is a lower bound; in seconds they count as never (∞). —: no value; ·: the method is not in that "
+              "comparison."]
     if clocks:
         lines += ["", "Return at T s: each run's last evaluation at or before T, T the median wall-clock of the "
                   f"quickest method's completed runs ({'; '.join(clocks)})."]

@@ -318,3 +318,29 @@ def test_snapshot_run_carries_an_unfinished_run_that_resumes_from_the_copy(compa
     assert {m: r["status"] for m, r in results.items()} == {"long": "ok", "short": "ok", "ppo": "ok"}
     assert (carried / "long" / "seed0" / "result.json").read_text() == long_before  # kept, not run again
     assert results["short"]["env_steps"] >= 1000
+
+
+def test_comparison_table_cli_states_budgets_and_refuses_bad_flags(compared):
+    from pathlib import Path
+
+    _, run, _ = compared
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "comparison_table.py"
+
+    def cli(*args):
+        return subprocess.run([sys.executable, str(script), str(run), *args], capture_output=True, text=True)
+
+    ok = cli("--titles", "Toy", "--at-steps", "1000")
+    assert ok.returncode == 0, ok.stderr
+    head = ok.stdout.splitlines()[0]
+    assert "Toy: budget" in head and "return at 1k steps" in head and "env steps to 1,000,000" in head
+    rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.strip("|").split("|")[1:]]
+            for ln in ok.stdout.splitlines()[2:] if ln.startswith("| ")}
+    assert [rows[m][0] for m in ("long", "short", "ppo")] == ["3k", "1k", "512"]
+    assert rows["ppo"][2] == "—"  # its budget (512) is below 1k steps
+    assert rows["long"][3] == "never (0/1)" and rows["long"][4] == "never (0/1)"  # 1e6 is out of reach
+    for args, message in ((("--thresholds", "nan"), "--thresholds: finite numbers"),
+                          (("--at-steps", "-5"), "--at-steps: positive numbers"),
+                          (("--at-steps", "1", "2"), "--at-steps: 2 given for 1"),
+                          (("--titles", "a", "b"), "--titles: 2 given for 1")):
+        bad = cli(*args)
+        assert bad.returncode == 2 and message in bad.stderr, (args, bad.stderr)

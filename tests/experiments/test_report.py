@@ -411,16 +411,26 @@ def test_across_table_one_row_per_method_with_bounds_and_counts(run_dir, tmp_pat
     rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.strip("|").split("|")[1:]] for ln in lines[2:]
             if ln.startswith("| ")}
     assert list(rows) == ["ppo", "cmaes", "ars"]
-    # ars seed 2 never reached 100: env steps count it as the budget (a lower bound), seconds as never
+    # ars seed 2 completed without reaching 100: env steps count it as the budget (a lower bound), seconds as never
     assert rows["ars"][1].startswith("≥ ") and rows["ars"][1].endswith("(2/3)")
     assert not rows["ars"][2].startswith("≥") and rows["ars"][2].endswith("(2/3)")
-    assert "(" not in rows["cmaes"][1] and rows["cmaes"][1].startswith("2.01k [")  # 2000, 1010, 3020: IQM of 3 = mean
+    assert rows["cmaes"][1].startswith("2.01k [") and "(" not in rows["cmaes"][1]  # 2000, 1010, 3020: all reached
     assert rows["cmaes"][6] == rows["cmaes"][7] == "never (0/3)"
     assert rows["cmaes"][5].startswith("98.3 [")  # returns 100, 105, 90 at about 2,000 steps
     assert rows["ars"][3].startswith("123 [")  # at 1.5 s (ars's median run): 130, 140, 99.5
+    # ppo: seed 1 failed before reaching 100 (left out), seed 2 was killed after reaching it (counted)
+    assert rows["ppo"][0] == "160 (1 run)"
+    assert rows["ppo"][1].endswith("(2/2)") and not rows["ppo"][1].startswith("≥")
     assert "(A: ars, 1.5 s; B: ars, 1.5 s)" in lines[-1]
     with pytest.raises(ValueError, match="titles: 1 given for 2"):
         across_table([run_dir, second], ["A"])
     with pytest.raises(ValueError, match="at least one"):
         across_table([])
-    assert [fmt_steps(x) for x in (590_000, 1_500_000, 950, None)] == ["590k", "1.5M", "950", "—"]
+    with pytest.raises(ValueError, match="thresholds: must be finite"):
+        across_table([run_dir], thresholds=[float("nan")])
+    fn = tmp_path / "fn"
+    (fn / "cmaes" / "seed0").mkdir(parents=True)
+    (fn / "config.resolved.yaml").write_text(yaml.safe_dump({"name": "f", "task": {"function": {"fn": "sphere"}}}))
+    with pytest.raises(ValueError, match="function task"):
+        across_table([fn])
+    assert [fmt_steps(x) for x in (590_000, 1_500_000, 950, 999_600, None)] == ["590k", "1.5M", "950", "1M", "—"]
