@@ -89,13 +89,7 @@ def _seed_count(cfg: dict) -> int:
     return len(seeds) if isinstance(seeds, list) else int(seeds)
 
 
-def across_table(runs: list[str | Path], titles: list[str] | None = None,
-                 thresholds: list[float | None] | None = None,
-                 at_steps: list[float | None] | None = None) -> list[str]:
-    """The markdown lines of the table and its footnote. One entry per run directory (or published copy) in each
-    list: its title (default: the config's name and env id), its threshold (None: the config's), and an env-step
-    count at which to read every method's return as well (None: no such column)."""
-    runs = [Path(r) for r in runs]
+def _check(runs: list[Path], titles, thresholds, at_steps) -> None:
     if not runs:
         raise ValueError("runs: give at least one comparison directory")
     for name, values in (("titles", titles), ("thresholds", thresholds), ("at_steps", at_steps)):
@@ -105,41 +99,58 @@ def across_table(runs: list[str | Path], titles: list[str] | None = None,
         bad = [v for v in values or [] if v is not None and not (np.isfinite(v) and (name == "thresholds" or v > 0))]
         if bad:
             raise ValueError(f"{name}: must be {'finite' if name == 'thresholds' else 'positive'} numbers, got {bad}")
+
+
+def _comparison_columns(run: Path, title: str | None, thr: float | None, n: float | None):
+    """One comparison's rows (by method), its columns ((name, cell function)), its title and its clock note."""
+    cfg = read_config(run)
+    if isinstance(cfg.get("task"), dict) and cfg["task"].get("function"):
+        raise ValueError(f"{run} is a function task: the table reads env returns (use `evograd report` there)")
+    seeds = _seed_count(cfg)
+    title = (title or task_title(cfg, run)).replace("|", "\\|")
+    thr = thr if thr is not None else cfg.get("threshold")
+    rows = {r["method"]: r for r in summarize(run, None if thr is None else float(thr), "env")}
+    budgets = {m: method_budget(cfg, m).get("env_steps") for m in rows}
+    cols = []
+    if len(set(budgets.values())) > 1:
+        cols.append(("budget", lambda m, r: fmt_steps(budgets[m])))
+    cols.append(("final return", lambda m, r: _interval(
+        r.get("final_return_iqm"), r.get("final_return_iqm_low"), r.get("final_return_iqm_high"))
+        + _runs_note(len(r.get("_final") or []), seeds)))
+    if n is not None:
+        def at_n(m, r):
+            if budgets[m] is not None and budgets[m] < n:
+                return "—"
+            return _iqm([x[0] for c in r.get("_curves", []) if (x := return_at_steps(c, n))], seeds)
+        cols.append((f"return at {fmt_steps(n)} steps", at_n))
+    if thr is not None:
+        cols.append((f"env steps to {_num(float(thr))}",
+                     lambda m, r: _to_threshold(r, "steps_to_threshold", fmt_steps, seeds)))
+        cols.append((f"seconds to {_num(float(thr))}",
+                     lambda m, r: _to_threshold(r, "seconds_to_threshold", _num, seeds)))
+    quick, clock = quickest_wall(list(rows.values())), None
+    if quick is not None:
+        clock = f"{title}: {quick[0]}, {_num(quick[1])} s"
+        cols.append((f"return at {_num(quick[1])} s", lambda m, r: _iqm(
+            [return_at_seconds(c, quick[1]) for c in r.get("_curves", [])], seeds)))
+    return rows, cols, title, clock
+
+
+def across_table(runs: list[str | Path], titles: list[str] | None = None,
+                 thresholds: list[float | None] | None = None,
+                 at_steps: list[float | None] | None = None) -> list[str]:
+    """The markdown lines of the table and its footnote. One entry per run directory (or published copy) in each
+    list: its title (default: the config's name and env id), its threshold (None: the config's), and an env-step
+    count at which to read every method's return as well (None: no such column)."""
+    runs = [Path(r) for r in runs]
+    _check(runs, titles, thresholds, at_steps)
     head, columns, methods, clocks = ["method"], [], {}, []
     for i, run in enumerate(runs):
-        cfg = read_config(run)
-        if isinstance(cfg.get("task"), dict) and cfg["task"].get("function"):
-            raise ValueError(f"{run} is a function task: the table reads env returns (use `evograd report` there)")
-        seeds = _seed_count(cfg)
-        title = (titles[i] if titles else task_title(cfg, run)).replace("|", "\\|")
-        thr = thresholds[i] if thresholds and thresholds[i] is not None else cfg.get("threshold")
-        rows = {r["method"]: r for r in summarize(run, None if thr is None else float(thr), "env")}
+        rows, cols, title, clock = _comparison_columns(run, titles[i] if titles else None,
+                                                       thresholds[i] if thresholds else None,
+                                                       at_steps[i] if at_steps else None)
         methods.update(dict.fromkeys(rows))
-        budgets = {m: method_budget(cfg, m).get("env_steps") for m in rows}
-        n = at_steps[i] if at_steps else None
-        quick = quickest_wall(list(rows.values()))
-        cols = []
-        if len(set(budgets.values())) > 1:
-            cols.append(("budget", lambda m, r, b=budgets: fmt_steps(b[m])))
-        cols.append(("final return", lambda m, r, k=seeds: _interval(
-            r.get("final_return_iqm"), r.get("final_return_iqm_low"), r.get("final_return_iqm_high"))
-            + _runs_note(len(r.get("_final") or []), k)))
-        if n is not None:
-            def at_n(m, r, n=n, b=budgets, k=seeds):
-                if b[m] is not None and b[m] < n:
-                    return "—"
-                return _iqm([x[0] for c in r.get("_curves", []) if (x := return_at_steps(c, n))], k)
-            cols.append((f"return at {fmt_steps(n)} steps", at_n))
-        if thr is not None:
-            cols.append((f"env steps to {_num(float(thr))}",
-                         lambda m, r, k=seeds: _to_threshold(r, "steps_to_threshold", fmt_steps, k)))
-            cols.append((f"seconds to {_num(float(thr))}",
-                         lambda m, r, k=seeds: _to_threshold(r, "seconds_to_threshold", _num, k)))
-        if quick is not None:
-            t = quick[1]
-            clocks.append(f"{title}: {quick[0]}, {_num(t)} s")
-            cols.append((f"return at {_num(t)} s", lambda m, r, t=t, k=seeds: _iqm(
-                [return_at_seconds(c, t) for c in r.get("_curves", [])], k)))
+        clocks += [clock] if clock else []
         head += [f"{title}: {name}" if j == 0 else name for j, (name, _) in enumerate(cols)]
         columns.append((rows, cols))
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
