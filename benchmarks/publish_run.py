@@ -17,9 +17,7 @@ The README lists every job of the config that has not finished, those never star
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 TOP = ("config.resolved.yaml", "run_meta.json")  # machine paths rewritten; the rest is rebuilt from the copy
@@ -30,27 +28,21 @@ def copy_run(run: Path, dest: Path, name: str) -> list[tuple[str, int, str]]:
     """Copy the plain files (machine paths out: the run directory as runs/<name>); returns (label, seed, status)
     of every job found (the report's own reading of the run directory: status "ok", "failed" or "missing" for a
     job without a readable result.json), and of the config's jobs never started."""
-    from snapshot_run import REWRITTEN, machine_free
+    from snapshot_run import copy_machine_free  # a failed job's result.json holds its traceback
 
     from evograd.experiments.records import read_runs
-
-    def copy(src: Path, out: Path) -> None:
-        if src.name in REWRITTEN:  # a failed job's result.json holds its traceback
-            out.write_text(machine_free(src.read_text(errors="replace"), run, name))
-        else:
-            shutil.copy2(src, out)
 
     dest.mkdir(parents=True, exist_ok=True)
     for top in TOP:
         if (run / top).exists():
-            copy(run / top, dest / top)
+            copy_machine_free(run / top, dest / top, run, name)
     jobs = []
     for r in read_runs(run):
         out = dest / r.path.relative_to(run)
         out.mkdir(parents=True, exist_ok=True)
         for job_file in JOB:
             if (r.path / job_file).exists():
-                copy(r.path / job_file, out / job_file)
+                copy_machine_free(r.path / job_file, out / job_file, run, name)
         jobs.append((r.label, r.seed, r.status))
     return jobs + _not_started(run, {(label, seed) for label, seed, _ in jobs})
 
@@ -129,7 +121,7 @@ def main() -> int:
     if not (args.run / "config.resolved.yaml").exists():
         print(f"{args.run}: no config.resolved.yaml (not a comparison's run directory)", file=sys.stderr)
         return 2
-    from snapshot_run import overlaps, replace_dir
+    from snapshot_run import built_beside, overlaps
 
     if overlaps(args.run, args.dest):
         print(f"{args.dest} is the run directory, inside it or above it", file=sys.stderr)
@@ -138,18 +130,12 @@ def main() -> int:
         print(f"{args.dest} exists: --replace replaces it", file=sys.stderr)
         return 2
     name = args.dest.resolve().name
-    args.dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=args.dest.parent, prefix=f".{name}.partial-"))
-    try:  # built beside DEST and swapped in whole: a failure leaves the earlier DEST as it was
+    with built_beside(args.dest) as tmp:  # swapped in whole: a failure leaves the earlier DEST as it was
         jobs = copy_run(args.run, tmp, name)
         text = readme(tmp, args.command, jobs, name)
         if notes:
             text += "\n## Notes\n\n" + notes + "\n"
         (tmp / "README.md").write_text(text)
-        replace_dir(tmp, args.dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     rebuild_report(args.dest)  # in place: report.html names the folder it describes
     print(f"{args.dest}: {len(jobs)} jobs, {sum(s == 'ok' for *_, s in jobs)} finished")
     return 0

@@ -21,6 +21,7 @@ When every job has finished, publish_run.py writes the published comparison inst
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import re
@@ -95,6 +96,28 @@ def machine_free(text: str, run: Path, name: str) -> str:
     return re.sub(r"(?<![\w.-])/[^\s\"',\]]*/(evograd/[\w.-]+(?:/[\w.-]+)*\.py)", r"\1", text)  # the last /evograd/
 
 
+def copy_machine_free(src: Path, out: Path, run: Path, name: str) -> None:
+    """Copy one file of the run; the files that hold machine paths (REWRITTEN) pass through machine_free."""
+    if src.name in REWRITTEN:
+        out.write_text(machine_free(src.read_text(errors="replace"), run, name))
+    else:
+        shutil.copy2(src, out)
+
+
+@contextlib.contextmanager
+def built_beside(dest: Path):
+    """A fresh folder beside DEST to build the copy in, swapped in for DEST (replace_dir) when the block ends and
+    removed when it raises: a failure leaves the earlier DEST as it was."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.resolve().name}.partial-"))
+    try:
+        yield tmp
+        replace_dir(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def replace_dir(new: Path, dest: Path) -> None:
     """Put the folder `new` (built beside DEST) in DEST's place: the earlier DEST stays whole until the new one is
     in, and comes back if that fails."""
@@ -152,10 +175,8 @@ def snapshot(run: Path, dest: Path, max_mb: float = 5.0, name: str | None = None
         raise ValueError(why_not)
     max_bytes = int(max_mb * 1e6)
     finished = {j.relative_to(run) for j in run.glob("*/seed*") if j.is_dir() and _finished(j)}
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.partial-"))
     left = []
-    try:
+    with built_beside(dest) as tmp:
         for path in sorted(p for p in run.rglob("*") if p.is_file()):
             rel = path.relative_to(run)
             try:
@@ -165,20 +186,13 @@ def snapshot(run: Path, dest: Path, max_mb: float = 5.0, name: str | None = None
                     continue
                 out = tmp / rel
                 out.parent.mkdir(parents=True, exist_ok=True)
-                if path.name in REWRITTEN:
-                    out.write_text(machine_free(path.read_text(errors="replace"), run, name))
-                else:
-                    shutil.copy2(path, out)
+                copy_machine_free(path, out, run, name)
             except FileNotFoundError:  # replaced or removed by the running job meanwhile (an atomic write)
                 left.append((rel.as_posix(), "gone while copying"))
         big = [f"{p} ({why})" for p, why in left if "limit" in why]
         (tmp / "README.md").write_text(README.format(name=name, max_mb=max_mb, dest=_shown(dest),
                                                      left_out="; ".join(big) if big else "no checkpoint of a job "
                                                      "in progress"))
-        replace_dir(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return left
 
 
